@@ -1,0 +1,344 @@
+/*
+ * codec.c - record encoding, zstd with trained dictionaries (see codec.h).
+ *
+ * Dictionaries are pre-digested once into a CDict and a DDict, which zstd
+ * allows many threads to share. Contexts (CCtx/DCtx) are per use and come
+ * from a mutex-protected free list, so the loop thread, worker threads and
+ * the writer never contend for more than a pointer swap.
+ */
+#define ZSTD_STATIC_LINKING_ONLY
+#include "codec.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zdict.h>
+#include <zstd.h>
+
+typedef struct dict {
+	uint32_t id;
+	size_t len;
+	ZSTD_CDict *cdict;
+	ZSTD_DDict *ddict;
+} dict;
+
+typedef struct ctx_node {
+	struct ctx_node *next;
+	void *ctx;
+} ctx_node;
+
+struct na_codec {
+	int level;
+	size_t max_raw;
+	_Atomic(dict *) dicts[NA_MAX_DICTS + 1];
+	atomic_uint current;
+	atomic_uint max_id;
+	pthread_mutex_t lock;
+	ctx_node *cctx_free;
+	ctx_node *dctx_free;
+};
+
+int na_codec_create(int level, size_t max_raw, na_codec **out)
+{
+	na_codec *c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->level = level;
+	c->max_raw = max_raw;
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return 0;
+}
+
+static void free_ctx_list(ctx_node *n, bool cctx)
+{
+	while (n) {
+		ctx_node *next = n->next;
+		if (cctx)
+			ZSTD_freeCCtx(n->ctx);
+		else
+			ZSTD_freeDCtx(n->ctx);
+		free(n);
+		n = next;
+	}
+}
+
+void na_codec_destroy(na_codec *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i <= NA_MAX_DICTS; i++) {
+		dict *d = atomic_load(&c->dicts[i]);
+		if (d) {
+			ZSTD_freeCDict(d->cdict);
+			ZSTD_freeDDict(d->ddict);
+			free(d);
+		}
+	}
+	free_ctx_list(c->cctx_free, true);
+	free_ctx_list(c->dctx_free, false);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len)
+{
+	if (id == 0 || id > NA_MAX_DICTS || len == 0)
+		return -EINVAL;
+	if (atomic_load(&c->dicts[id]))
+		return -EEXIST;
+	dict *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->id = id;
+	d->len = len;
+	d->cdict = ZSTD_createCDict(bytes, len, c->level);
+	d->ddict = ZSTD_createDDict(bytes, len);
+	if (!d->cdict || !d->ddict) {
+		ZSTD_freeCDict(d->cdict);
+		ZSTD_freeDDict(d->ddict);
+		free(d);
+		return -EINVAL;
+	}
+	dict *expect = NULL;
+	if (!atomic_compare_exchange_strong(&c->dicts[id], &expect, d)) {
+		ZSTD_freeCDict(d->cdict);
+		ZSTD_freeDDict(d->ddict);
+		free(d);
+		return -EEXIST;
+	}
+	unsigned m = atomic_load(&c->max_id);
+	while (id > m && !atomic_compare_exchange_weak(&c->max_id, &m, id))
+		;
+	return 0;
+}
+
+void na_codec_use_dict(na_codec *c, uint32_t id)
+{
+	if (id == 0 || (id <= NA_MAX_DICTS && atomic_load(&c->dicts[id])))
+		atomic_store(&c->current, id);
+}
+
+uint32_t na_codec_current_dict(const na_codec *c) { return atomic_load(&c->current); }
+uint32_t na_codec_max_dict(const na_codec *c) { return atomic_load(&c->max_id); }
+
+size_t na_codec_dict_size(const na_codec *c, uint32_t id)
+{
+	if (id == 0 || id > NA_MAX_DICTS)
+		return 0;
+	dict *d = atomic_load(&((na_codec *)c)->dicts[id]);
+	return d ? d->len : 0;
+}
+
+size_t na_codec_bound(size_t raw_len)
+{
+	size_t z = ZSTD_compressBound(raw_len);
+	return NA_REC_HDR_MAX + (z > raw_len ? z : raw_len);
+}
+
+static void *take(na_codec *c, ctx_node **list, ctx_node **node)
+{
+	pthread_mutex_lock(&c->lock);
+	ctx_node *n = *list;
+	if (n)
+		*list = n->next;
+	pthread_mutex_unlock(&c->lock);
+	if (n) {
+		*node = n;
+		return n->ctx;
+	}
+	n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	*node = n;
+	return NULL;
+}
+
+static void give(na_codec *c, ctx_node **list, ctx_node *n)
+{
+	pthread_mutex_lock(&c->lock);
+	n->next = *list;
+	*list = n;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static ZSTD_CCtx *cctx_get(na_codec *c, ctx_node **node)
+{
+	ZSTD_CCtx *z = take(c, &c->cctx_free, node);
+	if (z || !*node)
+		return z;
+	z = ZSTD_createCCtx();
+	if (!z) {
+		free(*node);
+		return NULL;
+	}
+	ZSTD_CCtx_setParameter(z, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 0);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_dictIDFlag, 0);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->level);
+	(*node)->ctx = z;
+	return z;
+}
+
+static ZSTD_DCtx *dctx_get(na_codec *c, ctx_node **node)
+{
+	ZSTD_DCtx *z = take(c, &c->dctx_free, node);
+	if (z || !*node)
+		return z;
+	z = ZSTD_createDCtx();
+	if (!z) {
+		free(*node);
+		return NULL;
+	}
+	ZSTD_DCtx_setParameter(z, ZSTD_d_format, ZSTD_f_zstd1_magicless);
+	(*node)->ctx = z;
+	return z;
+}
+
+static size_t put_varint(uint8_t *p, uint32_t v)
+{
+	size_t i = 0;
+	while (v >= 0x80) {
+		p[i++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[i++] = (uint8_t)v;
+	return i;
+}
+
+static size_t raw_record(uint8_t *out, const void *raw, size_t n)
+{
+	out[0] = NA_REC_RAW;
+	size_t h = 1 + put_varint(out + 1, (uint32_t)n);
+	memcpy(out + h, raw, n);
+	return h + n;
+}
+
+int na_codec_encode(na_codec *c, const void *raw, size_t n, uint8_t *out, size_t *outlen)
+{
+	if (n > c->max_raw || n > UINT32_MAX)
+		return -EINVAL;
+	if (n < 64) { /* not worth a frame */
+		*outlen = raw_record(out, raw, n);
+		return 0;
+	}
+	uint32_t id = atomic_load(&c->current);
+	dict *d = id ? atomic_load(&c->dicts[id]) : NULL;
+	size_t h = 0;
+	out[h++] = d ? NA_REC_ZSTD_DICT : NA_REC_ZSTD;
+	if (d) {
+		out[h++] = (uint8_t)(id >> 24);
+		out[h++] = (uint8_t)(id >> 16);
+		out[h++] = (uint8_t)(id >> 8);
+		out[h++] = (uint8_t)id;
+	}
+	h += put_varint(out + h, (uint32_t)n);
+	ctx_node *node = NULL;
+	ZSTD_CCtx *z = cctx_get(c, &node);
+	if (!z)
+		return -ENOMEM;
+	size_t cap = na_codec_bound(n) - h;
+	size_t zn;
+	if (d) {
+		ZSTD_CCtx_refCDict(z, d->cdict);
+		zn = ZSTD_compress2(z, out + h, cap, raw, n);
+		ZSTD_CCtx_refCDict(z, NULL);
+	} else {
+		zn = ZSTD_compress2(z, out + h, cap, raw, n);
+	}
+	give(c, &c->cctx_free, node);
+	if (ZSTD_isError(zn) || h + zn >= n + 1 + 5) {
+		*outlen = raw_record(out, raw, n);
+		return 0;
+	}
+	*outlen = h + zn;
+	return 0;
+}
+
+int na_rec_parse(const na_codec *c, const uint8_t *rec, size_t len, na_rec *out)
+{
+	if (len < 2)
+		return -EINVAL;
+	size_t i = 0;
+	out->fmt = rec[i++];
+	out->dict = 0;
+	if (out->fmt > NA_REC_ZSTD_DICT)
+		return -EINVAL;
+	if (out->fmt == NA_REC_ZSTD_DICT) {
+		if (len < 6)
+			return -EINVAL;
+		out->dict = (uint32_t)rec[1] << 24 | (uint32_t)rec[2] << 16 | (uint32_t)rec[3] << 8 | rec[4];
+		i = 5;
+	}
+	uint64_t v = 0;
+	for (int shift = 0;; shift += 7) {
+		if (i >= len || shift > 28)
+			return -EINVAL;
+		uint8_t b = rec[i++];
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			break;
+	}
+	if (v > c->max_raw || v > UINT32_MAX)
+		return -EINVAL;
+	out->raw_len = (uint32_t)v;
+	out->payload = rec + i;
+	out->payload_len = len - i;
+	if (out->fmt == NA_REC_RAW && out->payload_len != v)
+		return -EINVAL;
+	return 0;
+}
+
+int na_codec_decode(na_codec *c, const uint8_t *recb, size_t len, uint8_t *out, size_t cap,
+		    size_t *outlen)
+{
+	na_rec rec;
+	if (na_rec_parse(c, recb, len, &rec))
+		return -EINVAL;
+	if (cap < rec.raw_len)
+		return -EINVAL;
+	if (rec.fmt == NA_REC_RAW) {
+		memcpy(out, rec.payload, rec.raw_len);
+		*outlen = rec.raw_len;
+		return 0;
+	}
+	dict *d = NULL;
+	if (rec.fmt == NA_REC_ZSTD_DICT) {
+		d = rec.dict <= NA_MAX_DICTS ? atomic_load(&c->dicts[rec.dict]) : NULL;
+		if (!d)
+			return -EINVAL;
+	}
+	ctx_node *node = NULL;
+	ZSTD_DCtx *z = dctx_get(c, &node);
+	if (!z)
+		return -ENOMEM;
+	ZSTD_DCtx_refDDict(z, d ? d->ddict : NULL);
+	size_t n = ZSTD_decompressDCtx(z, out, rec.raw_len, rec.payload, rec.payload_len);
+	if (d)
+		ZSTD_DCtx_refDDict(z, NULL);
+	give(c, &c->dctx_free, node);
+	if (ZSTD_isError(n) || n != rec.raw_len)
+		return -EINVAL;
+	*outlen = n;
+	return 0;
+}
+
+int na_codec_train(const void *buf, const size_t *sizes, unsigned n, size_t cap, void **dict_out,
+		   size_t *dict_len)
+{
+	void *d = malloc(cap);
+	if (!d)
+		return -ENOMEM;
+	size_t r = ZDICT_trainFromBuffer(d, cap, buf, sizes, n);
+	if (ZDICT_isError(r)) {
+		free(d);
+		return -EINVAL;
+	}
+	*dict_out = d;
+	*dict_len = r;
+	return 0;
+}

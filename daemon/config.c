@@ -1,0 +1,300 @@
+/*
+ * config.c - settings from defaults, an INI file and flags (see config.h).
+ * One table describes every option: its name, type, limits and help line,
+ * so --help, the file parser and the flag parser cannot disagree.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mp.h"
+#include "rpc.h"
+
+enum otype { O_STR, O_SIZE, O_U32, O_INT, O_LEVEL, O_DURABILITY };
+
+typedef struct opt {
+	const char *name;
+	enum otype type;
+	size_t off;
+	size_t min, max;       /* for numbers */
+	const char *help;
+} opt;
+
+#define F(x) offsetof(na_config, x)
+#define K ((size_t)1 << 10)
+#define M ((size_t)1 << 20)
+#define G ((size_t)1 << 30)
+#define T ((size_t)1 << 40)
+
+static const opt opts[] = {
+	{ "data", O_STR, F(data), 0, 0, "data directory (created if missing)" },
+	{ "listen", O_STR, F(listen), 0, 0, "TCP address HOST:PORT or [V6]:PORT; \"none\" for no TCP" },
+	{ "socket", O_STR, F(socket), 0, 0, "Unix socket path (none by default)" },
+	{ "log_level", O_LEVEL, F(log_level), 0, 0, "error | warn | info | debug" },
+	{ "durability", O_DURABILITY, F(relaxed), 0, 0,
+	  "strict (fsync before every reply) | relaxed (fsync once a second)" },
+	{ "map_size", O_SIZE, F(map_size), 1 * M, 1024 * T, "initial LMDB map size" },
+	{ "max_map_size", O_SIZE, F(max_map_size), 1 * M, 1024 * T,
+	  "the map never grows past this; then writes fail with NO_SPACE" },
+	{ "compression_level", O_INT, F(compression_level), 1, 19, "zstd level, 1..19" },
+	{ "dict_size", O_SIZE, F(dict_size), 4 * K, 1 * M, "size of trained dictionaries" },
+	{ "train_min", O_U32, F(train_min), 100, 100000000,
+	  "articles stored before the first dictionary is trained" },
+	{ "max_request_bytes", O_SIZE, F(max_request_bytes), 1 * K, 1 * G, "largest request message" },
+	{ "max_depth", O_U32, F(max_depth), 4, NA_MP_DEPTH_CEILING, "deepest nesting in a request" },
+	{ "max_article_bytes", O_SIZE, F(max_article_bytes), 256, 256 * M, "largest article" },
+	{ "max_batch", O_U32, F(max_batch), 1, 1000000, "most articles in one put_batch" },
+	{ "output_queue_bytes", O_SIZE, F(output_queue_bytes), 64 * K, 4 * G,
+	  "replies queued for one client before its requests stop being read" },
+	{ "max_connections", O_U32, F(max_connections), 1, 1000000, "concurrent connections" },
+	{ "max_pending", O_U32, F(max_pending), 1, 1000000,
+	  "requests in progress per connection before reading pauses" },
+	{ "idle_timeout", O_U32, F(idle_timeout), 0, 86400 * 365, "seconds; 0 = never" },
+};
+
+void na_config_defaults(na_config *c)
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->data, sizeof c->data, "./data");
+	snprintf(c->listen, sizeof c->listen, "%s", NA_DEFAULT_ADDR);
+	c->log_level = NA_LOG_INFO;
+	c->map_size = 1 * G;
+	c->max_map_size = 256 * G;
+	c->compression_level = 3;
+	c->dict_size = 64 * K;
+	c->train_min = 2000;
+	c->max_request_bytes = NA_MAX_REQUEST_BYTES_DEFAULT;
+	c->max_depth = NA_MAX_DEPTH_DEFAULT;
+	c->max_article_bytes = NA_MAX_ARTICLE_BYTES_DEFAULT;
+	c->max_batch = NA_MAX_BATCH_DEFAULT;
+	c->output_queue_bytes = 16 * M;
+	c->max_connections = 10000;
+	c->max_pending = 1024;
+	c->idle_timeout = 0;
+}
+
+static int parse_size(const char *v, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || *v == '-')
+		return -1;
+	unsigned long long mul = 1;
+	switch (*end) {
+	case 'k': case 'K': mul = K; end++; break;
+	case 'm': case 'M': mul = M; end++; break;
+	case 'g': case 'G': mul = G; end++; break;
+	case 't': case 'T': mul = T; end++; break;
+	default: break;
+	}
+	if ((*end == 'b' || *end == 'B') && mul != 1)
+		end++;
+	if ((*end == 'i' || *end == 'I') && mul != 1 && (end[1] == 'B' || end[1] == 'b'))
+		end += 2;
+	if (*end || (mul > 1 && n > ~0ULL / mul))
+		return -1;
+	*out = (size_t)(n * mul);
+	return 0;
+}
+
+int na_config_set(na_config *c, const char *name, const char *value, char *err, size_t errlen)
+{
+	char key[64];
+	size_t n = strlen(name);
+	if (n >= sizeof key) {
+		snprintf(err, errlen, "unknown option \"%.40s...\"", name);
+		return -1;
+	}
+	for (size_t i = 0; i <= n; i++)
+		key[i] = name[i] == '-' ? '_' : name[i];
+	const opt *o = NULL;
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+		if (strcmp(opts[i].name, key) == 0)
+			o = &opts[i];
+	if (!o) {
+		snprintf(err, errlen, "unknown option \"%s\"", name);
+		return -1;
+	}
+	char *field = (char *)c + o->off;
+	size_t sz;
+	switch (o->type) {
+	case O_STR:
+		if (strlen(value) >= (o->off == F(listen) ? sizeof c->listen : sizeof c->data)) {
+			snprintf(err, errlen, "%s: value too long", o->name);
+			return -1;
+		}
+		strcpy(field, value);
+		return 0;
+	case O_LEVEL: {
+		int l = na_log_parse_level(value);
+		if (l < 0) {
+			snprintf(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"",
+				 o->name, value);
+			return -1;
+		}
+		*(int *)field = l;
+		return 0;
+	}
+	case O_DURABILITY:
+		if (strcmp(value, "strict") == 0)
+			*(bool *)field = false;
+		else if (strcmp(value, "relaxed") == 0)
+			*(bool *)field = true;
+		else {
+			snprintf(err, errlen, "%s: expected strict or relaxed, got \"%s\"", o->name, value);
+			return -1;
+		}
+		return 0;
+	case O_SIZE: case O_U32: case O_INT:
+		if (parse_size(value, &sz) || sz < o->min || sz > o->max) {
+			snprintf(err, errlen, "%s: expected a number from %zu to %zu%s, got \"%s\"",
+				 o->name, o->min, o->max,
+				 o->type == O_SIZE ? " (suffixes K, M, G, T)" : "", value);
+			return -1;
+		}
+		if (o->type == O_SIZE)
+			*(size_t *)field = sz;
+		else if (o->type == O_INT)
+			*(int *)field = (int)sz;
+		else if (o->off == F(train_min))
+			*(uint64_t *)field = sz;
+		else
+			*(uint32_t *)field = (uint32_t)sz;
+		return 0;
+	}
+	return -1;
+}
+
+typedef struct ini_ctx {
+	na_config *c;
+	const char *path;
+	char *err;
+	size_t errlen;
+	int failed;
+} ini_ctx;
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	(void)section;
+	ini_ctx *x = user;
+	char e[256];
+	if (x->failed)
+		return 0;
+	if (na_config_set(x->c, name, value, e, sizeof e)) {
+		snprintf(x->err, x->errlen, "%s: %s", x->path, e);
+		x->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int na_config_load(na_config *c, const char *path, char *err, size_t errlen)
+{
+	ini_ctx x = { c, path, err, errlen, 0 };
+	int rc = ini_parse(path, on_ini, &x);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot open the configuration file", path);
+		return -1;
+	}
+	if (x.failed)
+		return -1;
+	if (rc > 0) {
+		snprintf(err, errlen, "%s:%d: not a valid \"name = value\" line", path, rc);
+		return -1;
+	}
+	return 0;
+}
+
+int na_config_args(na_config *c, int argc, char **argv, bool *help, bool *version, bool *verify,
+		   char *err, size_t errlen)
+{
+	*help = *version = *verify = false;
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) {
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "--config needs a file name");
+				return -1;
+			}
+			snprintf(c->config_file, sizeof c->config_file, "%s", argv[i + 1]);
+			if (na_config_load(c, argv[i + 1], err, errlen))
+				return -1;
+		}
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { *help = true; continue; }
+		if (strcmp(a, "--version") == 0) { *version = true; continue; }
+		if (strcmp(a, "--verify") == 0) { *verify = true; continue; }
+		if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) { i++; continue; }
+		if (strncmp(a, "--", 2) != 0) {
+			snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", a);
+			return -1;
+		}
+		const char *name = a + 2, *eq = strchr(name, '=');
+		char nbuf[64];
+		const char *val;
+		if (eq) {
+			size_t nl = (size_t)(eq - name);
+			if (nl >= sizeof nbuf) {
+				snprintf(err, errlen, "unknown option \"%s\"", a);
+				return -1;
+			}
+			memcpy(nbuf, name, nl);
+			nbuf[nl] = 0;
+			name = nbuf;
+			val = eq + 1;
+		} else {
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "%s needs a value", a);
+				return -1;
+			}
+			val = argv[++i];
+		}
+		if (na_config_set(c, name, val, err, errlen))
+			return -1;
+	}
+	return 0;
+}
+
+void na_config_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: newsarchd [--config FILE] [--OPTION VALUE]... [--verify]\n"
+		"\n"
+		"The news-archive daemon. Serves MessagePack-RPC on TCP and a Unix socket.\n"
+		"Every option below may also be set in the configuration file as\n"
+		"\"option = value\"; flags override the file.\n\n"
+		"  --config FILE         read settings from FILE (INI)\n"
+		"  --verify              check the archive in --data offline and exit\n"
+		"  --help, --version\n\n");
+	na_config c;
+	na_config_defaults(&c);
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		char flag[64], def[64] = "";
+		const opt *o = &opts[i];
+		snprintf(flag, sizeof flag, "--%s", o->name);
+		for (char *p = flag; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		const char *field = (const char *)&c + o->off;
+		switch (o->type) {
+		case O_STR: snprintf(def, sizeof def, "%s", field); break;
+		case O_SIZE: snprintf(def, sizeof def, "%zu", *(const size_t *)field); break;
+		case O_INT: snprintf(def, sizeof def, "%d", *(const int *)field); break;
+		case O_U32:
+			if (o->off == F(train_min))
+				snprintf(def, sizeof def, "%llu", (unsigned long long)c.train_min);
+			else
+				snprintf(def, sizeof def, "%u", *(const uint32_t *)field);
+			break;
+		case O_LEVEL: snprintf(def, sizeof def, "info"); break;
+		case O_DURABILITY: snprintf(def, sizeof def, "strict"); break;
+		}
+		fprintf(out, "  %-22s %s%s%s%s\n", flag, o->help, def[0] ? " [" : "", def,
+			def[0] ? "]" : "");
+	}
+}

@@ -1,0 +1,54 @@
+/*
+ * config.h - newsarchd's settings: defaults, the INI file (--config) and
+ * command-line flags, which override the file. Every setting can be given
+ * both ways under the same name (`--max-batch 500` or `max_batch = 500`).
+ */
+#ifndef NA_CONFIG_H
+#define NA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct na_config {
+	char data[512];
+	char listen[256];          /* "" or "none": no TCP listener */
+	char socket[512];          /* "": no Unix socket */
+	char config_file[512];
+	int log_level;
+	bool relaxed;              /* durability = relaxed */
+	size_t map_size;
+	size_t max_map_size;
+	int compression_level;
+	size_t dict_size;
+	uint64_t train_min;        /* articles before the first dictionary */
+	size_t max_request_bytes;
+	unsigned max_depth;
+	size_t max_article_bytes;
+	uint32_t max_batch;
+	size_t output_queue_bytes;
+	uint32_t max_connections;
+	uint32_t max_pending;      /* requests in progress per connection */
+	uint32_t idle_timeout;     /* seconds; 0: never */
+} na_config;
+
+void na_config_defaults(na_config *c);
+
+/* Sets one option by name (dashes or underscores). Returns 0, or -1 with a
+ * message in err naming the option and the problem. */
+int na_config_set(na_config *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Reads an INI file; unknown keys and bad values are errors naming the
+ * file and line. */
+int na_config_load(na_config *c, const char *path, char *err, size_t errlen);
+
+/* Parses argv (after argv[0]). Sets the help, version and verify flags when asked.
+ * --config is read first so flags override the file. */
+int na_config_args(na_config *c, int argc, char **argv, bool *help, bool *version, bool *verify,
+		   char *err, size_t errlen);
+
+/* Prints --help text. */
+void na_config_usage(FILE *out);
+
+#endif

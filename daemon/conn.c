@@ -1,0 +1,370 @@
+/*
+ * conn.c - client connections: reading and framing requests, queueing
+ * replies, and back-pressure.
+ *
+ * Bytes are framed with na_scan as they arrive; each whole message goes to
+ * na_dispatch. Replies accumulate in c->out and are written once per loop
+ * callback (uv_try_write first, uv_write for the rest). Two things pause
+ * reading from a client: more than output_queue_bytes of replies it has not
+ * read yet (slow reader), and more than max_pending requests in progress.
+ * While paused, already received requests wait in the input buffer, so the
+ * server never buffers more than one maximal request plus one read per
+ * client, and never more replies than the output cap plus one reply.
+ *
+ * Lifetime: a connection holds one reference for its handle and one per
+ * request in progress. It is freed when the handle is closed and the last
+ * request has finished (whose reply is then dropped).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+
+#define READ_CHUNK 65536
+
+typedef struct wreq {
+	uv_write_t req;
+	na_conn *c;
+	char *data;
+	size_t len;
+} wreq;
+
+static void process(na_conn *c);
+
+na_conn *na_conn_new(na_server *s)
+{
+	na_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->srv = s;
+	c->refs = 1;
+	na_scan_init(&c->scan, s->cfg.max_request_bytes, s->cfg.max_depth);
+	msgpack_sbuffer_init(&c->out);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	c->last_active = s->loop ? uv_now(s->loop) : 0;
+	snprintf(c->peer, sizeof c->peer, "?");
+	return c;
+}
+
+
+void na_conn_unref(na_conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	na_server *s = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	free(c->in);
+	msgpack_sbuffer_destroy(&c->out);
+	free(c);
+	if (s->stopping)
+		na_server_maybe_finish(s);
+}
+
+static void on_close(uv_handle_t *h)
+{
+	na_conn_unref(h->data);
+}
+
+void na_conn_close(na_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->sink) {
+		na_conn_unref(c);
+		return;
+	}
+	uv_close(&c->h.handle, on_close);
+}
+
+static bool over_limits(const na_conn *c)
+{
+	const na_config *cfg = &c->srv->cfg;
+	return c->pending >= cfg->max_pending ||
+	       c->out.size + c->out_queued >= cfg->output_queue_bytes;
+}
+
+static void pause_reading(na_conn *c)
+{
+	if (c->paused)
+		return;
+	c->paused = true;
+	if (!c->sink && !c->closing)
+		uv_read_stop(&c->h.stream);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void resume_reading(na_conn *c)
+{
+	if (!c->paused || c->closing || c->srv->stopping || over_limits(c))
+		return;
+	c->paused = false;
+	process(c);  /* requests that waited in the buffer first */
+	if (!c->paused && !c->closing && !c->sink)
+		uv_read_start(&c->h.stream, on_alloc, on_read);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	wreq *w = (wreq *)req;
+	na_conn *c = w->c;
+	c->out_queued -= w->len;
+	free(w->data);
+	free(w);
+	if (status < 0) {
+		if (status != UV_ECANCELED)
+			log_debug("%s: write failed: %s", c->peer, uv_strerror(status));
+		na_conn_close(c);
+		return;
+	}
+	if (c->srv->stopping && c->out_queued == 0 && c->pending == 0) {
+		na_conn_close(c); /* its last reply is out */
+		return;
+	}
+	if (c->paused)
+		resume_reading(c);
+}
+
+void na_conn_flush(na_conn *c)
+{
+	if (c->out.size == 0 || c->closing)
+		return;
+	if (c->sink) {
+		c->sink(c, c->out.data, c->out.size);
+		c->out.size = 0;
+		return;
+	}
+	size_t done = 0;
+	if (c->out_queued == 0) {
+		uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.size);
+		int n = uv_try_write(&c->h.stream, &b, 1);
+		if (n > 0)
+			done = (size_t)n;
+		if (done == c->out.size) {
+			c->out.size = 0;
+			return;
+		}
+	}
+	wreq *w = malloc(sizeof *w);
+	if (!w) {
+		na_conn_close(c);
+		return;
+	}
+	w->c = c;
+	if (done) {
+		w->len = c->out.size - done;
+		w->data = malloc(w->len);
+		if (!w->data) {
+			free(w);
+			na_conn_close(c);
+			return;
+		}
+		memcpy(w->data, c->out.data + done, w->len);
+		c->out.size = 0;
+	} else {
+		w->len = c->out.size;
+		w->data = msgpack_sbuffer_release(&c->out);
+	}
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+	c->out_queued += w->len;
+	int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+	if (rc < 0) {
+		c->out_queued -= w->len;
+		free(w->data);
+		free(w);
+		na_conn_close(c);
+	}
+}
+
+/* After a fatal framing error: answer if we can, then hang up. */
+static void protocol_error(na_conn *c, int rc)
+{
+	na_server *s = c->srv;
+	const char *what;
+	char msg[160];
+	switch (rc) {
+	case NA_MP_ETOOBIG:
+		what = "request too large";
+		snprintf(msg, sizeof msg, "request exceeds max_request_bytes (%zu bytes)",
+			 s->cfg.max_request_bytes);
+		break;
+	case NA_MP_EDEPTH:
+		what = "nesting too deep";
+		snprintf(msg, sizeof msg, "request nesting exceeds max_depth (%u)", s->cfg.max_depth);
+		break;
+	default:
+		what = "malformed msgpack";
+		snprintf(msg, sizeof msg, "malformed MessagePack");
+		break;
+	}
+	if (c->scan.have_msgid) {
+		na_reply_error(c, c->scan.msgid, rc == NA_MP_EMALFORMED ? NA_CODE_BAD_REQUEST
+								   : NA_CODE_TOO_LARGE, "%s", msg);
+		na_conn_flush(c);
+	}
+	log_warn("%s: %s; closing the connection", c->peer, what);
+	na_conn_close(c);
+}
+
+static void process(na_conn *c)
+{
+	size_t off = 0;
+	while (!c->paused && !c->closing && off < c->in_len) {
+		size_t mlen;
+		int rc = na_scan_feed(&c->scan, c->in + off, c->in_len - off, &mlen);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			protocol_error(c, rc);
+			return;
+		}
+		c->srv->requests++;
+		na_dispatch(c, c->in + off, mlen);
+		off += mlen;
+		if (over_limits(c))
+			pause_reading(c);
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+	}
+	na_conn_flush(c);
+	if (over_limits(c))
+		pause_reading(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	(void)hint;
+	na_conn *c = h->data;
+	if (c->in_cap - c->in_len < READ_CHUNK) {
+		size_t want = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+		if (want < c->in_len + READ_CHUNK)
+			want = c->in_len + READ_CHUNK;
+		uint8_t *n = realloc(c->in, want);
+		if (!n) {
+			*buf = uv_buf_init(NULL, 0);
+			return;
+		}
+		c->in = n;
+		c->in_cap = want;
+	}
+	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	(void)buf;
+	na_conn *c = st->data;
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			log_debug("%s: read error: %s", c->peer, uv_strerror((int)nread));
+		na_conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	c->in_len += (size_t)nread;
+	c->last_active = uv_now(c->srv->loop);
+	process(c);
+	/* a compacted buffer much larger than its content shrinks back */
+	if (c->in_len == 0 && c->in_cap > 4 * READ_CHUNK) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+}
+
+void na_conn_start(na_conn *c)
+{
+	c->h.handle.data = c;
+	uv_read_start(&c->h.stream, on_alloc, on_read);
+}
+
+void na_conn_feed(na_conn *c, const uint8_t *data, size_t len)
+{
+	if (c->closing)
+		return;
+	if (c->in_cap - c->in_len < len) {
+		size_t want = c->in_len + len;
+		uint8_t *n = realloc(c->in, want);
+		if (!n)
+			return;
+		c->in = n;
+		c->in_cap = want;
+	}
+	memcpy(c->in + c->in_len, data, len);
+	c->in_len += len;
+	process(c);
+}
+
+void na_conn_request_done(na_conn *c)
+{
+	na_server *s = c->srv;
+	c->pending--;
+	s->inflight--;
+	if (!c->closing) {
+		na_conn_flush(c);
+		resume_reading(c);
+	}
+	na_conn_unref(c);
+	if (s->stopping)
+		na_server_maybe_finish(s);
+}
+
+/* ---- shutdown ------------------------------------------------------- */
+
+static void close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void na_server_maybe_finish(na_server *s)
+{
+	if (s->inflight > 0)
+		return;
+	/* every request answered: hang up on clients whose replies are out
+	 * (the others when their last write completes, or when forced) */
+	for (na_conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->out_queued == 0 || s->force_close)
+			na_conn_close(c);
+	}
+	if (s->nconns > 0)
+		return;
+	na_writer_stop(&s->writer);
+	for (int i = 0; i < 3; i++)
+		close_handle((uv_handle_t *)&s->sig[i]);
+	close_handle((uv_handle_t *)&s->tick);
+}
+
+void na_server_shutdown(na_server *s)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	log_info("shutting down: %llu requests in progress", (unsigned long long)s->inflight);
+	if (s->have_tcp)
+		close_handle((uv_handle_t *)&s->tcp);
+	if (s->have_pipe)
+		close_handle((uv_handle_t *)&s->pipe);
+	for (na_conn *c = s->conns; c; c = c->next)
+		pause_reading(c);
+	na_server_maybe_finish(s);
+}

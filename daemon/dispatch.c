@@ -1,0 +1,976 @@
+/*
+ * dispatch.c - from a framed request to its reply.
+ *
+ * Cheap requests (ping, get, stats, count of everything) are answered on
+ * the loop thread. A range or a bounded count runs on libuv's worker pool
+ * inside its own read transaction, so a large read never stalls other
+ * clients. A write is checked on the loop thread, compressed on the worker
+ * pool, then queued for the writer thread, and answered when its
+ * transaction is durable. Requests of one connection may therefore be
+ * answered out of order; clients match replies by msgid.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+
+#define VERSION "0.1.0"
+
+/* ---- replies -------------------------------------------------------- */
+
+static void reply_head(msgpack_packer *pk, uint32_t msgid)
+{
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint8(pk, NA_RPC_RESPONSE);
+	msgpack_pack_uint32(pk, msgid);
+}
+
+static void pack_error(msgpack_packer *pk, int code, const char *msg)
+{
+	msgpack_pack_map(pk, 2);
+	na_mp_pack_cstr(pk, "code");
+	na_mp_pack_cstr(pk, na_code_name(code));
+	na_mp_pack_cstr(pk, "message");
+	na_mp_pack_cstr(pk, msg);
+}
+
+static void pack_error_reply(msgpack_packer *pk, uint32_t msgid, int code, const char *msg)
+{
+	reply_head(pk, msgid);
+	pack_error(pk, code, msg);
+	msgpack_pack_nil(pk);
+}
+
+void na_reply_error(na_conn *c, uint32_t msgid, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &c->out, msgpack_sbuffer_write);
+	pack_error_reply(&pk, msgid, code, msg);
+}
+
+/* Starts an OK reply in c->out; the caller packs the result. */
+static msgpack_packer ok_reply(na_conn *c, uint32_t msgid)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &c->out, msgpack_sbuffer_write);
+	reply_head(&pk, msgid);
+	msgpack_pack_nil(&pk);
+	return pk;
+}
+
+static const char *tname(na_mp_type t)
+{
+	static const char *const n[] = { "nil", "bool", "uint", "int", "float", "str",
+					 "bin", "array", "map", "ext", "nothing" };
+	return n[t];
+}
+
+/* ---- parameter helpers --------------------------------------------- */
+
+typedef struct req {
+	na_conn *c;
+	uint32_t msgid;
+	const char *method;
+	na_mp *r;          /* positioned at the first parameter */
+	uint32_t nparams;
+} req;
+
+/* Replies with an error; returns -1 so callers can `return fail(...)`. */
+static int __attribute__((format(printf, 3, 4))) fail(req *q, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	na_reply_error(q->c, q->msgid, code, "%s", msg);
+	return -1;
+}
+#define BAD(rq, ...) fail((rq), NA_CODE_BAD_REQUEST, __VA_ARGS__)
+#define TOOBIG(rq, ...) fail((rq), NA_CODE_TOO_LARGE, __VA_ARGS__)
+
+static int want_params(req *q, uint32_t min, uint32_t max)
+{
+	if (q->nparams < min || q->nparams > max) {
+		if (min == max)
+			return BAD(q, "%s: expected %u parameter%s, got %u", q->method, min,
+				   min == 1 ? "" : "s", q->nparams);
+		return BAD(q, "%s: expected %u to %u parameters, got %u", q->method, min, max,
+			   q->nparams);
+	}
+	return 0;
+}
+
+static int read_guid(req *q, const char *where, const char **g, uint32_t *n)
+{
+	na_mp_type t = na_mp_peek(q->r);
+	if (t != NA_MP_STR || na_mp_str(q->r, g, n))
+		return BAD(q, "%s: guid must be a string, got %s", where, tname(t));
+	if (*n == 0 || *n > NA_MAX_GUID_BYTES)
+		return BAD(q, "%s: guid must be 1 to %d bytes, got %u", where, NA_MAX_GUID_BYTES, *n);
+	return 0;
+}
+
+/* A time: timestamp extension or integer unix seconds -> microseconds. */
+static int read_time(req *q, const char *where, int64_t *micros)
+{
+	na_mp_type t = na_mp_peek(q->r);
+	na_ts ts = { 0, 0 };
+	if (t == NA_MP_EXT) {
+		int rc = na_mp_ts(q->r, &ts);
+		if (rc)
+			return BAD(q, "%s: expected a timestamp (ext -1)%s", where,
+				   rc == NA_MP_ERANGE ? " with nanoseconds below 10^9" : "");
+	} else if (t == NA_MP_INT || t == NA_MP_UINT) {
+		if (na_mp_i64(q->r, &ts.sec))
+			return BAD(q, "%s: integer out of range", where);
+	} else {
+		return BAD(q, "%s: expected a timestamp or unix seconds, got %s", where, tname(t));
+	}
+	if (ts.sec < NA_TS_MIN_SEC || ts.sec > NA_TS_MAX_SEC)
+		return BAD(q, "%s: time is outside years 1..9999", where);
+	*micros = na_ts_micros(ts);
+	return 0;
+}
+
+static int read_fields(req *q, const char *where, na_fields *f)
+{
+	uint32_t n;
+	na_mp_type t = na_mp_peek(q->r);
+	if (t != NA_MP_ARRAY || na_mp_array(q->r, &n))
+		return BAD(q, "%s.fields: expected an array of strings, got %s", where, tname(t));
+	if (n > NA_MAX_FIELDS)
+		return TOOBIG(q, "%s.fields: at most %d names, got %u", where, NA_MAX_FIELDS, n);
+	f->n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		t = na_mp_peek(q->r);
+		if (t != NA_MP_STR || na_mp_str(q->r, &f->name[i].s, &f->name[i].n))
+			return BAD(q, "%s.fields[%u]: expected a string, got %s", where, i, tname(t));
+	}
+	return 0;
+}
+
+/* ---- ping, stats ---------------------------------------------------- */
+
+static void do_ping(req *q)
+{
+	msgpack_packer pk = ok_reply(q->c, q->msgid);
+	na_mp_pack_cstr(&pk, "pong");
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+	na_mp_pack_cstr(pk, k);
+	msgpack_pack_uint64(pk, v);
+}
+
+static void do_stats(req *q)
+{
+	if (want_params(q, 0, 0))
+		return;
+	na_server *s = q->c->srv;
+	na_store_stats st;
+	int rc = na_store_stats_get(&s->store, &st);
+	if (rc) {
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "stats: %s", mdb_strerror(rc));
+		return;
+	}
+	msgpack_packer pk = ok_reply(q->c, q->msgid);
+	msgpack_pack_map(&pk, 17);
+	kv_u64(&pk, "articles", st.articles);
+	kv_u64(&pk, "raw_bytes", st.raw_bytes);
+	kv_u64(&pk, "stored_bytes", st.stored_bytes);
+	na_mp_pack_cstr(&pk, "ratio");
+	msgpack_pack_double(&pk, st.stored_bytes ? (double)st.raw_bytes / (double)st.stored_bytes : 0.0);
+	kv_u64(&pk, "dictionary", st.dict);
+	kv_u64(&pk, "dictionary_bytes", st.dict_bytes);
+	kv_u64(&pk, "map_size", st.map_size);
+	kv_u64(&pk, "map_used", st.map_used);
+	kv_u64(&pk, "max_map_size", s->store.max_map_size);
+	kv_u64(&pk, "page_bytes", st.page_bytes);
+	kv_u64(&pk, "seq", st.seq);
+	kv_u64(&pk, "connections", s->nconns);
+	kv_u64(&pk, "requests", s->requests);
+	kv_u64(&pk, "uptime", (uv_now(s->loop) - s->started_ms) / 1000);
+	na_mp_pack_cstr(&pk, "role");
+	na_mp_pack_cstr(&pk, "primary");
+	na_mp_pack_cstr(&pk, "durability");
+	na_mp_pack_cstr(&pk, s->cfg.relaxed ? "relaxed" : "strict");
+	na_mp_pack_cstr(&pk, "version");
+	na_mp_pack_cstr(&pk, VERSION);
+}
+
+/* ---- get ------------------------------------------------------------ */
+
+static void do_get(req *q)
+{
+	if (want_params(q, 1, 2))
+		return;
+	const char *g;
+	uint32_t gn;
+	if (read_guid(q, "get: params[0]", &g, &gn))
+		return;
+	na_fields f = { .n = 0 };
+	bool project = false;
+	if (q->nparams == 2) {
+		uint32_t n;
+		na_mp_type t = na_mp_peek(q->r);
+		if (t != NA_MP_MAP || na_mp_map(q->r, &n)) {
+			BAD(q, "get: params[1]: expected an options map, got %s", tname(t));
+			return;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			const char *k;
+			uint32_t kn;
+			if (na_mp_str(q->r, &k, &kn)) {
+				BAD(q, "get: params[1]: option names must be strings");
+				return;
+			}
+			if (!na_mp_streq(k, kn, "fields")) {
+				BAD(q, "get: params[1]: unknown option \"%.*s\"", (int)(kn > 40 ? 40 : kn), k);
+				return;
+			}
+			if (read_fields(q, "get: params[1]", &f))
+				return;
+			project = true;
+		}
+	}
+	na_store *st = &q->c->srv->store;
+	MDB_txn *txn;
+	int rc = na_store_rbegin(st, &txn);
+	if (rc) {
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "get: %s", mdb_strerror(rc));
+		return;
+	}
+	na_key key;
+	const uint8_t *rec;
+	size_t reclen;
+	rc = na_store_find(st, txn, g, gn, &key, &rec, &reclen);
+	if (rc == MDB_NOTFOUND) {
+		na_store_rend(st, txn);
+		na_reply_error(q->c, q->msgid, NA_CODE_NOT_FOUND, "no article with guid \"%.*s\"",
+			       (int)(gn > 200 ? 200 : gn), g);
+		return;
+	}
+	uint8_t *buf = NULL;
+	size_t cap = 0, n = 0;
+	if (rc == 0)
+		rc = na_store_decode(st, rec, reclen, &buf, &cap, &n);
+	na_store_rend(st, txn);
+	if (rc) {
+		free(buf);
+		log_error("get: cannot read the article for guid %.*s (%d)", (int)(gn > 200 ? 200 : gn), g, rc);
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "get: the stored article is unreadable");
+		return;
+	}
+	msgpack_packer pk = ok_reply(q->c, q->msgid);
+	if (project)
+		na_article_project(&pk, buf, n, &f);
+	else
+		na_mp_pack_raw(&pk, buf, n);
+	free(buf);
+}
+
+/* ---- asynchronous requests: bookkeeping ----------------------------- */
+
+static void begin_async(na_conn *c)
+{
+	c->pending++;
+	c->refs++;
+	c->srv->inflight++;
+}
+
+/* ---- range and count (worker pool) ---------------------------------- */
+
+typedef struct read_req {
+	uv_work_t work;
+	na_conn *c;
+	uint32_t msgid;
+	bool is_count;
+	na_range_q q;
+	char *names;           /* copies of the field names */
+	msgpack_sbuffer out;
+} read_req;
+
+static void read_work(uv_work_t *w)
+{
+	read_req *rr = w->data;
+	na_store *st = &rr->c->srv->store;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &rr->out, msgpack_sbuffer_write);
+	int rc;
+	if (rr->is_count) {
+		uint64_t n;
+		rc = na_store_count(st, rr->q.has_from, rr->q.from, rr->q.has_to, rr->q.to, &n);
+		if (rc == 0) {
+			reply_head(&pk, rr->msgid);
+			msgpack_pack_nil(&pk);
+			msgpack_pack_uint64(&pk, n);
+		}
+	} else {
+		reply_head(&pk, rr->msgid);
+		msgpack_pack_nil(&pk);
+		rc = na_store_range(st, &rr->q, &pk);
+	}
+	if (rc) {
+		rr->out.size = 0;
+		log_error("%s failed: %s", rr->is_count ? "count" : "range",
+			  rc > 0 ? mdb_strerror(rc) : strerror(-rc));
+		pack_error_reply(&pk, rr->msgid, NA_CODE_INTERNAL,
+				 rc == -EIO ? "a stored article is unreadable; see the server log"
+					    : "read transaction failed; see the server log");
+	}
+}
+
+static void read_done(uv_work_t *w, int status)
+{
+	(void)status;
+	read_req *rr = w->data;
+	na_conn *c = rr->c;
+	if (!c->closing)
+		msgpack_sbuffer_write(&c->out, rr->out.data, rr->out.size);
+	msgpack_sbuffer_destroy(&rr->out);
+	free(rr->names);
+	free(rr);
+	na_conn_request_done(c);
+}
+
+static void start_read(req *q, read_req *rr)
+{
+	rr->c = q->c;
+	rr->msgid = q->msgid;
+	rr->work.data = rr;
+	msgpack_sbuffer_init(&rr->out);
+	begin_async(q->c);
+	uv_queue_work(q->c->srv->loop, &rr->work, read_work, read_done);
+}
+
+/* Parses the {"from","to",...} map of range and count. */
+static int parse_range(req *q, na_range_q *rq, bool count)
+{
+	const char *m = count ? "count" : "range";
+	rq->limit = NA_RANGE_LIMIT_DEFAULT;
+	if (q->nparams == 0)
+		return 0;
+	uint32_t n;
+	na_mp_type t = na_mp_peek(q->r);
+	if (t == NA_MP_NIL && count)
+		return na_mp_nil(q->r);
+	if (t != NA_MP_MAP || na_mp_map(q->r, &n))
+		return BAD(q, "%s: params[0]: expected a map, got %s", m, tname(t));
+	for (uint32_t i = 0; i < n; i++) {
+		const char *k;
+		uint32_t kn;
+		t = na_mp_peek(q->r);
+		if (t != NA_MP_STR || na_mp_str(q->r, &k, &kn))
+			return BAD(q, "%s: params[0]: keys must be strings", m);
+		char where[64];
+		snprintf(where, sizeof where, "%s: params[0].%.*s", m, (int)(kn > 16 ? 16 : kn), k);
+		if (na_mp_peek(q->r) == NA_MP_NIL) { /* nil means "not given" */
+			na_mp_nil(q->r);
+			continue;
+		}
+		if (na_mp_streq(k, kn, "from")) {
+			if (read_time(q, where, &rq->from))
+				return -1;
+			rq->has_from = true;
+		} else if (na_mp_streq(k, kn, "to")) {
+			if (read_time(q, where, &rq->to))
+				return -1;
+			rq->has_to = true;
+		} else if (!count && na_mp_streq(k, kn, "limit")) {
+			uint64_t l;
+			if (na_mp_u64(q->r, &l))
+				return BAD(q, "%s: expected a positive integer", where);
+			if (l == 0)
+				return BAD(q, "%s: must be at least 1", where);
+			if (l > NA_RANGE_LIMIT_MAX)
+				return TOOBIG(q, "%s: at most %d, got %llu", where, NA_RANGE_LIMIT_MAX,
+					      (unsigned long long)l);
+			rq->limit = (uint32_t)l;
+		} else if (!count && na_mp_streq(k, kn, "reverse")) {
+			if (na_mp_bool(q->r, &rq->reverse))
+				return BAD(q, "%s: expected a boolean", where);
+		} else if (!count && na_mp_streq(k, kn, "after")) {
+			const uint8_t *b;
+			uint32_t bn;
+			if (na_mp_peek(q->r) != NA_MP_BIN || na_mp_bin(q->r, &b, &bn) ||
+			    bn != NA_CURSOR_BYTES)
+				return BAD(q, "%s: not a cursor returned by range", where);
+			memcpy(rq->after.b, b, NA_CURSOR_BYTES);
+			rq->has_after = true;
+		} else if (!count && na_mp_streq(k, kn, "fields")) {
+			if (read_fields(q, where, &rq->fields))
+				return -1;
+			rq->project = true;
+		} else {
+			return BAD(q, "%s: params[0]: unknown key \"%.*s\"", m, (int)(kn > 40 ? 40 : kn), k);
+		}
+	}
+	return 0;
+}
+
+static void do_range(req *q, bool count)
+{
+	if (want_params(q, 0, 1))
+		return;
+	na_range_q rq;
+	memset(&rq, 0, sizeof rq);
+	if (parse_range(q, &rq, count))
+		return;
+	if (count && !rq.has_from && !rq.has_to) {
+		uint64_t n;
+		int rc = na_store_count(&q->c->srv->store, false, 0, false, 0, &n);
+		if (rc) {
+			na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "count: %s", mdb_strerror(rc));
+			return;
+		}
+		msgpack_packer pk = ok_reply(q->c, q->msgid);
+		msgpack_pack_uint64(&pk, n);
+		return;
+	}
+	read_req *rr = calloc(1, sizeof *rr);
+	size_t total = 0;
+	for (uint32_t i = 0; i < rq.fields.n; i++)
+		total += rq.fields.name[i].n;
+	char *names = total ? malloc(total) : NULL;
+	if (!rr || (total && !names)) {
+		free(rr);
+		free(names);
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "out of memory");
+		return;
+	}
+	/* the request buffer is reused: keep our own copy of the names */
+	size_t off = 0;
+	for (uint32_t i = 0; i < rq.fields.n; i++) {
+		memcpy(names + off, rq.fields.name[i].s, rq.fields.name[i].n);
+		rq.fields.name[i].s = names + off;
+		off += rq.fields.name[i].n;
+	}
+	rr->q = rq;
+	rr->names = names;
+	rr->is_count = count;
+	start_read(q, rr);
+}
+
+/* ---- writes: put, put_batch, delete ---------------------------------- */
+
+typedef struct write_req {
+	uv_work_t work;
+	na_wjob job;
+	na_conn *c;
+	uint32_t msgid;
+	int kind;              /* 0 put, 1 put_batch, 2 delete */
+	na_witem *items;
+	char **errs;           /* per item: NULL or a message (put_batch) */
+	uint8_t *raw;          /* the articles' bytes (or guids), copied */
+	uint8_t *recs;         /* encoded records */
+	size_t *rec_off;
+	uint64_t raw_sum, stored_sum, dict_records;
+	bool encode_failed;
+} write_req;
+
+static void free_write_req(write_req *w)
+{
+	if (w->errs)
+		for (uint32_t i = 0; i < w->job.n; i++)
+			free(w->errs[i]);
+	free(w->errs);
+	free(w->items);
+	free(w->raw);
+	free(w->recs);
+	free(w->rec_off);
+	free(w);
+}
+
+static const char *status_name(na_wstatus s)
+{
+	switch (s) {
+	case NA_WS_CREATED: return "created";
+	case NA_WS_UPDATED: return "updated";
+	case NA_WS_UNCHANGED: return "unchanged";
+	default: return "?";
+	}
+}
+
+static void pack_put_result(msgpack_packer *pk, const na_witem *it)
+{
+	msgpack_pack_map(pk, 3);
+	na_mp_pack_cstr(pk, "guid");
+	na_mp_pack_str(pk, it->guid, it->guid_len);
+	na_mp_pack_cstr(pk, "status");
+	na_mp_pack_cstr(pk, status_name(it->status));
+	na_mp_pack_cstr(pk, "seq");
+	msgpack_pack_uint64(pk, it->seq);
+}
+
+static void write_done(na_wjob *job)
+{
+	write_req *w = job->arg;
+	na_conn *c = w->c;
+	na_server *s = c->srv;
+	if (job->code == NA_CODE_OK && w->kind != 2) {
+		s->dict_raw += w->raw_sum;
+		s->dict_stored += w->stored_sum;
+		s->dict_records += w->dict_records;
+	}
+	if (!c->closing) {
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &c->out, msgpack_sbuffer_write);
+		if (w->kind == 1) {
+			reply_head(&pk, w->msgid);
+			msgpack_pack_nil(&pk);
+			msgpack_pack_array(&pk, job->n);
+			for (uint32_t i = 0; i < job->n; i++) {
+				if (w->errs[i] || job->code != NA_CODE_OK) {
+					msgpack_pack_map(&pk, 1);
+					na_mp_pack_cstr(&pk, "error");
+					if (w->errs[i])
+						pack_error(&pk, w->items[i].code, w->errs[i]);
+					else
+						pack_error(&pk, job->code, job->msg);
+				} else {
+					pack_put_result(&pk, &w->items[i]);
+				}
+			}
+		} else if (job->code != NA_CODE_OK) {
+			pack_error_reply(&pk, w->msgid, job->code, job->msg);
+		} else if (w->kind == 0) {
+			reply_head(&pk, w->msgid);
+			msgpack_pack_nil(&pk);
+			pack_put_result(&pk, &w->items[0]);
+		} else {
+			reply_head(&pk, w->msgid);
+			msgpack_pack_nil(&pk);
+			msgpack_pack_map(&pk, 2);
+			na_mp_pack_cstr(&pk, "deleted");
+			if (w->items[0].status == NA_WS_DELETED)
+				msgpack_pack_true(&pk);
+			else
+				msgpack_pack_false(&pk);
+			na_mp_pack_cstr(&pk, "seq");
+			if (w->items[0].status == NA_WS_DELETED)
+				msgpack_pack_uint64(&pk, w->items[0].seq);
+			else
+				msgpack_pack_nil(&pk);
+		}
+	}
+	uint64_t articles = job->articles;
+	bool ok = job->code == NA_CODE_OK && w->kind != 2;
+	free_write_req(w);
+	na_conn_request_done(c);
+	if (ok)
+		na_train_maybe(s, articles);
+}
+
+/* Worker pool: compress every valid item. */
+static void encode_work(uv_work_t *uw)
+{
+	write_req *w = uw->data;
+	na_codec *codec = w->c->srv->store.codec;
+	uint32_t cur = na_codec_current_dict(codec);
+	for (uint32_t i = 0; i < w->job.n; i++) {
+		na_witem *it = &w->items[i];
+		if (it->skip)
+			continue;
+		size_t len;
+		uint8_t *dst = w->recs + w->rec_off[i];
+		if (na_codec_encode(codec, it->raw, it->raw_len, dst, &len)) {
+			w->encode_failed = true;
+			return;
+		}
+		it->rec = dst;
+		it->rec_len = len;
+		if (cur && dst[0] == NA_REC_ZSTD_DICT) {
+			w->raw_sum += it->raw_len;
+			w->stored_sum += len;
+			w->dict_records++;
+		}
+	}
+}
+
+static void encode_done(uv_work_t *uw, int status)
+{
+	(void)status;
+	write_req *w = uw->data;
+	if (w->encode_failed) {
+		w->job.code = NA_CODE_INTERNAL;
+		w->job.msg = "could not compress an article";
+		write_done(&w->job);
+		return;
+	}
+	na_writer_submit(&w->c->srv->writer, &w->job);
+}
+
+/* Validates put / put_batch items and queues them. */
+static void do_put(req *q, bool batch)
+{
+	na_conn *c = q->c;
+	na_server *s = c->srv;
+	if (want_params(q, 1, 1))
+		return;
+	uint32_t n = 1;
+	if (batch) {
+		na_mp_type t = na_mp_peek(q->r);
+		if (t != NA_MP_ARRAY || na_mp_array(q->r, &n)) {
+			BAD(q, "put_batch: params[0]: expected an array of articles, got %s", tname(t));
+			return;
+		}
+		if (n > s->cfg.max_batch) {
+			TOOBIG(q, "put_batch: %u articles exceed max_batch (%u)", n, s->cfg.max_batch);
+			return;
+		}
+		if (n == 0) {
+			msgpack_packer pk = ok_reply(c, q->msgid);
+			msgpack_pack_array(&pk, 0);
+			return;
+		}
+	}
+	write_req *w = calloc(1, sizeof *w);
+	if (!w)
+		goto oom;
+	w->c = c;
+	w->msgid = q->msgid;
+	w->kind = batch ? 1 : 0;
+	w->job.n = n;
+	w->items = calloc(n, sizeof *w->items);
+	w->errs = calloc(n, sizeof *w->errs);
+	w->rec_off = calloc(n, sizeof *w->rec_off);
+	/* the params are one contiguous run of bytes: copy it once */
+	const uint8_t *base = q->r->p;
+	size_t span = na_mp_left(q->r);
+	w->raw = malloc(span ? span : 1);
+	if (!w->items || !w->errs || !w->rec_off || !w->raw)
+		goto oom;
+	memcpy(w->raw, base, span);
+	na_mp r;
+	na_mp_init(&r, w->raw, span);
+	size_t rec_total = 0;
+	uint32_t valid = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		na_witem *it = &w->items[i];
+		na_article_info info;
+		char where[48], err[512];
+		if (batch)
+			snprintf(where, sizeof where, "put_batch: params[0][%u]", i);
+		else
+			snprintf(where, sizeof where, "put: params[0]");
+		const uint8_t *start = r.p;
+		if (na_article_check(&r, &info, where, err, sizeof err)) {
+			/* skip the rest of the bad item so the next one can be read */
+			r.p = start;
+			r.err = 0;
+			if (na_mp_skip(&r)) {
+				free_write_req(w);
+				BAD(q, "%s: truncated", where);
+				return;
+			}
+			if (!batch) {
+				free_write_req(w);
+				BAD(q, "%s", err);
+				return;
+			}
+			it->skip = true;
+			it->code = NA_CODE_BAD_REQUEST;
+			w->errs[i] = strdup(err);
+			continue;
+		}
+		if (info.raw_len > s->cfg.max_article_bytes) {
+			snprintf(err, sizeof err, "%s: article of %zu bytes exceeds max_article_bytes (%zu)",
+				 where, info.raw_len, s->cfg.max_article_bytes);
+			if (!batch) {
+				free_write_req(w);
+				TOOBIG(q, "%s", err);
+				return;
+			}
+			it->skip = true;
+			it->code = NA_CODE_TOO_LARGE;
+			w->errs[i] = strdup(err);
+			continue;
+		}
+		it->raw = info.raw;
+		it->raw_len = info.raw_len;
+		it->guid = info.guid;
+		it->guid_len = info.guid_len;
+		it->micros = na_ts_micros(info.published);
+		w->rec_off[i] = rec_total;
+		rec_total += na_codec_bound(info.raw_len);
+		valid++;
+	}
+	if (valid == 0) { /* nothing to write: answer now */
+		w->job.arg = w;
+		w->job.code = NA_CODE_OK;
+		begin_async(c);
+		write_done(&w->job);
+		return;
+	}
+	w->recs = malloc(rec_total);
+	if (!w->recs)
+		goto oom;
+	w->job.op = NA_WOP_PUT;
+	w->job.items = w->items;
+	w->job.done = write_done;
+	w->job.arg = w;
+	w->work.data = w;
+	begin_async(c);
+	uv_queue_work(s->loop, &w->work, encode_work, encode_done);
+	return;
+oom:
+	if (w)
+		free_write_req(w);
+	na_reply_error(c, q->msgid, NA_CODE_INTERNAL, "out of memory");
+}
+
+static void do_delete(req *q)
+{
+	if (want_params(q, 1, 1))
+		return;
+	const char *g;
+	uint32_t gn;
+	if (read_guid(q, "delete: params[0]", &g, &gn))
+		return;
+	write_req *w = calloc(1, sizeof *w);
+	if (w) {
+		w->items = calloc(1, sizeof *w->items);
+		w->raw = malloc(gn);
+	}
+	if (!w || !w->items || !w->raw) {
+		if (w)
+			free_write_req(w);
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "out of memory");
+		return;
+	}
+	memcpy(w->raw, g, gn);
+	w->c = q->c;
+	w->msgid = q->msgid;
+	w->kind = 2;
+	w->items[0].guid = (const char *)w->raw;
+	w->items[0].guid_len = gn;
+	w->job.op = NA_WOP_DELETE;
+	w->job.n = 1;
+	w->job.items = w->items;
+	w->job.done = write_done;
+	w->job.arg = w;
+	begin_async(q->c);
+	na_writer_submit(&q->c->srv->writer, &w->job);
+}
+
+/* ---- dictionary training ------------------------------------------- */
+
+typedef struct train_req {
+	uv_work_t work;
+	na_wjob job;
+	na_server *s;
+	void *dict;
+	size_t dict_len;
+	unsigned samples;
+	int rc;
+} train_req;
+
+#define TRAIN_MAX_SAMPLES 20000
+#define TRAIN_MAX_BYTES (16u << 20)
+
+/* Worker pool: train on the most recent articles. */
+static void train_work(uv_work_t *uw)
+{
+	train_req *t = uw->data;
+	na_store *st = &t->s->store;
+	size_t *sizes = malloc(sizeof *sizes * TRAIN_MAX_SAMPLES);
+	uint8_t *buf = malloc(TRAIN_MAX_BYTES);
+	uint8_t *tmp = NULL;
+	size_t tmpcap = 0, used = 0;
+	unsigned n = 0;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	t->rc = -ENOMEM;
+	if (!sizes || !buf)
+		goto out;
+	if ((t->rc = na_store_rbegin(st, &txn)))
+		goto out;
+	if ((t->rc = mdb_cursor_open(txn, st->articles, &cur)))
+		goto out;
+	MDB_val k, v;
+	int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	while (rc == 0 && n < TRAIN_MAX_SAMPLES) {
+		size_t len;
+		if (na_store_decode(st, v.mv_data, v.mv_size, &tmp, &tmpcap, &len) == 0 &&
+		    used + len <= TRAIN_MAX_BYTES) {
+			memcpy(buf + used, tmp, len);
+			used += len;
+			sizes[n++] = len;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	na_store_rend(st, txn);
+	txn = NULL;
+	t->samples = n;
+	t->rc = na_codec_train(buf, sizes, n, t->s->cfg.dict_size, &t->dict, &t->dict_len);
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		na_store_rend(st, txn);
+	free(sizes);
+	free(buf);
+	free(tmp);
+}
+
+static void dict_stored(na_wjob *job)
+{
+	train_req *t = job->arg;
+	na_server *s = t->s;
+	if (job->code == NA_CODE_OK) {
+		int rc = na_codec_add_dict(s->store.codec, job->dict_id, t->dict, t->dict_len);
+		if (rc == 0) {
+			na_codec_use_dict(s->store.codec, job->dict_id);
+			log_info("compression dictionary %u in use (%zu bytes, trained on %u articles)",
+				 job->dict_id, t->dict_len, t->samples);
+		} else {
+			log_error("dictionary %u was stored but cannot be loaded (%d)", job->dict_id, rc);
+		}
+		s->trained_at = job->articles;
+		s->dict_raw = s->dict_stored = s->dict_records = 0;
+		s->trained_ratio = 0;
+	} else {
+		log_warn("could not store the new dictionary: %s", job->msg);
+	}
+	s->training = false;
+	free(t->dict);
+	free(t);
+}
+
+static void train_done(uv_work_t *uw, int status)
+{
+	(void)status;
+	train_req *t = uw->data;
+	na_server *s = t->s;
+	if (t->rc || s->stopping) {
+		if (t->rc)
+			log_warn("dictionary training failed on %u samples (%d); will retry later",
+				 t->samples, t->rc);
+		s->training = false;
+		s->trained_at = s->trained_at ? s->trained_at : 1; /* retry after growth */
+		free(t->dict);
+		free(t);
+		return;
+	}
+	t->job.op = NA_WOP_DICT;
+	t->job.dict_id = na_codec_max_dict(s->store.codec) + 1;
+	t->job.dict = t->dict;
+	t->job.dict_len = t->dict_len;
+	t->job.done = dict_stored;
+	t->job.arg = t;
+	na_writer_submit(&s->writer, &t->job);
+}
+
+void na_train_maybe(na_server *s, uint64_t articles)
+{
+	if (s->training || s->stopping || articles < s->cfg.train_min)
+		return;
+	bool due = false;
+	uint32_t cur = na_codec_current_dict(s->store.codec);
+	if (cur == 0) {
+		/* first dictionary; after a failed try, wait for 50% more data */
+		due = s->trained_at == 0 || articles >= s->trained_at + s->trained_at / 2 + 1;
+	} else if (s->dict_records >= 5000) {
+		double ratio = s->dict_stored ? (double)s->dict_raw / (double)s->dict_stored : 0;
+		if (s->trained_ratio == 0) {
+			s->trained_ratio = ratio; /* baseline: the first records */
+		} else if (ratio < 0.8 * s->trained_ratio && articles >= s->trained_at * 2 &&
+			   na_codec_max_dict(s->store.codec) < NA_MAX_DICTS) {
+			log_info("compression ratio drifted from %.2f to %.2f: retraining",
+				 s->trained_ratio, ratio);
+			due = true;
+		}
+		s->dict_raw = s->dict_stored = s->dict_records = 0;
+	}
+	if (!due)
+		return;
+	train_req *t = calloc(1, sizeof *t);
+	if (!t)
+		return;
+	t->s = s;
+	t->work.data = t;
+	s->training = true;
+	uv_queue_work(s->loop, &t->work, train_work, train_done);
+}
+
+/* ---- the dispatcher ------------------------------------------------- */
+
+void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
+{
+	na_mp r;
+	na_mp_init(&r, msg, len);
+	uint32_t n;
+	uint64_t type, id;
+	if (na_mp_peek(&r) != NA_MP_ARRAY || na_mp_array(&r, &n) || n < 2 || na_mp_u64(&r, &type)) {
+		log_warn("%s: message is not a MessagePack-RPC request; closing", c->peer);
+		na_conn_close(c);
+		return;
+	}
+	if (type == NA_RPC_NOTIFY)
+		return; /* clients have nothing to notify us of */
+	if (na_mp_u64(&r, &id) || id > UINT32_MAX) {
+		log_warn("%s: request without a valid msgid; closing", c->peer);
+		na_conn_close(c);
+		return;
+	}
+	req q = { .c = c, .msgid = (uint32_t)id, .r = &r };
+	if (type != NA_RPC_REQUEST || n != 4) {
+		BAD(&q, "a request is [0, msgid, method, params]");
+		return;
+	}
+	const char *m;
+	uint32_t mn;
+	na_mp_type t = na_mp_peek(&r);
+	if (t != NA_MP_STR || na_mp_str(&r, &m, &mn)) {
+		BAD(&q, "method must be a string, got %s", tname(t));
+		return;
+	}
+	t = na_mp_peek(&r);
+	if (t != NA_MP_ARRAY || na_mp_array(&r, &q.nparams)) {
+		BAD(&q, "params must be an array, got %s", tname(t));
+		return;
+	}
+	static const struct { const char *name; int id; } methods[] = {
+		{ "ping", 0 }, { "put", 1 }, { "put_batch", 2 }, { "get", 3 }, { "range", 4 },
+		{ "delete", 5 }, { "count", 6 }, { "stats", 7 },
+	};
+	int mid = -1;
+	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if (na_mp_streq(m, mn, methods[i].name)) {
+			q.method = methods[i].name;
+			mid = methods[i].id;
+		}
+	if (mid < 0) {
+		na_reply_error(c, q.msgid, NA_CODE_UNKNOWN_METHOD, "unknown method \"%.*s\"",
+			       (int)(mn > 64 ? 64 : mn), m);
+		return;
+	}
+	if (c->srv->stopping && mid != 0) {
+		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE, "the server is shutting down");
+		return;
+	}
+	switch (mid) {
+	case 0: do_ping(&q); break;
+	case 1: do_put(&q, false); break;
+	case 2: do_put(&q, true); break;
+	case 3: do_get(&q); break;
+	case 4: do_range(&q, false); break;
+	case 5: do_delete(&q); break;
+	case 6: do_range(&q, true); break;
+	case 7: do_stats(&q); break;
+	}
+}

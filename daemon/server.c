@@ -1,0 +1,244 @@
+/*
+ * server.c - listeners, accepting clients, signals and the once-a-second
+ * housekeeping tick (idle timeouts, forced close at shutdown).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+
+#define SHUTDOWN_GRACE_MS 10000
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	na_server *s = h->data;
+	if (signum == SIGHUP) {
+		log_info("SIGHUP: nothing to reload yet");
+		return;
+	}
+	log_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	na_server_shutdown(s);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	na_server *s = t->data;
+	uint64_t now = uv_now(s->loop);
+	if (s->stopping) {
+		if (!s->force_close && now - s->stop_ms > SHUTDOWN_GRACE_MS) {
+			log_warn("clients did not read their last replies; closing them");
+			s->force_close = true;
+			na_server_maybe_finish(s);
+		}
+		return;
+	}
+	if (s->cfg.idle_timeout) {
+		for (na_conn *c = s->conns, *next; c; c = next) {
+			next = c->next;
+			if (c->pending == 0 && now - c->last_active > s->cfg.idle_timeout * 1000ULL) {
+				log_debug("%s: idle for %u s; closing", c->peer, s->cfg.idle_timeout);
+				na_conn_close(c);
+			}
+		}
+	}
+}
+
+int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
+{
+	memset(s, 0, sizeof *s);
+	s->loop = loop;
+	s->cfg = *cfg;
+	na_store_opts so = {
+		.dir = cfg->data,
+		.map_size = cfg->map_size < cfg->max_map_size ? cfg->map_size : cfg->max_map_size,
+		.max_map_size = cfg->max_map_size,
+		.relaxed = cfg->relaxed,
+		.level = cfg->compression_level,
+		.max_article = cfg->max_article_bytes,
+	};
+	const char *msg;
+	int rc = na_store_open(&s->store, &so, &msg);
+	if (rc) {
+		log_error("%s: %s (%s)", cfg->data, msg, rc > 0 ? mdb_strerror(rc) : strerror(-rc));
+		return -1;
+	}
+	if ((rc = na_writer_start(&s->writer, &s->store, loop, cfg->relaxed))) {
+		log_error("cannot start the writer: %s", rc > 0 ? mdb_strerror(rc) : strerror(-rc));
+		na_store_close(&s->store);
+		return -1;
+	}
+	s->started_ms = uv_now(loop);
+	s->trained_at = 0;
+	int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(loop, &s->sig[i]);
+		s->sig[i].data = s;
+		uv_signal_start(&s->sig[i], on_signal, sigs[i]);
+	}
+	uv_timer_init(loop, &s->tick);
+	s->tick.data = s;
+	uv_timer_start(&s->tick, on_tick, 1000, 1000);
+	uv_unref((uv_handle_t *)&s->tick);
+	return 0;
+}
+
+static void peer_name(na_conn *c)
+{
+	if (c->is_unix) {
+		snprintf(c->peer, sizeof c->peer, "unix");
+		return;
+	}
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		uv_ip4_name(a, ip, sizeof ip);
+		port = ntohs(a->sin_port);
+		snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		uv_ip6_name(a, ip, sizeof ip);
+		port = ntohs(a->sin6_port);
+		snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
+	}
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	na_server *s = server->data;
+	if (status < 0) {
+		log_warn("accept failed: %s", uv_strerror(status));
+		return;
+	}
+	na_conn *c = na_conn_new(s);
+	if (!c)
+		return;
+	c->is_unix = server->type == UV_NAMED_PIPE;
+	if (c->is_unix)
+		uv_pipe_init(s->loop, &c->h.pipe, 0);
+	else
+		uv_tcp_init(s->loop, &c->h.tcp);
+	c->h.handle.data = c;
+	if (uv_accept(server, &c->h.stream) != 0) {
+		na_conn_close(c);
+		return;
+	}
+	if (!c->is_unix)
+		uv_tcp_nodelay(&c->h.tcp, 1);
+	peer_name(c);
+	if (s->nconns > s->cfg.max_connections) {
+		/* no request yet, so no msgid: a notification says why */
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &c->out, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_uint8(&pk, NA_RPC_NOTIFY);
+		na_mp_pack_cstr(&pk, "error");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_map(&pk, 2);
+		na_mp_pack_cstr(&pk, "code");
+		na_mp_pack_cstr(&pk, "UNAVAILABLE");
+		na_mp_pack_cstr(&pk, "message");
+		na_mp_pack_cstr(&pk, "too many connections (max_connections)");
+		na_conn_flush(c);
+		log_warn("%s: refused: %u connections is the limit", c->peer, s->cfg.max_connections);
+		na_conn_close(c);
+		return;
+	}
+	na_conn_start(c);
+}
+
+/* Parses HOST:PORT or [V6]:PORT. */
+static int parse_hostport(const char *a, char *host, size_t hl, int *port)
+{
+	const char *colon;
+	if (a[0] == '[') {
+		const char *end = strchr(a, ']');
+		if (!end || end[1] != ':' || (size_t)(end - a - 1) >= hl)
+			return -1;
+		memcpy(host, a + 1, (size_t)(end - a - 1));
+		host[end - a - 1] = 0;
+		colon = end + 1;
+	} else {
+		colon = strrchr(a, ':');
+		if (!colon || (size_t)(colon - a) >= hl)
+			return -1;
+		memcpy(host, a, (size_t)(colon - a));
+		host[colon - a] = 0;
+	}
+	char *e;
+	long p = strtol(colon + 1, &e, 10);
+	if (*e || p < 0 || p > 65535 || colon[1] == 0)
+		return -1;
+	*port = (int)p;
+	return 0;
+}
+
+int na_server_listen(na_server *s)
+{
+	const na_config *cfg = &s->cfg;
+	if (cfg->listen[0] && strcmp(cfg->listen, "none") != 0) {
+		char host[128];
+		int port;
+		struct sockaddr_storage ss;
+		if (parse_hostport(cfg->listen, host, sizeof host, &port) ||
+		    (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+		     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
+			log_error("listen: \"%s\" is not HOST:PORT with a numeric address", cfg->listen);
+			return -1;
+		}
+		uv_tcp_init(s->loop, &s->tcp);
+		s->tcp.data = s;
+		s->have_tcp = true;
+		int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0);
+		if (rc == 0)
+			rc = uv_listen((uv_stream_t *)&s->tcp, 511, on_connection);
+		if (rc) {
+			log_error("cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
+			return -1;
+		}
+		log_info("listening on %s", cfg->listen);
+	}
+	if (cfg->socket[0]) {
+		struct stat st;
+		/* a socket left by a previous run would make bind fail */
+		if (lstat(cfg->socket, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(cfg->socket);
+		uv_pipe_init(s->loop, &s->pipe, 0);
+		s->pipe.data = s;
+		s->have_pipe = true;
+		int rc = uv_pipe_bind(&s->pipe, cfg->socket);
+		if (rc == 0)
+			rc = uv_listen((uv_stream_t *)&s->pipe, 511, on_connection);
+		if (rc) {
+			log_error("cannot listen on %s: %s", cfg->socket, uv_strerror(rc));
+			return -1;
+		}
+		chmod(cfg->socket, 0660);
+		log_info("listening on unix:%s", cfg->socket);
+	}
+	if (!s->have_tcp && !s->have_pipe) {
+		log_error("nothing to listen on: set listen or socket");
+		return -1;
+	}
+	return 0;
+}
+
+void na_server_free(na_server *s)
+{
+	if (s->cfg.socket[0] && s->have_pipe)
+		unlink(s->cfg.socket);
+	na_store_close(&s->store);
+}

@@ -1,0 +1,98 @@
+/*
+ * server.h - the event loop side of newsarchd: listeners, connections and
+ * the requests in flight. conn.c owns connections, dispatch.c turns
+ * requests into store reads and writer jobs.
+ */
+#ifndef NA_SERVER_H
+#define NA_SERVER_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "mp.h"
+#include "store.h"
+#include "writer.h"
+
+typedef struct na_server na_server;
+typedef struct na_conn na_conn;
+
+struct na_conn {
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
+	na_server *srv;
+	uint8_t *in;               /* request bytes received, not yet handled */
+	size_t in_len, in_cap;
+	na_scan scan;
+	msgpack_sbuffer out;       /* replies not yet handed to uv_write */
+	size_t out_queued;         /* bytes handed to uv_write, not yet written */
+	unsigned pending;          /* requests waiting for a worker or the writer */
+	int refs;                  /* the handle + one per pending request */
+	bool closing, paused, is_unix;
+	uint64_t last_active;      /* loop time (ms) of the last request */
+	char peer[64];
+	/* test hook: when set, replies go here instead of the socket */
+	void (*sink)(na_conn *c, const void *data, size_t len);
+	na_conn *prev, *next;
+};
+
+struct na_server {
+	uv_loop_t *loop;
+	na_config cfg;
+	na_store store;
+	na_writer writer;
+	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+	bool have_tcp, have_pipe;
+	uv_signal_t sig[3];
+	uv_timer_t tick;
+	na_conn *conns;
+	uint32_t nconns;
+	uint64_t requests;
+	uint64_t started_ms;       /* uv_now at start */
+	uint64_t inflight;         /* requests waiting for workers/writer */
+	bool stopping, force_close;
+	uint64_t stop_ms;          /* uv_now when the stop began */
+	/* dictionary training */
+	bool training;
+	uint64_t trained_at;       /* article count when the current dict was trained */
+	double trained_ratio;
+	uint64_t dict_raw, dict_stored, dict_records;  /* since the current dict */
+};
+
+/* Opens the store and starts the writer; listeners are separate. */
+int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg);
+/* Binds the configured listeners. 0 or -1 (logged). */
+int na_server_listen(na_server *s);
+/* Begins a graceful stop: no new requests, finish those in flight, close. */
+void na_server_shutdown(na_server *s);
+/* Frees what init allocated; call after the loop has stopped. */
+void na_server_free(na_server *s);
+
+/* conn.c */
+na_conn *na_conn_new(na_server *s);
+void na_conn_start(na_conn *c);
+void na_conn_feed(na_conn *c, const uint8_t *data, size_t len); /* tests/fuzz */
+void na_conn_close(na_conn *c);
+void na_conn_flush(na_conn *c);
+void na_conn_unref(na_conn *c);
+/* A request finished asynchronously: account for it, flush, resume. */
+void na_conn_request_done(na_conn *c);
+/* During a stop: closes what can be closed, ends the loop when all is. */
+void na_server_maybe_finish(na_server *s);
+
+/* dispatch.c: handles one framed request; replies go into c->out. */
+void na_dispatch(na_conn *c, const uint8_t *msg, size_t len);
+/* Error reply for a request whose msgid is known. */
+void na_reply_error(na_conn *c, uint32_t msgid, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* After writes: train or retrain the compression dictionary if due. */
+void na_train_maybe(na_server *s, uint64_t articles);
+
+#endif

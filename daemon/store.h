@@ -1,0 +1,102 @@
+/*
+ * store.h - the archive on disk: one LMDB environment and its tables, and
+ * every read of it. Writes go through writer.h (one writer thread).
+ */
+#ifndef NA_STORE_H
+#define NA_STORE_H
+
+#include <lmdb.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "article.h"
+#include "codec.h"
+#include "key.h"
+
+#define NA_SCHEMA_VERSION 1
+
+typedef struct na_store_opts {
+	const char *dir;
+	size_t map_size;       /* initial map size */
+	size_t max_map_size;   /* the map never grows past this */
+	bool relaxed;          /* MDB_NOSYNC: commits are not fsynced */
+	int level;             /* zstd level */
+	size_t max_article;    /* largest article accepted, bytes */
+	bool readonly;         /* open read-only (verify) */
+} na_store_opts;
+
+typedef struct na_store {
+	MDB_env *env;
+	MDB_dbi articles;      /* key(16) -> record */
+	MDB_dbi guids;         /* siphash(guid) (8, BE) -> key(16); dupsort */
+	MDB_dbi meta;          /* name -> value */
+	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
+	MDB_dbi log;           /* seq (8, BE) -> change */
+	na_codec *codec;
+	uint8_t hash_key[16];  /* siphash key of this archive */
+	uint8_t archive_id[16];
+	size_t map_size;       /* current */
+	size_t max_map_size;
+	size_t max_article;
+	unsigned psize;
+	/* Readers hold this shared while a read transaction is live; the writer
+	 * takes it exclusively to grow the map (LMDB requires that no
+	 * transaction be active in the process while mdb_env_set_mapsize runs). */
+	pthread_rwlock_t resize_lock;
+} na_store;
+
+/* Opens (creating if needed) the archive in opts->dir. 0 or a negative
+ * errno / LMDB code; *msg says what failed. */
+int na_store_open(na_store *s, const na_store_opts *opts, const char **msg);
+void na_store_close(na_store *s);
+
+/* Read transactions. begin takes the resize lock shared. */
+int na_store_rbegin(na_store *s, MDB_txn **txn);
+void na_store_rend(na_store *s, MDB_txn *txn);
+
+/* Looks a guid up. Returns 0 and fills *key (and *rec, *reclen if not NULL:
+ * the stored record, valid until the transaction ends), MDB_NOTFOUND, or an
+ * error. Guid hash collisions are resolved by decoding the candidates. */
+int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
+		  const uint8_t **rec, size_t *reclen);
+
+/* Decodes a record into a growable buffer (*buf of *cap bytes, realloc'ed as
+ * needed; caller frees). 0 or negative. */
+int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
+		    size_t *outlen);
+
+/* Range query parameters, decoded from a request. */
+typedef struct na_range_q {
+	bool has_from, has_to, reverse, has_after;
+	int64_t from, to;      /* microseconds */
+	na_key after;
+	uint32_t limit;
+	na_fields fields;      /* n == 0: whole articles */
+	bool project;
+} na_range_q;
+
+/* Packs the {"articles": [...], "next": ...} result of a range query.
+ * Returns 0 or a negative error (-EIO for a corrupt record). */
+int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk);
+/* Counts articles with from <= published < to. */
+int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_t to,
+		   uint64_t *n);
+
+typedef struct na_store_stats {
+	uint64_t articles, raw_bytes, stored_bytes, seq;
+	uint64_t map_size, map_used, page_bytes;
+	uint32_t dict;
+	size_t dict_bytes;
+} na_store_stats;
+int na_store_stats_get(na_store *s, na_store_stats *st);
+
+/* meta table helpers (inside a transaction) */
+int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *v);
+int na_meta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t v);
+
+uint64_t na_store_guid_hash(const na_store *s, const char *guid, uint32_t n);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * verify.c - archive consistency check (see verify.h).
+ */
+#include "verify.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mp.h"
+
+static void hexkey(const void *k, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	const uint8_t *p = k;
+	if (n > 16)
+		n = 16;
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[p[i] >> 4];
+		out[2 * i + 1] = hx[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+long na_verify(na_store *s, FILE *out, uint64_t *articles)
+{
+	MDB_txn *txn;
+	int rc = na_store_rbegin(s, &txn);
+	if (rc)
+		return -EIO;
+	long problems = 0;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	char hk[40];
+	*articles = 0;
+
+	/* articles -> decodable, valid, indexed under their own guid */
+	mdb_cursor_open(txn, s->articles, &cur);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		(*articles)++;
+		hexkey(k.mv_data, k.mv_size, hk);
+		if (k.mv_size != NA_KEY_BYTES) {
+			fprintf(out, "article key %s: wrong length %zu\n", hk, k.mv_size);
+			problems++;
+			continue;
+		}
+		na_rec r;
+		size_t n;
+		if (na_rec_parse(s->codec, v.mv_data, v.mv_size, &r) == 0 && r.fmt == NA_REC_ZSTD_DICT &&
+		    na_codec_dict_size(s->codec, r.dict) == 0) {
+			fprintf(out, "article key %s: names dictionary %u, which does not exist\n", hk, r.dict);
+			problems++;
+			continue;
+		}
+		if (na_store_decode(s, v.mv_data, v.mv_size, &buf, &cap, &n)) {
+			fprintf(out, "article key %s: record does not decode\n", hk);
+			problems++;
+			continue;
+		}
+		na_mp mr;
+		na_mp_init(&mr, buf, n);
+		na_article_info info;
+		char err[256];
+		if (na_article_check(&mr, &info, "article", err, sizeof err) || na_mp_left(&mr) != 0) {
+			fprintf(out, "article key %s: not a valid article: %s\n", hk, err);
+			problems++;
+			continue;
+		}
+		if (na_key_micros((const na_key *)k.mv_data) != na_ts_micros(info.published)) {
+			fprintf(out, "article key %s (guid %.*s): key time differs from published\n", hk,
+				(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid);
+			problems++;
+		}
+		na_key found;
+		uint8_t hb[8];
+		na_be64_put(hb, na_store_guid_hash(s, info.guid, info.guid_len));
+		MDB_val ik = { 8, hb }, iv = { NA_KEY_BYTES, k.mv_data };
+		MDB_cursor *ic;
+		mdb_cursor_open(txn, s->guids, &ic);
+		if (mdb_cursor_get(ic, &ik, &iv, MDB_GET_BOTH) != 0) {
+			fprintf(out, "guid %.*s (key %s): missing from the guid index\n",
+				(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid, hk);
+			problems++;
+		}
+		mdb_cursor_close(ic);
+		(void)found;
+	}
+	mdb_cursor_close(cur);
+
+	/* guid index -> existing articles */
+	mdb_cursor_open(txn, s->guids, &cur);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		MDB_val av;
+		hexkey(v.mv_data, v.mv_size, hk);
+		if (v.mv_size != NA_KEY_BYTES || mdb_get(txn, s->articles, &v, &av) != 0) {
+			fprintf(out, "guid index entry -> key %s: no such article\n", hk);
+			problems++;
+		}
+	}
+	mdb_cursor_close(cur);
+
+	/* log: increasing, well formed, not past the recorded seq */
+	uint64_t seq = 0, last = 0;
+	na_meta_get_u64(s, txn, "seq", &seq);
+	mdb_cursor_open(txn, s->log, &cur);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 8) {
+			fprintf(out, "log: key of %zu bytes\n", k.mv_size);
+			problems++;
+			continue;
+		}
+		uint64_t n = na_be64_get(k.mv_data);
+		const uint8_t *e = v.mv_data;
+		bool ok = v.mv_size >= 1 &&
+			  ((e[0] == 'P' && (v.mv_size == 17 || v.mv_size == 33)) ||
+			   (e[0] == 'D' && v.mv_size == 17) || (e[0] == 'Z' && v.mv_size == 5));
+		if (!ok) {
+			fprintf(out, "log entry %llu: malformed\n", (unsigned long long)n);
+			problems++;
+		}
+		if (e[0] == 'P' && v.mv_size >= 17 && na_key_seq((const na_key *)(e + 1)) != n) {
+			fprintf(out, "log entry %llu: key sequence differs from the entry\n",
+				(unsigned long long)n);
+			problems++;
+		}
+		last = n;
+	}
+	mdb_cursor_close(cur);
+	if (last > seq) {
+		fprintf(out, "log: entry %llu is past the recorded sequence %llu\n",
+			(unsigned long long)last, (unsigned long long)seq);
+		problems++;
+	}
+	free(buf);
+	na_store_rend(s, txn);
+	return problems;
+}
+
+int na_verify_offline(const na_config *cfg)
+{
+	na_store st;
+	const char *msg;
+	na_store_opts o = { .dir = cfg->data, .map_size = cfg->map_size,
+			    .max_map_size = cfg->max_map_size, .level = cfg->compression_level,
+			    .max_article = cfg->max_article_bytes, .readonly = true };
+	int rc = na_store_open(&st, &o, &msg);
+	if (rc) {
+		fprintf(stderr, "newsarchd --verify: %s: %s\n", cfg->data, msg);
+		return -1;
+	}
+	uint64_t n;
+	long problems = na_verify(&st, stdout, &n);
+	na_store_close(&st);
+	if (problems < 0) {
+		fprintf(stderr, "newsarchd --verify: cannot read %s\n", cfg->data);
+		return -1;
+	}
+	printf("%llu articles checked, %ld problem%s\n", (unsigned long long)n, problems,
+	       problems == 1 ? "" : "s");
+	return problems ? -1 : 0;
+}

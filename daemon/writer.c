@@ -1,0 +1,492 @@
+/*
+ * writer.c - the writer thread: group commit, the change log, map growth.
+ *
+ * Every change takes the next sequence number and writes, in the same
+ * transaction as the change, a log entry under that number:
+ *
+ *   put     'P' key(16) [old key(16)]   article stored under key (replacing
+ *                                       the version at old key, if any)
+ *   delete  'D' key(16)
+ *   dict    'Z' id(4)                   dictionary id added and made current
+ *
+ * Entries refer to records by key instead of copying them. A key names one
+ * immutable stored version (its second half is the sequence number that
+ * created it), so a log reader finds either exactly the bytes the change
+ * wrote, or nothing because a later entry in the log removed them.
+ *
+ * When LMDB reports MDB_MAP_FULL the transaction is aborted, readers are
+ * kept out (resize_lock), the map is doubled up to max_map_size and the
+ * whole group is applied again. At the limit, jobs are retried one per
+ * transaction so those that fit still succeed; the others get NO_SPACE.
+ */
+#include "writer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rpc.h"
+
+#define GROUP_MAX_ITEMS 50000
+
+enum { LOG_PUT = 'P', LOG_DELETE = 'D', LOG_DICT = 'Z' };
+
+typedef struct wstate {
+	uint64_t seq, raw_bytes, stored_bytes;
+	na_key max_key;
+	bool have_max;
+} wstate;
+
+static void save(const na_writer *w, wstate *s)
+{
+	s->seq = w->seq;
+	s->raw_bytes = w->raw_bytes;
+	s->stored_bytes = w->stored_bytes;
+	s->max_key = w->max_key;
+	s->have_max = w->have_max;
+}
+
+static void restore(na_writer *w, const wstate *s)
+{
+	w->seq = s->seq;
+	w->raw_bytes = s->raw_bytes;
+	w->stored_bytes = s->stored_bytes;
+	w->max_key = s->max_key;
+	w->have_max = s->have_max;
+}
+
+static int log_append(na_writer *w, MDB_txn *txn, uint64_t seq, const uint8_t *e, size_t n)
+{
+	uint8_t kb[8];
+	na_be64_put(kb, seq);
+	MDB_val k = { 8, kb }, v = { n, (void *)e };
+	return mdb_put(txn, w->store->log, &k, &v, MDB_APPEND);
+}
+
+/* Is the stored record the same article as it->raw? */
+static int same_article(na_writer *w, const MDB_val *old, const na_witem *it, bool *same,
+			uint8_t **buf, size_t *cap)
+{
+	*same = false;
+	if (old->mv_size == it->rec_len && memcmp(old->mv_data, it->rec, it->rec_len) == 0) {
+		*same = true;
+		return 0;
+	}
+	na_rec r;
+	if (na_rec_parse(w->store->codec, old->mv_data, old->mv_size, &r))
+		return MDB_CORRUPTED;
+	if (r.raw_len != it->raw_len)
+		return 0;
+	size_t n;
+	int rc = na_store_decode(w->store, old->mv_data, old->mv_size, buf, cap, &n);
+	if (rc)
+		return rc == -ENOMEM ? rc : MDB_CORRUPTED;
+	*same = n == it->raw_len && memcmp(*buf, it->raw, n) == 0;
+	return 0;
+}
+
+static int del_guid(na_writer *w, MDB_txn *txn, const char *g, uint32_t gn, const na_key *key)
+{
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(w->store, g, gn));
+	MDB_val k = { 8, hb }, v = { NA_KEY_BYTES, (void *)key->b };
+	return mdb_del(txn, w->store->guids, &k, &v);
+}
+
+static int refresh_max(na_writer *w, MDB_txn *txn);
+
+static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, uint8_t **buf, size_t *cap)
+{
+	na_store *s = w->store;
+	na_key old;
+	const uint8_t *orec;
+	size_t orec_len;
+	int rc = na_store_find(s, txn, it->guid, it->guid_len, &old, &orec, &orec_len);
+	bool found = rc == 0;
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	uint64_t old_raw = 0;
+	if (found) {
+		MDB_val ov = { orec_len, (void *)orec };
+		bool same;
+		if ((rc = same_article(w, &ov, it, &same, buf, cap)))
+			return rc;
+		if (same) {
+			it->status = NA_WS_UNCHANGED;
+			it->seq = na_key_seq(&old);
+			return 0;
+		}
+		na_rec r;
+		if (na_rec_parse(s->codec, orec, orec_len, &r))
+			return MDB_CORRUPTED;
+		old_raw = r.raw_len;
+		w->raw_bytes -= old_raw;
+		w->stored_bytes -= orec_len;
+		MDB_val ok = { NA_KEY_BYTES, old.b };
+		if ((rc = mdb_del(txn, s->articles, &ok, NULL)))
+			return rc;
+		if ((rc = del_guid(w, txn, it->guid, it->guid_len, &old)))
+			return rc;
+	}
+	if ((rc = refresh_max(w, txn)))
+		return rc;
+	uint64_t seq = ++w->seq;
+	na_key key;
+	na_key_make(&key, it->micros, seq);
+	MDB_val k = { NA_KEY_BYTES, key.b }, v = { it->rec_len, (void *)it->rec };
+	bool append = !w->have_max || memcmp(key.b, w->max_key.b, NA_KEY_BYTES) > 0;
+	if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
+		return rc;
+	if (append) {
+		w->max_key = key;
+		w->have_max = true;
+	}
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(s, it->guid, it->guid_len));
+	MDB_val hk = { 8, hb }, hv = { NA_KEY_BYTES, key.b };
+	if ((rc = mdb_put(txn, s->guids, &hk, &hv, MDB_NODUPDATA)))
+		return rc;
+	uint8_t e[1 + 2 * NA_KEY_BYTES];
+	e[0] = LOG_PUT;
+	memcpy(e + 1, key.b, NA_KEY_BYTES);
+	if (found)
+		memcpy(e + 1 + NA_KEY_BYTES, old.b, NA_KEY_BYTES);
+	if ((rc = log_append(w, txn, seq, e, found ? sizeof e : 1 + NA_KEY_BYTES)))
+		return rc;
+	w->raw_bytes += it->raw_len;
+	w->stored_bytes += it->rec_len;
+	it->status = found ? NA_WS_UPDATED : NA_WS_CREATED;
+	it->seq = seq;
+	return 0;
+}
+
+static int apply_delete(na_writer *w, MDB_txn *txn, na_witem *it)
+{
+	na_store *s = w->store;
+	na_key key;
+	const uint8_t *rec;
+	size_t rec_len;
+	int rc = na_store_find(s, txn, it->guid, it->guid_len, &key, &rec, &rec_len);
+	if (rc == MDB_NOTFOUND) {
+		it->status = NA_WS_ABSENT;
+		it->seq = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	na_rec r;
+	if (na_rec_parse(s->codec, rec, rec_len, &r))
+		return MDB_CORRUPTED;
+	w->raw_bytes -= r.raw_len;
+	w->stored_bytes -= rec_len;
+	MDB_val k = { NA_KEY_BYTES, key.b };
+	if ((rc = mdb_del(txn, s->articles, &k, NULL)) ||
+	    (rc = del_guid(w, txn, it->guid, it->guid_len, &key)))
+		return rc;
+	uint64_t seq = ++w->seq;
+	uint8_t e[1 + NA_KEY_BYTES];
+	e[0] = LOG_DELETE;
+	memcpy(e + 1, key.b, NA_KEY_BYTES);
+	if ((rc = log_append(w, txn, seq, e, sizeof e)))
+		return rc;
+	if (w->have_max && memcmp(key.b, w->max_key.b, NA_KEY_BYTES) == 0)
+		w->have_max = false; /* recomputed lazily: append only above max */
+	it->status = NA_WS_DELETED;
+	it->seq = seq;
+	return 0;
+}
+
+static int apply_dict(na_writer *w, MDB_txn *txn, na_wjob *j)
+{
+	uint8_t ib[4] = { (uint8_t)(j->dict_id >> 24), (uint8_t)(j->dict_id >> 16),
+			  (uint8_t)(j->dict_id >> 8), (uint8_t)j->dict_id };
+	MDB_val k = { 4, ib }, v = { j->dict_len, (void *)j->dict };
+	int rc = mdb_put(txn, w->store->dicts, &k, &v, MDB_NOOVERWRITE);
+	if (rc)
+		return rc;
+	if ((rc = na_meta_put_u64(w->store, txn, "dict", j->dict_id)))
+		return rc;
+	uint64_t seq = ++w->seq;
+	uint8_t e[5] = { LOG_DICT, ib[0], ib[1], ib[2], ib[3] };
+	return log_append(w, txn, seq, e, sizeof e);
+}
+
+static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, uint8_t **buf, size_t *cap)
+{
+	if (j->op == NA_WOP_DICT)
+		return apply_dict(w, txn, j);
+	for (uint32_t i = 0; i < j->n; i++) {
+		na_witem *it = &j->items[i];
+		if (it->skip)
+			continue;
+		int rc = j->op == NA_WOP_PUT ? apply_put(w, txn, it, buf, cap) : apply_delete(w, txn, it);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* If the highest key was deleted, find the new one (outside the hot path). */
+static int refresh_max(na_writer *w, MDB_txn *txn)
+{
+	if (w->have_max)
+		return 0;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_cursor_open(txn, w->store->articles, &cur);
+	if (rc)
+		return rc;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	if (rc == 0 && k.mv_size == NA_KEY_BYTES) {
+		memcpy(w->max_key.b, k.mv_data, NA_KEY_BYTES);
+		w->have_max = true;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Applies jobs [first, stop) in one transaction. */
+static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
+{
+	na_store *s = w->store;
+	wstate st;
+	save(w, &st);
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc)
+		return rc;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	rc = refresh_max(w, txn);
+	for (na_wjob *j = first; j != stop && rc == 0; j = j->next)
+		rc = apply_job(w, txn, j, &buf, &cap);
+	free(buf);
+	if (rc == 0 && ((rc = na_meta_put_u64(s, txn, "seq", w->seq)) ||
+			(rc = na_meta_put_u64(s, txn, "raw_bytes", w->raw_bytes)) ||
+			(rc = na_meta_put_u64(s, txn, "stored_bytes", w->stored_bytes)))) {
+	}
+	MDB_stat ast;
+	if (rc == 0)
+		rc = mdb_stat(txn, s->articles, &ast);
+	if (rc) {
+		mdb_txn_abort(txn);
+		restore(w, &st);
+		return rc;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc) {
+		restore(w, &st);
+		return rc;
+	}
+	for (na_wjob *j = first; j != stop; j = j->next)
+		j->articles = ast.ms_entries;
+	w->commits++;
+	return 0;
+}
+
+/* Grows the map; 0, or -ENOSPC when already at the maximum. */
+static int grow_map(na_writer *w)
+{
+	na_store *s = w->store;
+	if (s->map_size >= s->max_map_size)
+		return -ENOSPC;
+	size_t step = s->map_size < ((size_t)4 << 30) ? s->map_size : ((size_t)4 << 30);
+	size_t want = s->map_size + step;
+	if (want > s->max_map_size)
+		want = s->max_map_size;
+	pthread_rwlock_wrlock(&s->resize_lock);
+	int rc = mdb_env_set_mapsize(s->env, want);
+	if (rc == 0) {
+		MDB_envinfo info;
+		mdb_env_info(s->env, &info);
+		s->map_size = info.me_mapsize;
+	}
+	pthread_rwlock_unlock(&s->resize_lock);
+	if (rc) {
+		log_error("cannot grow the map to %zu bytes: %s", want, mdb_strerror(rc));
+		return -ENOSPC;
+	}
+	log_info("map grown to %zu MiB", s->map_size >> 20);
+	return 0;
+}
+
+static void fail_jobs(na_wjob *first, na_wjob *stop, int code, const char *msg)
+{
+	for (na_wjob *j = first; j != stop; j = j->next) {
+		j->code = code;
+		j->msg = msg;
+	}
+}
+
+/* Applies a group, growing the map as needed; sets codes on failure. */
+static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
+{
+	int rc;
+	while ((rc = apply_group(w, first, stop)) == MDB_MAP_FULL) {
+		if (grow_map(w) == 0)
+			continue;
+		/* at the limit: one job per transaction, so what fits goes in */
+		if (first->next == stop) {
+			fail_jobs(first, stop, NA_CODE_NO_SPACE,
+				  "the archive reached max_map_size; reads still work");
+			return;
+		}
+		for (na_wjob *j = first; j != stop; j = j->next)
+			commit_group(w, j, j->next);
+		return;
+	}
+	if (rc) {
+		log_error("write transaction failed: %s", mdb_strerror(rc));
+		fail_jobs(first, stop, NA_CODE_INTERNAL, "write transaction failed; see the server log");
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	na_writer *w = arg;
+	bool dirty = false;
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->head && !w->stop) {
+			if (w->relaxed && dirty) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += 1;
+				if (pthread_cond_timedwait(&w->cond, &w->lock, &ts) == ETIMEDOUT) {
+					pthread_mutex_unlock(&w->lock);
+					mdb_env_sync(w->store->env, 1);
+					dirty = false;
+					pthread_mutex_lock(&w->lock);
+				}
+			} else {
+				pthread_cond_wait(&w->cond, &w->lock);
+			}
+		}
+		if (!w->head && w->stop)
+			break;
+		/* take a group: whole jobs, up to GROUP_MAX_ITEMS items */
+		na_wjob *first = w->head, *last = first;
+		uint64_t items = first->n;
+		while (last->next && items + last->next->n <= GROUP_MAX_ITEMS) {
+			last = last->next;
+			items += last->n;
+		}
+		w->head = last->next;
+		if (!w->head)
+			w->tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&w->lock);
+
+		commit_group(w, first, NULL);
+		w->committed_items += items;
+		dirty = true;
+
+		pthread_mutex_lock(&w->lock);
+		if (w->done_tail)
+			w->done_tail->next = first;
+		else
+			w->done_head = first;
+		w->done_tail = last;
+		pthread_mutex_unlock(&w->lock);
+		uv_async_send(&w->async);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (dirty && w->relaxed)
+		mdb_env_sync(w->store->env, 1);
+	return NULL;
+}
+
+static void run_done(uv_async_t *a)
+{
+	na_writer *w = a->data;
+	pthread_mutex_lock(&w->lock);
+	na_wjob *j = w->done_head;
+	w->done_head = w->done_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	while (j) {
+		na_wjob *next = j->next;
+		j->done(j);
+		j = next;
+	}
+}
+
+static int load_state(na_writer *w)
+{
+	na_store *s = w->store;
+	MDB_txn *txn;
+	int rc = na_store_rbegin(s, &txn);
+	if (rc)
+		return rc;
+	if ((rc = na_meta_get_u64(s, txn, "seq", &w->seq)) ||
+	    (rc = na_meta_get_u64(s, txn, "raw_bytes", &w->raw_bytes)) ||
+	    (rc = na_meta_get_u64(s, txn, "stored_bytes", &w->stored_bytes)))
+		goto out;
+	w->have_max = false;
+	rc = refresh_max(w, txn);
+out:
+	na_store_rend(s, txn);
+	return rc;
+}
+
+int na_writer_start(na_writer *w, na_store *s, uv_loop_t *loop, bool relaxed)
+{
+	memset(w, 0, sizeof *w);
+	w->store = s;
+	w->relaxed = relaxed;
+	int rc = load_state(w);
+	if (rc)
+		return rc;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	if (loop) {
+		uv_async_init(loop, &w->async, run_done);
+		w->async.data = w;
+		if ((rc = pthread_create(&w->thread, NULL, writer_main, w))) {
+			uv_close((uv_handle_t *)&w->async, NULL);
+			return -rc;
+		}
+		w->started = true;
+	}
+	return 0;
+}
+
+void na_writer_submit(na_writer *w, na_wjob *job)
+{
+	job->next = NULL;
+	job->code = NA_CODE_OK;
+	job->msg = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->tail)
+		w->tail->next = job;
+	else
+		w->head = job;
+	w->tail = job;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void na_writer_stop(na_writer *w)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	run_done(&w->async);
+	uv_close((uv_handle_t *)&w->async, NULL);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	w->started = false;
+}
+
+int na_writer_apply_now(na_writer *w, na_wjob *job)
+{
+	job->next = NULL;
+	job->code = NA_CODE_OK;
+	commit_group(w, job, NULL);
+	return job->code;
+}

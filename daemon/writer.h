@@ -1,0 +1,94 @@
+/*
+ * writer.h - the single writer thread, with group commit.
+ *
+ * The event loop submits jobs; the writer takes every job queued since its
+ * last commit, applies them in one LMDB transaction, commits (fsync unless
+ * relaxed) and hands the jobs back to the loop through a uv_async handle,
+ * where each job's done callback runs. So a reply is only ever sent for a
+ * durable write, and the loop never waits for the disk.
+ */
+#ifndef NA_WRITER_H
+#define NA_WRITER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "key.h"
+#include "store.h"
+
+typedef enum na_wop { NA_WOP_PUT, NA_WOP_DELETE, NA_WOP_DICT } na_wop;
+
+typedef enum na_wstatus {
+	NA_WS_CREATED, NA_WS_UPDATED, NA_WS_UNCHANGED, NA_WS_DELETED, NA_WS_ABSENT
+} na_wstatus;
+
+/* One article to put or one guid to delete. Inputs are set by the caller
+ * and must stay valid until done runs; outputs are set by the writer. */
+typedef struct na_witem {
+	/* in */
+	const uint8_t *rec;   /* encoded record (put) */
+	size_t rec_len;
+	const uint8_t *raw;   /* the article's msgpack bytes (put) */
+	size_t raw_len;
+	const char *guid;
+	uint32_t guid_len;
+	int64_t micros;       /* publication time (put) */
+	bool skip;            /* item already failed validation: leave it */
+	/* out */
+	int code;             /* NA_CODE_OK or an error code */
+	na_wstatus status;
+	uint64_t seq;
+} na_witem;
+
+typedef struct na_wjob na_wjob;
+typedef void (*na_wdone)(na_wjob *job);
+
+struct na_wjob {
+	na_wjob *next;
+	na_wop op;
+	uint32_t n;
+	na_witem *items;
+	/* NA_WOP_DICT */
+	uint32_t dict_id;
+	const void *dict;
+	size_t dict_len;
+	/* out: a failure of the whole job (NA_CODE_OK if none) */
+	int code;
+	const char *msg;
+	uint64_t articles;    /* article count after the commit */
+	na_wdone done;        /* runs on the loop thread */
+	void *arg;
+};
+
+typedef struct na_writer {
+	na_store *store;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	na_wjob *head, *tail;     /* submitted */
+	na_wjob *done_head, *done_tail;
+	bool stop, started;
+	bool relaxed;
+	uv_async_t async;
+	/* writer-thread state (mirrors meta, restored when a txn is aborted) */
+	uint64_t seq, raw_bytes, stored_bytes;
+	na_key max_key;
+	bool have_max;
+	/* statistics */
+	uint64_t commits, committed_items;
+} na_writer;
+
+/* Starts the writer thread; done callbacks will run on loop. */
+int na_writer_start(na_writer *w, na_store *s, uv_loop_t *loop, bool relaxed);
+/* Queues a job (loop thread). */
+void na_writer_submit(na_writer *w, na_wjob *job);
+/* Finishes every queued job, runs their callbacks, stops the thread and
+ * closes the async handle. */
+void na_writer_stop(na_writer *w);
+
+/* Applies jobs synchronously on the calling thread (tests, tools). */
+int na_writer_apply_now(na_writer *w, na_wjob *job);
+
+#endif
