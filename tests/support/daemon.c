@@ -181,10 +181,17 @@ void na_test_daemon_kill(na_test_daemon *d)
 	d->pid = 0;
 }
 
-void na_test_daemon_cleanup(na_test_daemon *d)
+int na_test_daemon_cleanup(na_test_daemon *d)
 {
-	if (d->pid)
-		na_test_daemon_stop(d);
+	int rc = 0;
+	if (d->pid) {
+		int st = na_test_daemon_stop(d);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "newsarchd did not exit cleanly (status %d)\n", st);
+			dump_log(d);
+			rc = -1;
+		}
+	}
 	if (d->dir[0] && strncmp(d->dir, "/", 1) == 0 && strstr(d->dir, "newsarch-test.")) {
 		char cmd[600];
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
@@ -192,6 +199,7 @@ void na_test_daemon_cleanup(na_test_daemon *d)
 			fprintf(stderr, "could not remove %s\n", d->dir);
 	}
 	d->dir[0] = 0;
+	return rc;
 }
 
 int na_test_connect_tcp(const na_test_daemon *d)

@@ -35,8 +35,10 @@ int na_test_daemon_restart(na_test_daemon *d);
 int na_test_daemon_stop(na_test_daemon *d);
 /* SIGKILL and wait. */
 void na_test_daemon_kill(na_test_daemon *d);
-/* Stops if running and removes the temp directory. */
-void na_test_daemon_cleanup(na_test_daemon *d);
+/* Stops if running and removes the temp directory. Returns 0, or -1 when
+ * the daemon did not exit with status 0 (its log is then printed): under
+ * the sanitizers that is how a leak or memory error in the daemon shows. */
+int na_test_daemon_cleanup(na_test_daemon *d);
 /* A blocking TCP connection to the daemon; -1 on failure. */
 int na_test_connect_tcp(const na_test_daemon *d);
 /* A blocking Unix-socket connection to the daemon; -1 on failure. */

@@ -1,7 +1,7 @@
 /*
- * rpc.c - test support: a blocking MessagePack-RPC peer (see rpc.h).
+ * testrpc.c - test support: a blocking MessagePack-RPC peer (see testrpc.h).
  */
-#include "rpc.h"
+#include "testrpc.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -26,6 +26,8 @@ void na_trpc_close(na_trpc *t)
 	t->fd = -1;
 	free(t->buf);
 	t->buf = NULL;
+	free(t->msgbytes);
+	t->msgbytes = NULL;
 	msgpack_unpacked_destroy(&t->msg);
 }
 
@@ -73,11 +75,16 @@ int na_trpc_read(na_trpc *t, msgpack_object *out)
 		if (rc < 0)
 			return -1;
 		if (rc == 1) {
-			/* keep the bytes alive with the object: copy into the zone */
+			/* unpacked strings point into the bytes: give them their own copy */
 			msgpack_unpacked_destroy(&t->msg);
 			msgpack_unpacked_init(&t->msg);
+			free(t->msgbytes);
+			t->msgbytes = malloc(mlen ? mlen : 1);
+			if (!t->msgbytes)
+				return -1;
+			memcpy(t->msgbytes, t->buf, mlen);
 			size_t off = 0;
-			if (msgpack_unpack_next(&t->msg, (const char *)t->buf, mlen, &off) !=
+			if (msgpack_unpack_next(&t->msg, t->msgbytes, mlen, &off) !=
 			    MSGPACK_UNPACK_SUCCESS)
 				return -1;
 			memmove(t->buf, t->buf + mlen, t->len - mlen);

@@ -1,5 +1,5 @@
 /*
- * rpc.h - test support: a small blocking MessagePack-RPC peer that talks to
+ * testrpc.h - test support: a small blocking MessagePack-RPC peer that talks to
  * newsarchd over a raw socket, so daemon tests do not depend on libnewsarch
  * and can send any bytes they like (including malformed ones).
  */
@@ -19,6 +19,7 @@ typedef struct na_trpc {
 	size_t len, cap;
 	na_scan scan;
 	msgpack_unpacked msg;  /* the last message read */
+	char *msgbytes;        /* its bytes, which msg points into */
 	uint32_t next_id;
 	int timeout_ms;
 } na_trpc;
