@@ -157,6 +157,10 @@ void na_conn_flush(na_conn *c)
 			done = (size_t)n;
 		if (done == c->out.size) {
 			c->out.size = 0;
+			if (c->out.alloc > READ_CHUNK) { /* a big reply went out: give it back */
+				msgpack_sbuffer_destroy(&c->out);
+				msgpack_sbuffer_init(&c->out);
+			}
 			return;
 		}
 	}
@@ -282,8 +286,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	c->in_len += (size_t)nread;
 	c->last_active = uv_now(c->srv->loop);
 	process(c);
-	/* a compacted buffer much larger than its content shrinks back */
-	if (c->in_len == 0 && c->in_cap > 4 * READ_CHUNK) {
+	/* an idle client keeps no input buffer (1,000 idle clients cost no
+	 * 64 MiB); the next read allocates one again */
+	if (c->in_len == 0) {
 		free(c->in);
 		c->in = NULL;
 		c->in_cap = 0;

@@ -255,24 +255,24 @@ static void do_get(req *q)
 	na_key key;
 	const uint8_t *rec;
 	size_t reclen;
-	rc = na_store_find(st, txn, g, gn, &key, &rec, &reclen);
+	na_buf dec = { 0 };
+	rc = na_store_find(st, txn, g, gn, &key, &rec, &reclen, &dec);
+	na_store_rend(st, txn);
 	if (rc == MDB_NOTFOUND) {
-		na_store_rend(st, txn);
+		free(dec.data);
 		na_reply_error(q->c, q->msgid, NA_CODE_NOT_FOUND, "no article with guid \"%.*s\"",
 			       (int)(gn > 200 ? 200 : gn), g);
 		return;
 	}
-	uint8_t *buf = NULL;
-	size_t cap = 0, n = 0;
-	if (rc == 0)
-		rc = na_store_decode(st, rec, reclen, &buf, &cap, &n);
-	na_store_rend(st, txn);
 	if (rc) {
-		free(buf);
-		log_error("get: cannot read the article for guid %.*s (%d)", (int)(gn > 200 ? 200 : gn), g, rc);
+		free(dec.data);
+		log_error("get: cannot read the article for guid %.*s: %s", (int)(gn > 200 ? 200 : gn), g,
+			  mdb_strerror(rc));
 		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "get: the stored article is unreadable");
 		return;
 	}
+	uint8_t *buf = dec.data;
+	size_t n = dec.len;
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
 	if (project)
 		na_article_project(&pk, buf, n, &f);

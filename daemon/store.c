@@ -280,7 +280,7 @@ int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, 
 }
 
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
-		  const uint8_t **recp, size_t *reclenp)
+		  const uint8_t **recp, size_t *reclenp, na_buf *dec)
 {
 	uint8_t hb[8];
 	na_be64_put(hb, na_store_guid_hash(s, guid, gn));
@@ -289,8 +289,6 @@ int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_k
 	if (rc)
 		return rc;
 	MDB_val k = { 8, hb }, v;
-	uint8_t *buf = NULL;
-	size_t cap = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
 		if (v.mv_size != NA_KEY_BYTES) {
@@ -305,24 +303,20 @@ int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_k
 		}
 		if (rc)
 			break;
-		size_t n;
 		const char *g;
 		uint32_t glen;
-		if (na_store_decode(s, av.mv_data, av.mv_size, &buf, &cap, &n) ||
-		    na_article_guid(buf, n, &g, &glen)) {
+		if (na_store_decode(s, av.mv_data, av.mv_size, &dec->data, &dec->cap, &dec->len) ||
+		    na_article_guid(dec->data, dec->len, &g, &glen)) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
 		if (glen == gn && memcmp(g, guid, gn) == 0) {
 			memcpy(key->b, v.mv_data, NA_KEY_BYTES);
-			if (recp) {
-				*recp = av.mv_data;
-				*reclenp = av.mv_size;
-			}
+			*recp = av.mv_data;
+			*reclenp = av.mv_size;
 			break;
 		}
 	}
-	free(buf);
 	mdb_cursor_close(cur);
 	return rc;
 }

@@ -57,11 +57,19 @@ void na_store_close(na_store *s);
 int na_store_rbegin(na_store *s, MDB_txn **txn);
 void na_store_rend(na_store *s, MDB_txn *txn);
 
-/* Looks a guid up. Returns 0 and fills *key (and *rec, *reclen if not NULL:
- * the stored record, valid until the transaction ends), MDB_NOTFOUND, or an
- * error. Guid hash collisions are resolved by decoding the candidates. */
+/* A growable scratch buffer for decoded articles (owner frees data). */
+typedef struct na_buf {
+	uint8_t *data;
+	size_t cap;
+	size_t len;
+} na_buf;
+
+/* Looks a guid up. Returns 0 and fills *key, *rec and *reclen (the stored
+ * record, valid until the transaction ends) and, as a by-product of telling
+ * hash collisions apart, the decoded article in *dec; MDB_NOTFOUND; or an
+ * error (MDB_CORRUPTED for an unreadable record). */
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
-		  const uint8_t **rec, size_t *reclen);
+		  const uint8_t **rec, size_t *reclen, na_buf *dec);
 
 /* Decodes a record into a growable buffer (*buf of *cap bytes, realloc'ed as
  * needed; caller frees). 0 or negative. */

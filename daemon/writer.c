@@ -64,27 +64,6 @@ static int log_append(na_writer *w, MDB_txn *txn, uint64_t seq, const uint8_t *e
 	return mdb_put(txn, w->store->log, &k, &v, MDB_APPEND);
 }
 
-/* Is the stored record the same article as it->raw? */
-static int same_article(na_writer *w, const MDB_val *old, const na_witem *it, bool *same,
-			uint8_t **buf, size_t *cap)
-{
-	*same = false;
-	if (old->mv_size == it->rec_len && memcmp(old->mv_data, it->rec, it->rec_len) == 0) {
-		*same = true;
-		return 0;
-	}
-	na_rec r;
-	if (na_rec_parse(w->store->codec, old->mv_data, old->mv_size, &r))
-		return MDB_CORRUPTED;
-	if (r.raw_len != it->raw_len)
-		return 0;
-	size_t n;
-	int rc = na_store_decode(w->store, old->mv_data, old->mv_size, buf, cap, &n);
-	if (rc)
-		return rc == -ENOMEM ? rc : MDB_CORRUPTED;
-	*same = n == it->raw_len && memcmp(*buf, it->raw, n) == 0;
-	return 0;
-}
 
 static int del_guid(na_writer *w, MDB_txn *txn, const char *g, uint32_t gn, const na_key *key)
 {
@@ -96,23 +75,20 @@ static int del_guid(na_writer *w, MDB_txn *txn, const char *g, uint32_t gn, cons
 
 static int refresh_max(na_writer *w, MDB_txn *txn);
 
-static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, uint8_t **buf, size_t *cap)
+static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 {
 	na_store *s = w->store;
 	na_key old;
 	const uint8_t *orec;
 	size_t orec_len;
-	int rc = na_store_find(s, txn, it->guid, it->guid_len, &old, &orec, &orec_len);
+	int rc = na_store_find(s, txn, it->guid, it->guid_len, &old, &orec, &orec_len, dec);
 	bool found = rc == 0;
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
 	uint64_t old_raw = 0;
 	if (found) {
-		MDB_val ov = { orec_len, (void *)orec };
-		bool same;
-		if ((rc = same_article(w, &ov, it, &same, buf, cap)))
-			return rc;
-		if (same) {
+		/* the stored version, decoded by find: same bytes, nothing to do */
+		if (dec->len == it->raw_len && memcmp(dec->data, it->raw, dec->len) == 0) {
 			it->status = NA_WS_UNCHANGED;
 			it->seq = na_key_seq(&old);
 			return 0;
@@ -161,13 +137,13 @@ static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, uint8_t **buf, si
 	return 0;
 }
 
-static int apply_delete(na_writer *w, MDB_txn *txn, na_witem *it)
+static int apply_delete(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 {
 	na_store *s = w->store;
 	na_key key;
 	const uint8_t *rec;
 	size_t rec_len;
-	int rc = na_store_find(s, txn, it->guid, it->guid_len, &key, &rec, &rec_len);
+	int rc = na_store_find(s, txn, it->guid, it->guid_len, &key, &rec, &rec_len, dec);
 	if (rc == MDB_NOTFOUND) {
 		it->status = NA_WS_ABSENT;
 		it->seq = 0;
@@ -212,7 +188,7 @@ static int apply_dict(na_writer *w, MDB_txn *txn, na_wjob *j)
 	return log_append(w, txn, seq, e, sizeof e);
 }
 
-static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, uint8_t **buf, size_t *cap)
+static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 {
 	if (j->op == NA_WOP_DICT)
 		return apply_dict(w, txn, j);
@@ -220,7 +196,7 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, uint8_t **buf, size
 		na_witem *it = &j->items[i];
 		if (it->skip)
 			continue;
-		int rc = j->op == NA_WOP_PUT ? apply_put(w, txn, it, buf, cap) : apply_delete(w, txn, it);
+		int rc = j->op == NA_WOP_PUT ? apply_put(w, txn, it, dec) : apply_delete(w, txn, it, dec);
 		if (rc)
 			return rc;
 	}
@@ -256,12 +232,9 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc)
 		return rc;
-	uint8_t *buf = NULL;
-	size_t cap = 0;
 	rc = refresh_max(w, txn);
 	for (na_wjob *j = first; j != stop && rc == 0; j = j->next)
-		rc = apply_job(w, txn, j, &buf, &cap);
-	free(buf);
+		rc = apply_job(w, txn, j, &w->scratch);
 	if (rc == 0 && ((rc = na_meta_put_u64(s, txn, "seq", w->seq)) ||
 			(rc = na_meta_put_u64(s, txn, "raw_bytes", w->raw_bytes)) ||
 			(rc = na_meta_put_u64(s, txn, "stored_bytes", w->stored_bytes)))) {
@@ -469,6 +442,8 @@ void na_writer_submit(na_writer *w, na_wjob *job)
 
 void na_writer_stop(na_writer *w)
 {
+	free(w->scratch.data);
+	w->scratch = (na_buf){ 0 };
 	if (!w->started)
 		return;
 	pthread_mutex_lock(&w->lock);

@@ -76,6 +76,7 @@ typedef struct na_writer {
 	uint64_t seq, raw_bytes, stored_bytes;
 	na_key max_key;
 	bool have_max;
+	na_buf scratch;           /* decoded articles, reused */
 	/* statistics */
 	uint64_t commits, committed_items;
 } na_writer;
@@ -85,7 +86,7 @@ int na_writer_start(na_writer *w, na_store *s, uv_loop_t *loop, bool relaxed);
 /* Queues a job (loop thread). */
 void na_writer_submit(na_writer *w, na_wjob *job);
 /* Finishes every queued job, runs their callbacks, stops the thread and
- * closes the async handle. */
+ * closes the async handle. Also frees a writer used only with apply_now. */
 void na_writer_stop(na_writer *w);
 
 /* Applies jobs synchronously on the calling thread (tests, tools). */
