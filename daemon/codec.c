@@ -19,6 +19,7 @@
 #include <zstd.h>
 
 typedef struct dict {
+	struct dict *dead_next;  /* graveyard link after a reset */
 	uint32_t id;
 	size_t len;
 	ZSTD_CDict *cdict;
@@ -39,6 +40,7 @@ struct na_codec {
 	pthread_mutex_t lock;
 	ctx_node *cctx_free;
 	ctx_node *dctx_free;
+	dict *graveyard;
 };
 
 int na_codec_create(int level, size_t max_raw, na_codec **out)
@@ -66,10 +68,22 @@ static void free_ctx_list(ctx_node *n, bool cctx)
 	}
 }
 
+static void free_dict(dict *d)
+{
+	ZSTD_freeCDict(d->cdict);
+	ZSTD_freeDDict(d->ddict);
+	free(d);
+}
+
 void na_codec_destroy(na_codec *c)
 {
 	if (!c)
 		return;
+	while (c->graveyard) {
+		dict *d = c->graveyard;
+		c->graveyard = d->dead_next;
+		free_dict(d);
+	}
 	for (unsigned i = 0; i <= NA_MAX_DICTS; i++) {
 		dict *d = atomic_load(&c->dicts[i]);
 		if (d) {
@@ -114,6 +128,21 @@ int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len)
 	while (id > m && !atomic_compare_exchange_weak(&c->max_id, &m, id))
 		;
 	return 0;
+}
+
+void na_codec_reset_dicts(na_codec *c)
+{
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->current, 0);
+	for (unsigned i = 0; i <= NA_MAX_DICTS; i++) {
+		dict *d = atomic_exchange(&c->dicts[i], NULL);
+		if (d) {
+			d->dead_next = c->graveyard;
+			c->graveyard = d;
+		}
+	}
+	atomic_store(&c->max_id, 0);
+	pthread_mutex_unlock(&c->lock);
 }
 
 void na_codec_use_dict(na_codec *c, uint32_t id)

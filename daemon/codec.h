@@ -43,6 +43,10 @@ void na_codec_destroy(na_codec *c);
 /* Registers dictionary `id` (copies the bytes). -EINVAL for a bad id or a
  * dictionary zstd rejects, -EEXIST if the id is taken. */
 int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len);
+/* Forgets every dictionary (a follower re-bootstrapping from another
+ * archive). Dictionaries still in use by a concurrent decode stay valid:
+ * they are only freed with the codec. */
+void na_codec_reset_dicts(na_codec *c);
 /* Makes `id` (0: none) the dictionary new records are compressed with. */
 void na_codec_use_dict(na_codec *c, uint32_t id);
 uint32_t na_codec_current_dict(const na_codec *c);

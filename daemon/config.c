@@ -54,6 +54,12 @@ static const opt opts[] = {
 	{ "max_pending", O_U32, F(max_pending), 1, 1000000,
 	  "requests in progress per connection before reading pauses" },
 	{ "idle_timeout", O_U32, F(idle_timeout), 0, 86400 * 365, "seconds; 0 = never" },
+	{ "follow", O_STR, F(follow), 0, 0,
+	  "replicate from this primary (HOST:PORT or unix:PATH) and serve reads" },
+	{ "log_retention_bytes", O_SIZE, F(log_retention_bytes), 4 * K, 1024 * T,
+	  "the change log is trimmed beyond this size" },
+	{ "log_retention_age", O_U32, F(log_retention_age), 0, 86400 * 3650,
+	  "seconds; log entries older than this are trimmed (0 = no age limit)" },
 };
 
 void na_config_defaults(na_config *c)
@@ -75,6 +81,8 @@ void na_config_defaults(na_config *c)
 	c->max_connections = 10000;
 	c->max_pending = 1024;
 	c->idle_timeout = 0;
+	c->log_retention_bytes = 1 * G;
+	c->log_retention_age = 7 * 86400;
 }
 
 static int parse_size(const char *v, size_t *out)
@@ -124,7 +132,8 @@ int na_config_set(na_config *c, const char *name, const char *value, char *err, 
 	size_t sz;
 	switch (o->type) {
 	case O_STR:
-		if (strlen(value) >= (o->off == F(listen) ? sizeof c->listen : sizeof c->data)) {
+		if (strlen(value) >= (o->off == F(listen) || o->off == F(follow) ? sizeof c->listen
+										   : sizeof c->data)) {
 			snprintf(err, errlen, "%s: value too long", o->name);
 			return -1;
 		}
@@ -176,18 +185,31 @@ typedef struct ini_ctx {
 	char *err;
 	size_t errlen;
 	int failed;
+	FILE *f;
+	int line, bad_line;    /* line being parsed, line of the bad setting */
+	char msg[256];         /* the first bad setting's message */
 } ini_ctx;
+
+/* inih's reader callback: fgets that counts lines, so a bad setting can
+ * be reported with its line number */
+static char *read_line(char *str, int num, void *stream)
+{
+	ini_ctx *x = stream;
+	char *r = fgets(str, num, x->f);
+	if (r)
+		x->line++;
+	return r;
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	(void)section;
 	ini_ctx *x = user;
-	char e[256];
 	if (x->failed)
 		return 0;
-	if (na_config_set(x->c, name, value, e, sizeof e)) {
-		snprintf(x->err, x->errlen, "%s: %s", x->path, e);
+	if (na_config_set(x->c, name, value, x->msg, sizeof x->msg)) {
 		x->failed = 1;
+		x->bad_line = x->line;
 		return 0;
 	}
 	return 1;
@@ -195,14 +217,22 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 int na_config_load(na_config *c, const char *path, char *err, size_t errlen)
 {
-	ini_ctx x = { c, path, err, errlen, 0 };
-	int rc = ini_parse(path, on_ini, &x);
-	if (rc < 0) {
+	ini_ctx x = { .c = c, .path = path, .err = err, .errlen = errlen };
+	x.f = fopen(path, "r");
+	if (!x.f) {
 		snprintf(err, errlen, "%s: cannot open the configuration file", path);
 		return -1;
 	}
-	if (x.failed)
+	int rc = ini_parse_stream(read_line, &x, on_ini, &x);
+	fclose(x.f);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot read the configuration file", path);
 		return -1;
+	}
+	if (x.failed) {
+		snprintf(err, errlen, "%s:%d: %s", path, x.bad_line, x.msg);
+		return -1;
+	}
 	if (rc > 0) {
 		snprintf(err, errlen, "%s:%d: not a valid \"name = value\" line", path, rc);
 		return -1;

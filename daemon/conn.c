@@ -83,6 +83,8 @@ void na_conn_close(na_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->sender)
+		na_repl_conn_closed(c);
 	if (c->sink) {
 		na_conn_unref(c);
 		return;
@@ -138,6 +140,8 @@ static void on_write(uv_write_t *req, int status)
 	}
 	if (c->paused)
 		resume_reading(c);
+	if (c->sender && c->out_queued == 0)
+		na_repl_pump(c->sender);
 }
 
 void na_conn_flush(na_conn *c)
@@ -303,7 +307,9 @@ void na_conn_start(na_conn *c)
 
 void na_conn_feed(na_conn *c, const uint8_t *data, size_t len)
 {
-	if (c->closing)
+	/* len 0: nothing to add (and c->in may still be NULL: no pointer
+	 * arithmetic or memcpy on it) */
+	if (c->closing || len == 0)
 		return;
 	if (c->in_cap - c->in_len < len) {
 		size_t want = c->in_len + len;
@@ -371,5 +377,7 @@ void na_server_shutdown(na_server *s)
 		close_handle((uv_handle_t *)&s->pipe);
 	for (na_conn *c = s->conns; c; c = c->next)
 		pause_reading(c);
+	na_follow_stop(s);
+	na_repl_shutdown(s);
 	na_server_maybe_finish(s);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "log.h"
 #include "rpc.h"
@@ -79,6 +80,8 @@ static const char *tname(na_mp_type t)
 
 typedef struct req {
 	na_conn *c;
+	const uint8_t *msg;    /* the whole request, for parking */
+	size_t len;
 	uint32_t msgid;
 	const char *method;
 	na_mp *r;          /* positioned at the first parameter */
@@ -186,7 +189,7 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 17);
+	msgpack_pack_map(&pk, 20);
 	kv_u64(&pk, "articles", st.articles);
 	kv_u64(&pk, "raw_bytes", st.raw_bytes);
 	kv_u64(&pk, "stored_bytes", st.stored_bytes);
@@ -198,12 +201,23 @@ static void do_stats(req *q)
 	kv_u64(&pk, "map_used", st.map_used);
 	kv_u64(&pk, "max_map_size", s->store.max_map_size);
 	kv_u64(&pk, "page_bytes", st.page_bytes);
-	kv_u64(&pk, "seq", st.seq);
+	kv_u64(&pk, "seq", s->seq > st.seq ? s->seq : st.seq);
 	kv_u64(&pk, "connections", s->nconns);
 	kv_u64(&pk, "requests", s->requests);
 	kv_u64(&pk, "uptime", (uv_now(s->loop) - s->started_ms) / 1000);
 	na_mp_pack_cstr(&pk, "role");
-	na_mp_pack_cstr(&pk, "primary");
+	na_mp_pack_cstr(&pk, s->follower ? "follower" : "primary");
+	char hx[33];
+	na_hex16(s->store.history, hx);
+	na_mp_pack_cstr(&pk, "history");
+	na_mp_pack_cstr(&pk, hx);
+	na_mp_pack_cstr(&pk, "followers");
+	na_repl_stats(s, &pk);
+	na_mp_pack_cstr(&pk, "replication");
+	if (s->follower)
+		na_follow_stats(s, &pk);
+	else
+		msgpack_pack_nil(&pk);
 	na_mp_pack_cstr(&pk, "durability");
 	na_mp_pack_cstr(&pk, s->cfg.relaxed ? "relaxed" : "strict");
 	na_mp_pack_cstr(&pk, "version");
@@ -222,6 +236,8 @@ static void do_get(req *q)
 		return;
 	na_fields f = { .n = 0 };
 	bool project = false;
+	uint64_t min_seq = 0;
+	uint32_t timeout_ms = 5000;
 	if (q->nparams == 2) {
 		uint32_t n;
 		na_mp_type t = na_mp_peek(q->r);
@@ -236,6 +252,18 @@ static void do_get(req *q)
 				BAD(q, "get: params[1]: option names must be strings");
 				return;
 			}
+			if (na_mp_streq(k, kn, "min_seq") || na_mp_streq(k, kn, "timeout_ms")) {
+				uint64_t v;
+				if (na_mp_u64(q->r, &v)) {
+					BAD(q, "get: params[1].%.*s: expected an unsigned integer", (int)kn, k);
+					return;
+				}
+				if (k[0] == 'm')
+					min_seq = v;
+				else
+					timeout_ms = v > 3600000 ? 3600000 : (uint32_t)v;
+				continue;
+			}
 			if (!na_mp_streq(k, kn, "fields")) {
 				BAD(q, "get: params[1]: unknown option \"%.*s\"", (int)(kn > 40 ? 40 : kn), k);
 				return;
@@ -245,6 +273,8 @@ static void do_get(req *q)
 			project = true;
 		}
 	}
+	if (min_seq && na_repl_park(q->c, q->msg, q->len, q->msgid, min_seq, timeout_ms))
+		return;
 	na_store *st = &q->c->srv->store;
 	MDB_txn *txn;
 	int rc = na_store_rbegin(st, &txn);
@@ -413,6 +443,14 @@ static int parse_range(req *q, na_range_q *rq, bool count)
 			if (read_fields(q, where, &rq->fields))
 				return -1;
 			rq->project = true;
+		} else if (na_mp_streq(k, kn, "min_seq") || na_mp_streq(k, kn, "timeout_ms")) {
+			uint64_t v;
+			if (na_mp_u64(q->r, &v))
+				return BAD(q, "%s: expected an unsigned integer", where);
+			if (k[0] == 'm')
+				rq->min_seq = v;
+			else
+				rq->timeout_ms = v > 3600000 ? 3600000 : (uint32_t)v;
 		} else {
 			return BAD(q, "%s: params[0]: unknown key \"%.*s\"", m, (int)(kn > 40 ? 40 : kn), k);
 		}
@@ -426,7 +464,10 @@ static void do_range(req *q, bool count)
 		return;
 	na_range_q rq;
 	memset(&rq, 0, sizeof rq);
+	rq.timeout_ms = 5000;
 	if (parse_range(q, &rq, count))
+		return;
+	if (rq.min_seq && na_repl_park(q->c, q->msg, q->len, q->msgid, rq.min_seq, rq.timeout_ms))
 		return;
 	if (count && !rq.has_from && !rq.has_to) {
 		uint64_t n;
@@ -478,6 +519,8 @@ typedef struct write_req {
 	size_t *rec_off;
 	uint64_t raw_sum, stored_sum, dict_records;
 	bool encode_failed;
+	uint32_t replicas;     /* wait for this many followers (0: no wait) */
+	uint32_t timeout_ms;
 } write_req;
 
 static void free_write_req(write_req *w)
@@ -523,6 +566,44 @@ static void write_done(na_wjob *job)
 		s->dict_raw += w->raw_sum;
 		s->dict_stored += w->stored_sum;
 		s->dict_records += w->dict_records;
+	}
+	if (job->code == NA_CODE_OK)
+		na_repl_committed(s, job->seq_after);
+	if (job->code == NA_CODE_OK && w->replicas && !c->closing && w->kind != 2) {
+		/* hold the reply until enough followers have it */
+		msgpack_sbuffer body;
+		msgpack_sbuffer_init(&body);
+		msgpack_packer bp;
+		msgpack_packer_init(&bp, &body, msgpack_sbuffer_write);
+		uint64_t top = 0;
+		if (w->kind == 1) {
+			msgpack_pack_array(&bp, job->n);
+			for (uint32_t i = 0; i < job->n; i++) {
+				if (w->errs[i]) {
+					msgpack_pack_map(&bp, 1);
+					na_mp_pack_cstr(&bp, "error");
+					pack_error(&bp, w->items[i].code, w->errs[i]);
+				} else {
+					pack_put_result(&bp, &w->items[i]);
+					if (w->items[i].seq > top)
+						top = w->items[i].seq;
+				}
+			}
+		} else {
+			pack_put_result(&bp, &w->items[0]);
+			top = w->items[0].seq;
+			/* keep the three pairs, drop the map header (0x83) */
+			memmove(body.data, body.data + 1, body.size - 1);
+			body.size--;
+		}
+		na_repl_wait(c, w->msgid, top, w->replicas, w->timeout_ms, w->kind == 1, body.data,
+			     body.size);
+		msgpack_sbuffer_destroy(&body);
+		uint64_t articles = job->articles;
+		free_write_req(w);
+		na_conn_request_done(c);
+		na_train_maybe(s, articles);
+		return;
 	}
 	if (!c->closing) {
 		msgpack_packer pk;
@@ -617,9 +698,42 @@ static void do_put(req *q, bool batch)
 {
 	na_conn *c = q->c;
 	na_server *s = c->srv;
-	if (want_params(q, 1, 1))
+	if (want_params(q, 1, 2))
 		return;
 	uint32_t n = 1;
+	uint32_t replicas = 0, timeout_ms = 5000;
+	if (q->nparams == 2) {
+		/* options come after the article(s): read them from a copy of the cursor */
+		na_mp o = *q->r;
+		if (na_mp_skip(&o)) {
+			BAD(q, "%s: params[0] is truncated", q->method);
+			return;
+		}
+		uint32_t on;
+		if (na_mp_peek(&o) != NA_MP_MAP || na_mp_map(&o, &on)) {
+			BAD(q, "%s: params[1]: expected an options map", q->method);
+			return;
+		}
+		for (uint32_t i = 0; i < on; i++) {
+			const char *k;
+			uint32_t kn;
+			uint64_t v;
+			if (na_mp_str(&o, &k, &kn) || na_mp_u64(&o, &v)) {
+				BAD(q, "%s: params[1]: options are names with unsigned integer values",
+				    q->method);
+				return;
+			}
+			if (na_mp_streq(k, kn, "replicas") && v <= 1000)
+				replicas = (uint32_t)v;
+			else if (na_mp_streq(k, kn, "timeout_ms") && v <= 3600000)
+				timeout_ms = (uint32_t)v;
+			else {
+				BAD(q, "%s: params[1]: unknown option or value out of range: \"%.*s\"",
+				    q->method, (int)(kn > 40 ? 40 : kn), k);
+				return;
+			}
+		}
+	}
 	if (batch) {
 		na_mp_type t = na_mp_peek(q->r);
 		if (t != NA_MP_ARRAY || na_mp_array(q->r, &n)) {
@@ -642,6 +756,8 @@ static void do_put(req *q, bool batch)
 	w->c = c;
 	w->msgid = q->msgid;
 	w->kind = batch ? 1 : 0;
+	w->replicas = replicas;
+	w->timeout_ms = timeout_ms;
 	w->job.n = n;
 	w->items = calloc(n, sizeof *w->items);
 	w->errs = calloc(n, sizeof *w->errs);
@@ -907,6 +1023,70 @@ void na_train_maybe(na_server *s, uint64_t articles)
 	uv_queue_work(s->loop, &t->work, train_work, train_done);
 }
 
+/* ---- promote ------------------------------------------------------- */
+
+typedef struct promote_req {
+	na_wjob job;
+	na_conn *c;
+	uint32_t msgid;
+} promote_req;
+
+static void promoted(na_wjob *job)
+{
+	promote_req *p = job->arg;
+	na_conn *c = p->c;
+	na_server *s = c->srv;
+	if (job->code == NA_CODE_OK) {
+		char hx[33];
+		na_hex16(s->store.history, hx);
+		log_info("promoted to primary: history %s from seq %llu", hx,
+			 (unsigned long long)job->seq_after);
+		/* our own followers re-attach and learn the new history */
+		for (na_conn *o = s->conns, *next; o; o = next) {
+			next = o->next;
+			if (o->sender && o != c)
+				na_conn_close(o);
+		}
+		if (!c->closing) {
+			msgpack_packer pk = ok_reply(c, p->msgid);
+			msgpack_pack_map(&pk, 2);
+			na_mp_pack_cstr(&pk, "history");
+			na_mp_pack_cstr(&pk, hx);
+			na_mp_pack_cstr(&pk, "seq");
+			msgpack_pack_uint64(&pk, job->seq_after);
+		}
+	} else if (!c->closing) {
+		na_reply_error(c, p->msgid, job->code, "promote: %s", job->msg);
+	}
+	free(p);
+	na_conn_request_done(c);
+}
+
+static void do_promote(req *q)
+{
+	na_server *s = q->c->srv;
+	if (want_params(q, 0, 0))
+		return;
+	if (!s->follower) {
+		BAD(q, "promote: this server is already a primary");
+		return;
+	}
+	promote_req *p = calloc(1, sizeof *p);
+	if (!p || getrandom(p->job.history, 16, 0) != 16) {
+		free(p);
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "promote: out of memory");
+		return;
+	}
+	na_follow_stop(s); /* writes are accepted from here on */
+	p->c = q->c;
+	p->msgid = q->msgid;
+	p->job.op = NA_WOP_PROMOTE;
+	p->job.done = promoted;
+	p->job.arg = p;
+	begin_async(q->c);
+	na_writer_submit(&s->writer, &p->job);
+}
+
 /* ---- the dispatcher ------------------------------------------------- */
 
 void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
@@ -920,14 +1100,21 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		na_conn_close(c);
 		return;
 	}
-	if (type == NA_RPC_NOTIFY)
-		return; /* clients have nothing to notify us of */
+	if (type == NA_RPC_NOTIFY) {
+		/* the only notification we take: a follower's acknowledgement */
+		const char *m;
+		uint32_t mn, np;
+		if (n == 3 && na_mp_str(&r, &m, &mn) == 0 && na_mp_streq(m, mn, "ack") &&
+		    na_mp_array(&r, &np) == 0)
+			na_repl_ack(c, &r, np);
+		return;
+	}
 	if (na_mp_u64(&r, &id) || id > UINT32_MAX) {
 		log_warn("%s: request without a valid msgid; closing", c->peer);
 		na_conn_close(c);
 		return;
 	}
-	req q = { .c = c, .msgid = (uint32_t)id, .r = &r };
+	req q = { .c = c, .msg = msg, .len = len, .msgid = (uint32_t)id, .r = &r };
 	if (type != NA_RPC_REQUEST || n != 4) {
 		BAD(&q, "a request is [0, msgid, method, params]");
 		return;
@@ -946,7 +1133,8 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	}
 	static const struct { const char *name; int id; } methods[] = {
 		{ "ping", 0 }, { "put", 1 }, { "put_batch", 2 }, { "get", 3 }, { "range", 4 },
-		{ "delete", 5 }, { "count", 6 }, { "stats", 7 },
+		{ "delete", 5 }, { "count", 6 }, { "stats", 7 }, { "replicate", 8 },
+		{ "subscribe", 9 }, { "promote", 10 },
 	};
 	int mid = -1;
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -963,6 +1151,12 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE, "the server is shutting down");
 		return;
 	}
+	if (c->srv->follower && (mid == 1 || mid == 2 || mid == 5)) {
+		na_reply_error(c, q.msgid, NA_CODE_READONLY,
+			       "this server is a follower of %s: send writes there",
+			       na_follow_addr(c->srv));
+		return;
+	}
 	switch (mid) {
 	case 0: do_ping(&q); break;
 	case 1: do_put(&q, false); break;
@@ -972,5 +1166,8 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	case 5: do_delete(&q); break;
 	case 6: do_range(&q, true); break;
 	case 7: do_stats(&q); break;
+	case 8: na_repl_start(c, q.msgid, &r, q.nparams, false); break;
+	case 9: na_repl_start(c, q.msgid, &r, q.nparams, true); break;
+	case 10: do_promote(&q); break;
 	}
 }

@@ -33,6 +33,8 @@ static void on_tick(uv_timer_t *t)
 {
 	na_server *s = t->data;
 	uint64_t now = uv_now(s->loop);
+	if (!s->stopping)
+		na_repl_tick(s);
 	if (s->stopping) {
 		if (!s->force_close && now - s->stop_ms > SHUTDOWN_GRACE_MS) {
 			log_warn("clients did not read their last replies; closing them");
@@ -78,6 +80,9 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 	}
 	s->started_ms = uv_now(loop);
 	s->trained_at = 0;
+	s->seq = s->writer.seq;
+	s->writer.log_cap = cfg->log_retention_bytes;
+	s->last_trim_ms = uv_now(loop);
 	int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	for (int i = 0; i < 3; i++) {
 		uv_signal_init(loop, &s->sig[i]);
@@ -233,6 +238,8 @@ int na_server_listen(na_server *s)
 		log_error("nothing to listen on: set listen or socket");
 		return -1;
 	}
+	if (cfg->follow[0] && na_follow_start(s, cfg->follow) != 0)
+		return -1;
 	return 0;
 }
 

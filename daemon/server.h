@@ -39,8 +39,14 @@ struct na_conn {
 	char peer[64];
 	/* test hook: when set, replies go here instead of the socket */
 	void (*sink)(na_conn *c, const void *data, size_t len);
+	struct na_sender *sender; /* set when this client follows our log */
 	na_conn *prev, *next;
 };
+
+typedef struct na_sender na_sender;
+typedef struct na_follower na_follower;
+typedef struct na_parked na_parked;
+typedef struct na_wait na_wait;
 
 struct na_server {
 	uv_loop_t *loop;
@@ -59,6 +65,13 @@ struct na_server {
 	uint64_t inflight;         /* requests waiting for workers/writer */
 	bool stopping, force_close;
 	uint64_t stop_ms;          /* uv_now when the stop began */
+	/* replication (replog.c: we are read from; follow.c: we read) */
+	na_sender *senders;
+	na_follower *follower;     /* NULL on a primary */
+	na_parked *parked;         /* reads waiting for min_seq */
+	na_wait *waits;            /* writes waiting for followers */
+	uint64_t seq;              /* last committed sequence number */
+	uint64_t last_trim_ms;
 	/* dictionary training */
 	bool training;
 	uint64_t trained_at;       /* article count when the current dict was trained */
@@ -86,6 +99,30 @@ void na_conn_unref(na_conn *c);
 void na_conn_request_done(na_conn *c);
 /* During a stop: closes what can be closed, ends the loop when all is. */
 void na_server_maybe_finish(na_server *s);
+
+/* replog.c */
+void na_repl_start(na_conn *c, uint32_t msgid, na_mp *r, uint32_t nparams, bool subscribe);
+void na_repl_ack(na_conn *c, na_mp *r, uint32_t nparams);
+void na_repl_pump(na_sender *x);
+void na_repl_committed(na_server *s, uint64_t seq);   /* after every commit */
+void na_repl_conn_closed(na_conn *c);
+void na_repl_tick(na_server *s);
+void na_repl_stats(na_server *s, msgpack_packer *pk); /* "replication" value */
+/* Parks a read until seq min_seq is applied (copying msg); 1 if parked. */
+int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uint64_t min_seq,
+		 uint32_t timeout_ms);
+/* Holds a write reply until `need` followers applied seq. `body` is the
+ * packed result: the three key/value pairs of a put result (batch=false) or
+ * the results array (batch=true). */
+void na_repl_wait(na_conn *c, uint32_t msgid, uint64_t seq, uint32_t need, uint32_t timeout_ms,
+		  bool batch, const char *body, size_t len);
+void na_repl_shutdown(na_server *s);
+
+/* follow.c */
+int na_follow_start(na_server *s, const char *addr);
+void na_follow_stop(na_server *s);
+void na_follow_stats(na_server *s, msgpack_packer *pk);
+const char *na_follow_addr(const na_server *s);
 
 /* dispatch.c: handles one framed request; replies go into c->out. */
 void na_dispatch(na_conn *c, const uint8_t *msg, size_t len);

@@ -42,6 +42,39 @@ static int put_meta(MDB_txn *txn, MDB_dbi dbi, const char *name, const void *p, 
 	return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+int na_meta_get(na_store *s, MDB_txn *txn, const char *name, MDB_val *v)
+{
+	return get_meta(txn, s->meta, name, v);
+}
+
+int na_meta_put(na_store *s, MDB_txn *txn, const char *name, const void *p, size_t n)
+{
+	return put_meta(txn, s->meta, name, p, n);
+}
+
+int na_store_log_first(na_store *s, MDB_txn *txn, uint64_t *seq)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_cursor_open(txn, s->log, &cur);
+	if (rc)
+		return rc;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	*seq = rc == 0 && k.mv_size == 8 ? na_be64_get(k.mv_data) : 0;
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+void na_hex16(const uint8_t *b, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[32] = 0;
+}
+
 int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *out)
 {
 	MDB_val v;
@@ -113,13 +146,15 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 		}
 		uint8_t schema[8];
 		na_be64_put(schema, NA_SCHEMA_VERSION);
-		if (getrandom(s->hash_key, 16, 0) != 16 || getrandom(s->archive_id, 16, 0) != 16) {
+		if (getrandom(s->hash_key, 16, 0) != 16 || getrandom(s->archive_id, 16, 0) != 16 ||
+		    getrandom(s->history, 16, 0) != 16) {
 			*msg = "getrandom failed";
 			return -EIO;
 		}
 		if ((rc = put_meta(txn, s->meta, "schema", schema, 8)) ||
 		    (rc = put_meta(txn, s->meta, "hash_key", s->hash_key, 16)) ||
-		    (rc = put_meta(txn, s->meta, "archive_id", s->archive_id, 16))) {
+		    (rc = put_meta(txn, s->meta, "archive_id", s->archive_id, 16)) ||
+		    (rc = put_meta(txn, s->meta, "history", s->history, 16))) {
 			*msg = "cannot initialise the meta table";
 			return rc;
 		}
@@ -143,6 +178,20 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 		return -EINVAL;
 	}
 	memcpy(s->archive_id, v.mv_data, 16);
+	if (get_meta(txn, s->meta, "history", &v) || v.mv_size != 16) {
+		*msg = "archive meta table lacks its history id";
+		return -EINVAL;
+	}
+	memcpy(s->history, v.mv_data, 16);
+	if (get_meta(txn, s->meta, "chain", &v) == 0) {
+		if (v.mv_size % 24 || v.mv_size > sizeof s->chain) {
+			*msg = "archive history chain is malformed";
+			return -EINVAL;
+		}
+		memcpy(s->chain, v.mv_data, v.mv_size);
+		s->chain_len = (uint32_t)(v.mv_size / 24);
+	}
+	s->snapshot_incomplete = get_meta(txn, s->meta, "snapshot", &v) == 0;
 	return 0;
 }
 
@@ -202,7 +251,8 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	    (rc = mdb_dbi_open(txn, "articles", c, &s->articles)) ||
 	    (rc = mdb_dbi_open(txn, "guids", c | MDB_DUPSORT | MDB_DUPFIXED, &s->guids)) ||
 	    (rc = mdb_dbi_open(txn, "dicts", c, &s->dicts)) ||
-	    (rc = mdb_dbi_open(txn, "log", c, &s->log))) {
+	    (rc = mdb_dbi_open(txn, "log", c, &s->log)) ||
+	    (rc = mdb_dbi_open(txn, "logtime", c, &s->logtime))) {
 		*msg = rc == MDB_NOTFOUND ? "not a newsarch archive (tables missing)"
 					  : "cannot open the tables";
 		mdb_txn_abort(txn);

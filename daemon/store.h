@@ -35,9 +35,17 @@ typedef struct na_store {
 	MDB_dbi meta;          /* name -> value */
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
+	MDB_dbi logtime;       /* seq (8, BE) -> unix ms: when the log reached seq */
 	na_codec *codec;
 	uint8_t hash_key[16];  /* siphash key of this archive */
 	uint8_t archive_id[16];
+	/* Replication identity (see replog.c): the history this archive's log
+	 * belongs to, and the earlier histories it continues, each with the
+	 * last sequence number it shares with them. */
+	uint8_t history[16];
+	uint8_t chain[16 * 24];
+	uint32_t chain_len;
+	bool snapshot_incomplete; /* a follower died during its snapshot */
 	size_t map_size;       /* current */
 	size_t max_map_size;
 	size_t max_article;
@@ -84,6 +92,8 @@ typedef struct na_range_q {
 	uint32_t limit;
 	na_fields fields;      /* n == 0: whole articles */
 	bool project;
+	uint64_t min_seq;      /* wait until this seq is applied */
+	uint32_t timeout_ms;
 } na_range_q;
 
 /* Packs the {"articles": [...], "next": ...} result of a range query.
@@ -106,5 +116,13 @@ int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *v);
 int na_meta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t v);
 
 uint64_t na_store_guid_hash(const na_store *s, const char *guid, uint32_t n);
+
+/* Raw meta access (inside a transaction). */
+int na_meta_get(na_store *s, MDB_txn *txn, const char *name, MDB_val *v);
+int na_meta_put(na_store *s, MDB_txn *txn, const char *name, const void *p, size_t n);
+/* Oldest sequence number still in the log (0 when the log is empty). */
+int na_store_log_first(na_store *s, MDB_txn *txn, uint64_t *seq);
+/* Hex of 16 bytes into out[33]. */
+void na_hex16(const uint8_t *b, char *out);
 
 #endif

@@ -188,10 +188,303 @@ static int apply_dict(na_writer *w, MDB_txn *txn, na_wjob *j)
 	return log_append(w, txn, seq, e, sizeof e);
 }
 
+/* ---- replication: applying what a primary sends ----------------------- */
+
+/* Adds or removes the guid index entry of the record stored at key and keeps
+ * the byte counters in step. */
+static int index_record(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
+			size_t len, na_buf *dec, bool add)
+{
+	na_store *s = w->store;
+	na_rec r;
+	const char *g;
+	uint32_t gn;
+	if (na_rec_parse(s->codec, rec, len, &r) ||
+	    na_store_decode(s, rec, len, &dec->data, &dec->cap, &dec->len) ||
+	    na_article_guid(dec->data, dec->len, &g, &gn))
+		return MDB_CORRUPTED;
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(s, g, gn));
+	MDB_val hk = { 8, hb }, hv = { NA_KEY_BYTES, (void *)key->b };
+	if (add) {
+		w->raw_bytes += r.raw_len;
+		w->stored_bytes += len;
+		return mdb_put(txn, s->guids, &hk, &hv, MDB_NODUPDATA);
+	}
+	w->raw_bytes -= r.raw_len;
+	w->stored_bytes -= len;
+	int rc = mdb_del(txn, s->guids, &hk, &hv);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Stores a record under key unless that version is already there. */
+static int insert_key(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
+		      size_t len, na_buf *dec)
+{
+	na_store *s = w->store;
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	int rc = refresh_max(w, txn);
+	if (rc)
+		return rc;
+	bool append = !w->have_max || memcmp(key->b, w->max_key.b, NA_KEY_BYTES) > 0;
+	if (!append) {
+		rc = mdb_get(txn, s->articles, &k, &v);
+		if (rc == 0)
+			return 0; /* already have it (a snapshot overlapping the log) */
+		if (rc != MDB_NOTFOUND)
+			return rc;
+	}
+	v.mv_size = len;
+	v.mv_data = (void *)rec;
+	if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
+		return rc;
+	if (append) {
+		w->max_key = *key;
+		w->have_max = true;
+	}
+	return index_record(w, txn, key, rec, len, dec, true);
+}
+
+/* Removes the version stored under key, if any. */
+static int remove_key(na_writer *w, MDB_txn *txn, const na_key *key, na_buf *dec)
+{
+	na_store *s = w->store;
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	int rc = mdb_get(txn, s->articles, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if ((rc = index_record(w, txn, key, v.mv_data, v.mv_size, dec, false)))
+		return rc;
+	if ((rc = mdb_del(txn, s->articles, &k, NULL)))
+		return rc;
+	if (w->have_max && memcmp(key->b, w->max_key.b, NA_KEY_BYTES) == 0)
+		w->have_max = false;
+	return 0;
+}
+
+static int store_dict(na_writer *w, MDB_txn *txn, uint32_t id, const void *d, size_t n)
+{
+	uint8_t ib[4] = { (uint8_t)(id >> 24), (uint8_t)(id >> 16), (uint8_t)(id >> 8), (uint8_t)id };
+	MDB_val k = { 4, ib }, v = { n, (void *)d };
+	int rc = mdb_put(txn, w->store->dicts, &k, &v, 0);
+	if (rc == 0)
+		rc = na_meta_put_u64(w->store, txn, "dict", id);
+	if (rc)
+		return rc;
+	int cr = na_codec_add_dict(w->store->codec, id, d, n);
+	if (cr && cr != -EEXIST)
+		return MDB_CORRUPTED;
+	na_codec_use_dict(w->store->codec, id);
+	return 0;
+}
+
+static int apply_entry(na_writer *w, MDB_txn *txn, const na_rentry *e, na_buf *dec)
+{
+	if (e->seq <= w->seq)
+		return 0; /* already applied: a resend after reconnecting */
+	if (e->seq != w->seq + 1) {
+		log_error("replication gap: at %llu, got entry %llu", (unsigned long long)w->seq,
+			  (unsigned long long)e->seq);
+		return NA_WRITER_EGAP;
+	}
+	int rc = 0;
+	uint8_t ent[1 + 2 * NA_KEY_BYTES];
+	size_t elen = 1 + NA_KEY_BYTES;
+	ent[0] = e->op;
+	switch (e->op) {
+	case LOG_PUT:
+		if (e->has_old && (rc = remove_key(w, txn, &e->old, dec)))
+			return rc;
+		if (e->rec && (rc = insert_key(w, txn, &e->key, e->rec, e->rec_len, dec)))
+			return rc;
+		memcpy(ent + 1, e->key.b, NA_KEY_BYTES);
+		if (e->has_old) {
+			memcpy(ent + 1 + NA_KEY_BYTES, e->old.b, NA_KEY_BYTES);
+			elen += NA_KEY_BYTES;
+		}
+		break;
+	case LOG_DELETE:
+		if ((rc = remove_key(w, txn, &e->key, dec)))
+			return rc;
+		memcpy(ent + 1, e->key.b, NA_KEY_BYTES);
+		break;
+	case LOG_DICT:
+		if ((rc = store_dict(w, txn, e->dict_id, e->dict, e->dict_len)))
+			return rc;
+		ent[1] = (uint8_t)(e->dict_id >> 24);
+		ent[2] = (uint8_t)(e->dict_id >> 16);
+		ent[3] = (uint8_t)(e->dict_id >> 8);
+		ent[4] = (uint8_t)e->dict_id;
+		elen = 5;
+		break;
+	default:
+		return MDB_CORRUPTED;
+	}
+	if ((rc = log_append(w, txn, e->seq, ent, elen)))
+		return rc;
+	w->seq = e->seq;
+	return 0;
+}
+
+static int put_identity(na_writer *w, MDB_txn *txn, const na_wjob *j)
+{
+	int rc = na_meta_put(w->store, txn, "history", j->history, 16);
+	if (rc == 0)
+		rc = na_meta_put(w->store, txn, "chain", j->chain, (size_t)j->chain_len * 24);
+	return rc;
+}
+
+static int apply_snap_begin(na_writer *w, MDB_txn *txn, const na_wjob *j)
+{
+	na_store *s = w->store;
+	MDB_dbi drop[] = { s->articles, s->guids, s->dicts, s->log, s->logtime };
+	int rc = 0;
+	for (size_t i = 0; i < sizeof drop / sizeof drop[0] && rc == 0; i++)
+		rc = mdb_drop(txn, drop[i], 0);
+	uint8_t one = 1;
+	if (rc == 0)
+		rc = put_identity(w, txn, j);
+	if (rc == 0)
+		rc = na_meta_put(s, txn, "hash_key", j->hash_key, 16);
+	if (rc == 0)
+		rc = na_meta_put(s, txn, "snapshot", &one, 1);
+	if (rc == 0)
+		rc = na_meta_put_u64(s, txn, "dict", 0);
+	w->seq = 0;
+	w->raw_bytes = w->stored_bytes = 0;
+	w->have_max = false;
+	if (rc == 0) {
+		/* takes effect for the rows that follow in later transactions */
+		pthread_rwlock_wrlock(&s->resize_lock);
+		memcpy(s->hash_key, j->hash_key, 16);
+		pthread_rwlock_unlock(&s->resize_lock);
+		na_codec_reset_dicts(s->codec);
+	}
+	return rc;
+}
+
+static int apply_snap_rows(na_writer *w, MDB_txn *txn, const na_wjob *j, na_buf *dec)
+{
+	for (uint32_t i = 0; i < j->nrows; i++) {
+		int rc = insert_key(w, txn, &j->rows[i].key, j->rows[i].rec, j->rows[i].rec_len, dec);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int apply_trim(na_writer *w, MDB_txn *txn, const na_wjob *j)
+{
+	na_store *s = w->store;
+	uint8_t kb[8], tb[8];
+	/* remember when the log reached its head, for age-based trimming */
+	na_be64_put(kb, w->seq);
+	na_be64_put(tb, j->now_ms);
+	MDB_val k = { 8, kb }, v = { 8, tb };
+	int rc = mdb_put(txn, s->logtime, &k, &v, 0);
+	if (rc)
+		return rc;
+	uint64_t cut = j->seq; /* drop entries below cut */
+	MDB_cursor *cur;
+	if ((rc = mdb_cursor_open(txn, s->logtime, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+		if (k.mv_size != 8 || v.mv_size != 8)
+			break;
+		uint64_t seq = na_be64_get(k.mv_data), t = na_be64_get(v.mv_data);
+		if (j->max_age_ms == 0 || t + j->max_age_ms > j->now_ms)
+			break;
+		if (seq + 1 > cut)
+			cut = seq + 1;
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, s->log, &cur)))
+		return rc;
+	unsigned n = 0;
+	while (n < 100000 && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
+	       k.mv_size == 8 && na_be64_get(k.mv_data) < cut) {
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	if (n)
+		log_debug("log trimmed: %u entries below %llu", n, (unsigned long long)cut);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* Keeps the log under log_cap bytes: the primary's disk wins over a
+ * follower that lags too far (it will get a snapshot). */
+static int trim_by_bytes(na_writer *w, MDB_txn *txn)
+{
+	na_store *s = w->store;
+	if (!w->log_cap)
+		return 0;
+	MDB_stat st;
+	int rc = mdb_stat(txn, s->log, &st);
+	if (rc)
+		return rc;
+	uint64_t bytes = (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
+	if (bytes <= w->log_cap || st.ms_entries == 0)
+		return 0;
+	uint64_t drop = st.ms_entries - (uint64_t)((double)st.ms_entries * ((double)w->log_cap / (double)bytes));
+	if (drop == 0)
+		drop = 1;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	if ((rc = mdb_cursor_open(txn, s->log, &cur)))
+		return rc;
+	for (uint64_t i = 0; i < drop && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0; i++)
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 {
-	if (j->op == NA_WOP_DICT)
+	int rc;
+	switch (j->op) {
+	case NA_WOP_DICT:
 		return apply_dict(w, txn, j);
+	case NA_WOP_APPLY:
+		for (uint32_t i = 0; i < j->nentries; i++)
+			if ((rc = apply_entry(w, txn, &j->entries[i], dec)))
+				return rc;
+		return 0;
+	case NA_WOP_SNAP_BEGIN:
+		return apply_snap_begin(w, txn, j);
+	case NA_WOP_SNAP_ROWS:
+		return apply_snap_rows(w, txn, j, dec);
+	case NA_WOP_SNAP_DICT:
+		return store_dict(w, txn, j->dict_id, j->dict, j->dict_len);
+	case NA_WOP_SNAP_END:
+		w->seq = j->seq;
+		rc = mdb_del(txn, w->store->meta, &(MDB_val){ 8, "snapshot" }, NULL);
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	case NA_WOP_PROMOTE: {
+		/* the new history continues the current one up to here */
+		na_store *st = w->store;
+		uint32_t keep = st->chain_len < 15 ? st->chain_len : 15;
+		memcpy(j->chain, st->chain + (size_t)(st->chain_len - keep) * 24, (size_t)keep * 24);
+		memcpy(j->chain + keep * 24, st->history, 16);
+		na_be64_put(j->chain + keep * 24 + 16, w->seq);
+		j->chain_len = keep + 1;
+		return put_identity(w, txn, j);
+	}
+	case NA_WOP_HISTORY:
+		return put_identity(w, txn, j);
+	case NA_WOP_TRIM:
+		return apply_trim(w, txn, j);
+	default:
+		break;
+	}
 	for (uint32_t i = 0; i < j->n; i++) {
 		na_witem *it = &j->items[i];
 		if (it->skip)
@@ -235,6 +528,8 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 	rc = refresh_max(w, txn);
 	for (na_wjob *j = first; j != stop && rc == 0; j = j->next)
 		rc = apply_job(w, txn, j, &w->scratch);
+	if (rc == 0)
+		rc = trim_by_bytes(w, txn);
 	if (rc == 0 && ((rc = na_meta_put_u64(s, txn, "seq", w->seq)) ||
 			(rc = na_meta_put_u64(s, txn, "raw_bytes", w->raw_bytes)) ||
 			(rc = na_meta_put_u64(s, txn, "stored_bytes", w->stored_bytes)))) {
@@ -252,8 +547,20 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		restore(w, &st);
 		return rc;
 	}
-	for (na_wjob *j = first; j != stop; j = j->next)
+	for (na_wjob *j = first; j != stop; j = j->next) {
 		j->articles = ast.ms_entries;
+		j->seq_after = w->seq;
+		if (j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_HISTORY || j->op == NA_WOP_PROMOTE) {
+			pthread_rwlock_wrlock(&s->resize_lock);
+			memcpy(s->history, j->history, 16);
+			memcpy(s->chain, j->chain, (size_t)j->chain_len * 24);
+			s->chain_len = j->chain_len;
+			s->snapshot_incomplete = j->op == NA_WOP_SNAP_BEGIN;
+			pthread_rwlock_unlock(&s->resize_lock);
+		} else if (j->op == NA_WOP_SNAP_END) {
+			s->snapshot_incomplete = false;
+		}
+	}
 	w->commits++;
 	return 0;
 }
@@ -309,10 +616,20 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			commit_group(w, j, j->next);
 		return;
 	}
-	if (rc) {
+	if (rc == NA_WRITER_EGAP) {
+		fail_jobs(first, stop, NA_CODE_INTERNAL, "replication gap");
+	} else if (rc) {
 		log_error("write transaction failed: %s", mdb_strerror(rc));
 		fail_jobs(first, stop, NA_CODE_INTERNAL, "write transaction failed; see the server log");
 	}
+}
+
+/* Jobs that change the archive's identity commit alone, so in-memory state
+ * can follow their commit before the next group begins. */
+static bool solo(const na_wjob *j)
+{
+	return j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_SNAP_END || j->op == NA_WOP_HISTORY ||
+	       j->op == NA_WOP_PROMOTE || j->op == NA_WOP_TRIM;
 }
 
 static void *writer_main(void *arg)
@@ -340,10 +657,11 @@ static void *writer_main(void *arg)
 			break;
 		/* take a group: whole jobs, up to GROUP_MAX_ITEMS items */
 		na_wjob *first = w->head, *last = first;
-		uint64_t items = first->n;
-		while (last->next && items + last->next->n <= GROUP_MAX_ITEMS) {
+		uint64_t items = first->n + first->nentries + first->nrows;
+		while (!solo(first) && last->next && !solo(last->next) &&
+		       items + last->next->n + last->next->nentries + last->next->nrows <= GROUP_MAX_ITEMS) {
 			last = last->next;
-			items += last->n;
+			items += last->n + last->nentries + last->nrows;
 		}
 		w->head = last->next;
 		if (!w->head)

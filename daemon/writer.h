@@ -18,7 +18,39 @@
 #include "key.h"
 #include "store.h"
 
-typedef enum na_wop { NA_WOP_PUT, NA_WOP_DELETE, NA_WOP_DICT } na_wop;
+typedef enum na_wop {
+	NA_WOP_PUT, NA_WOP_DELETE, NA_WOP_DICT,
+	/* replication (follower side, see follow.c) */
+	NA_WOP_APPLY,       /* log entries from the primary */
+	NA_WOP_SNAP_BEGIN,  /* wipe, adopt the primary's identity */
+	NA_WOP_SNAP_ROWS,   /* articles of a snapshot */
+	NA_WOP_SNAP_DICT,   /* a dictionary of a snapshot */
+	NA_WOP_SNAP_END,    /* the snapshot is whole: position = its seq */
+	NA_WOP_HISTORY,     /* adopt a history id (after the primary's promotion) */
+	NA_WOP_PROMOTE,     /* become a primary under a new history */
+	NA_WOP_TRIM,        /* log retention */
+} na_wop;
+
+/* A change-log entry as shipped between servers (see replog.c). */
+typedef struct na_rentry {
+	uint64_t seq;
+	uint8_t op;           /* 'P', 'D' or 'Z' */
+	na_key key;           /* P, D */
+	bool has_old;         /* P: replaced the version at old */
+	na_key old;
+	const uint8_t *rec;   /* P: the record, NULL if that version is gone */
+	size_t rec_len;
+	uint32_t dict_id;     /* Z */
+	const uint8_t *dict;
+	size_t dict_len;
+} na_rentry;
+
+/* One article of a snapshot. */
+typedef struct na_srow {
+	na_key key;
+	const uint8_t *rec;
+	size_t rec_len;
+} na_srow;
 
 typedef enum na_wstatus {
 	NA_WS_CREATED, NA_WS_UPDATED, NA_WS_UNCHANGED, NA_WS_DELETED, NA_WS_ABSENT
@@ -42,6 +74,9 @@ typedef struct na_witem {
 	uint64_t seq;
 } na_witem;
 
+/* apply_entry's answer to an entry that does not follow the last one */
+#define NA_WRITER_EGAP (-10000)
+
 typedef struct na_wjob na_wjob;
 typedef void (*na_wdone)(na_wjob *job);
 
@@ -50,14 +85,28 @@ struct na_wjob {
 	na_wop op;
 	uint32_t n;
 	na_witem *items;
-	/* NA_WOP_DICT */
+	/* NA_WOP_DICT, NA_WOP_SNAP_DICT */
 	uint32_t dict_id;
 	const void *dict;
 	size_t dict_len;
+	/* NA_WOP_APPLY */
+	na_rentry *entries;
+	uint32_t nentries;
+	/* NA_WOP_SNAP_ROWS */
+	na_srow *rows;
+	uint32_t nrows;
+	/* NA_WOP_SNAP_BEGIN, NA_WOP_HISTORY, NA_WOP_PROMOTE: identity; SNAP_END: seq */
+	uint8_t history[16], hash_key[16];
+	uint8_t chain[16 * 24];  /* (history, end seq) pairs of earlier histories */
+	uint32_t chain_len;      /* pairs */
+	uint64_t seq;            /* SNAP_END position; TRIM: drop entries below */
+	uint64_t now_ms;         /* TRIM: the time to record for the head */
+	uint64_t max_age_ms;     /* TRIM */
 	/* out: a failure of the whole job (NA_CODE_OK if none) */
 	int code;
 	const char *msg;
 	uint64_t articles;    /* article count after the commit */
+	uint64_t seq_after;   /* last sequence number after the commit */
 	na_wdone done;        /* runs on the loop thread */
 	void *arg;
 };
@@ -72,6 +121,7 @@ typedef struct na_writer {
 	bool stop, started;
 	bool relaxed;
 	uv_async_t async;
+	size_t log_cap;           /* trim the log beyond these bytes (0: never) */
 	/* writer-thread state (mirrors meta, restored when a txn is aborted) */
 	uint64_t seq, raw_bytes, stored_bytes;
 	na_key max_key;

@@ -92,6 +92,11 @@ int na_scan_feed(na_scan *s, const uint8_t *buf, size_t len, size_t *msg_len)
 		int rc = describe(p, len - s->pos, &hdr, &payload, &children);
 		if (rc < 0)
 			return rc;
+		/* the header itself counts against the message size too (else
+		 * many small items could add up past max_bytes); pos never
+		 * exceeds max_bytes, so this cannot wrap */
+		if (hdr > s->max_bytes - s->pos)
+			return NA_MP_ETOOBIG;
 		if (rc == 0 || len - s->pos < hdr)
 			return 0;
 		/* every nested object needs at least one byte, so a count is

@@ -474,7 +474,8 @@ static int find_when(const char *s, size_t n, when *w, int *label)
 			continue;
 		when t = *w;
 		size_t e = date_at(s, n, i, &t);
-		if (e && (e == n || !is_wordc(s[e]))) {
+		bool glued_t = e && e + 1 < n && (s[e] == 'T' || s[e] == 't') && is_digit(s[e + 1]);
+		if (e && (e == n || !is_wordc(s[e]) || glued_t)) {
 			*w = t;
 			w->date = true;
 			ds = i;
@@ -769,7 +770,7 @@ static const char *const clutter_prefix[] = { "follow:", "follow us", "follow @"
 	"(c) ", "all rights reserved", "click here", "tap here", "download the app",
 	"download our app", "share on ", "share via", "filed under", "tags:", "topics:",
 	"listen to this", "join our", "watch:", "watch now", "video:", "advertisement",
-	"this article was", "more from ", "our standards", "leave a comment", "reporting by",
+	"this article was", "more from ", "our standards", "leave a comment",
 	"editing by", "additional reporting" };
 
 /* line already trimmed */
@@ -796,6 +797,10 @@ static bool clutter(const char *s, size_t n)
 				    icontains(s + o, n - o, "credit") || icontains(s + o, n - o, "file pic")))
 			return true;
 	}
+	/* a caption with its credit: "A street in Leeds. Photograph: A Name/PA" */
+	if ((icontains(s, n, " photograph: ") || icontains(s, n, " photo: ") ||
+	     icontains(s, n, " picture: ") || icontains(s, n, " image: ")) && count_words(s, n) <= 30)
+		return true;
 	/* "5 min read", "12 comments" */
 	size_t i = 0;
 	while (i < n && is_digit(s[i]))
@@ -944,16 +949,16 @@ int na_text_extract(const char *text, size_t len, const na_text_opts *opts, json
 	}
 
 	/* classify */
-	bool body_started = false, have_title = false;
-	size_t title_idx = 0;
+	size_t ntext = 0;
 	for (size_t i = 0; i < nl; i++) {
 		line *L = &lines[i];
 		if (L->n == 0) {
 			L->kind = L_BLANK;
 			continue;
 		}
-		if (body_started && end_mark(L->s, L->n)) {
+		if (ntext >= 2 && end_mark(L->s, L->n)) {
 			L->kind = L_END;
+			nl = i + 1;
 			break;
 		}
 		if (clutter(L->s, L->n) || end_mark(L->s, L->n)) {
@@ -1023,17 +1028,45 @@ int na_text_extract(const char *text, size_t len, const na_text_opts *opts, json
 			L->kind = L_DROP; /* a navigation bar: World | Business | Tech */
 		} else {
 			L->kind = L_TEXT;
-			if (!have_title) {
-				if (count_words(L->s, L->n) >= 3 || L->n >= 16) {
-					have_title = true;
-					title_idx = i;
-				} else {
-					L->kind = L_DROP; /* a kicker or section name */
-				}
-			} else {
-				body_started = true;
+			ntext++;
+		}
+	}
+
+	/* the title: the first line of 3+ words or 16+ bytes; an ALL CAPS one
+	 * is a masthead when another such line comes before the first
+	 * byline/date line. Shorter lines before it are kickers. */
+	bool have_title = false;
+	size_t title_idx = 0, first_meta = nl;
+	for (size_t i = 0; i < nl; i++)
+		if (lines[i].kind == L_META) {
+			first_meta = i;
+			break;
+		}
+	for (size_t i = 0; i < nl && !have_title; i++) {
+		line *L = &lines[i];
+		if (L->kind != L_TEXT)
+			continue;
+		if (count_words(L->s, L->n) < 3 && L->n < 16) {
+			L->kind = L_DROP;
+			continue;
+		}
+		bool caps = true;
+		for (size_t k = 0; k < L->n; k++)
+			if (L->s[k] >= 'a' && L->s[k] <= 'z')
+				caps = false;
+		if (caps && i < first_meta) {
+			bool other = false;
+			for (size_t k = i + 1; k < first_meta; k++)
+				if (lines[k].kind == L_TEXT &&
+				    (count_words(lines[k].s, lines[k].n) >= 3 || lines[k].n >= 16))
+					other = true;
+			if (other) {
+				L->kind = L_DROP;
+				continue;
 			}
 		}
+		have_title = true;
+		title_idx = i;
 	}
 
 	found_when *pf = pub.have ? &pub : plain.have ? &plain : upd.have ? &upd : NULL;

@@ -1,0 +1,791 @@
+/*
+ * main.c - the newsarch command: global options, dispatch, and the small
+ * commands (ping, put, get, range, delete, count, stats). import and export
+ * live in import.c and export.c.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "json.h"
+#include "rpc.h"
+#include "timefmt.h"
+
+#define MAX_PUT_BYTES ((size_t)64 << 20)
+
+static const char usage_main[] =
+	"usage: newsarch [-s ADDR] COMMAND [ARGS]\n"
+	"\n"
+	"Talks to a newsarchd server. ADDR is host:port, [v6addr]:port or unix:/path;\n"
+	"default: $NEWSARCH_ADDR, else " NA_DEFAULT_ADDR ".\n"
+	"\n"
+	"commands:\n"
+	"  ping                      check that the server answers\n"
+	"  put [FILE|-]              store one JSON article\n"
+	"  get GUID                  print an article as JSON (--field NAME: one field)\n"
+	"  range [OPTIONS]           print articles in publication order, as JSON lines\n"
+	"  delete GUID               delete an article\n"
+	"  count [--from T] [--to T] count articles\n"
+	"  stats [--json]            server statistics\n"
+	"  import FILE...            store JSON lines (plain or .zst) or text pages\n"
+	"  export [-o FILE]          write articles as JSON lines (.zst if FILE ends so)\n"
+	"\n"
+	"`newsarch COMMAND --help` describes a command. Times (T) are RFC 3339\n"
+	"(2022-01-08T07:52:00Z, 2022-01-08, any offset) or unix seconds.\n"
+	"\n"
+	"exit status: 0 ok, 1 not found, 2 usage error, 3 server or connection\n"
+	"error, 4 some input rejected or some article not convertible.\n";
+
+void cli_err(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "newsarch%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int cli_exit_for(int err)
+{
+	if (err == 0)
+		return EXIT_OKAY;
+	if (err == NA_ENOTFOUND)
+		return EXIT_NOTFOUND;
+	if (err == NA_EBADREQ || err == NA_ETOOLARGE)
+		return EXIT_REJECTED;
+	return EXIT_SERVER;
+}
+
+na_client *cli_connect(const cli *c, const char *cmd)
+{
+	na_options o;
+	na_client *cl = NULL;
+	char err[512] = "";
+	na_options_init(&o);
+	o.io_timeout_ms = 300000;
+	int rc = na_client_connect_ex(c->addr, &o, &cl, err, sizeof err);
+	if (rc) {
+		cli_err(cmd, "cannot connect to %s: %s", c->addr, err[0] ? err : na_strerror(rc));
+		return NULL;
+	}
+	return cl;
+}
+
+int cli_parse_time(const char *s, na_time *t)
+{
+	na_ts ts;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (*s && !*end && !errno) {
+		if (v < NA_TS_MIN_SEC || v > NA_TS_MAX_SEC)
+			return -1;
+		t->sec = v;
+		t->nsec = 0;
+		return 0;
+	}
+	if (na_rfc3339_parse(s, strlen(s), &ts, NULL))
+		return -1;
+	t->sec = ts.sec;
+	t->nsec = ts.nsec;
+	return 0;
+}
+
+int cli_read_file(const char *cmd, const char *path, size_t max, char **buf, size_t *len)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	if (!f) {
+		cli_err(cmd, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap + 1);
+	int rc = 0;
+	while (b) {
+		size_t r = fread(b + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+		if (n == cap) {
+			if (cap >= max) {
+				cli_err(cmd, "%s: larger than %zu bytes", path, max);
+				rc = -1;
+				break;
+			}
+			size_t nc = cap * 2 > max ? max : cap * 2;
+			char *nb = realloc(b, nc + 1);
+			if (!nb) {
+				free(b);
+				b = NULL;
+				break;
+			}
+			b = nb;
+			cap = nc;
+		}
+	}
+	if (!b) {
+		cli_err(cmd, "%s: out of memory", path);
+		rc = -1;
+	} else if (ferror(f)) {
+		cli_err(cmd, "%s: %s", path, strerror(errno));
+		rc = -1;
+	}
+	if (f != stdin)
+		fclose(f);
+	if (rc) {
+		free(b);
+		return -1;
+	}
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/* ---- progress ------------------------------------------------------ */
+
+void progress_init(progress *p, uint64_t total, const char *items_name)
+{
+	memset(p, 0, sizeof *p);
+	p->on = isatty(2) && !getenv("NEWSARCH_NO_PROGRESS");
+	p->t0 = p->last = cli_now();
+	p->total = total;
+	p->items_name = items_name;
+}
+
+static void fmt_dur(char *b, size_t n, double s)
+{
+	if (s < 0 || s > 360000) {
+		snprintf(b, n, "--:--");
+		return;
+	}
+	unsigned x = (unsigned)(s + 0.5);
+	if (x >= 3600)
+		snprintf(b, n, "%u:%02u:%02u", x / 3600, x / 60 % 60, x % 60);
+	else
+		snprintf(b, n, "%u:%02u", x / 60, x % 60);
+}
+
+void progress_update(progress *p, uint64_t done, uint64_t items, bool force)
+{
+	if (!p->on)
+		return;
+	double now = cli_now();
+	if (!force && now - p->last < 0.1)
+		return;
+	p->last = now;
+	double el = now - p->t0;
+	double rate = el > 0 ? items / el : 0;
+	char eta[32] = "--:--", elapsed[32];
+	fmt_dur(elapsed, sizeof elapsed, el);
+	if (p->total && done > 0 && done <= p->total)
+		fmt_dur(eta, sizeof eta, el * (double)(p->total - done) / (double)done);
+	if (p->total) {
+		int pct = done >= p->total ? 100 : (int)(100.0 * (double)done / (double)p->total);
+		char bar[31];
+		int fill = pct * 30 / 100;
+		for (int i = 0; i < 30; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[30] = '\0';
+		fprintf(stderr, "\r[%s] %3d%%  %" PRIu64 " %s  %.0f/s  %s  ETA %s\x1b[K", bar, pct, items,
+			p->items_name, rate, elapsed, eta);
+	} else {
+		fprintf(stderr, "\r%" PRIu64 " %s  %.0f/s  %s\x1b[K", items, p->items_name, rate, elapsed);
+	}
+	fflush(stderr);
+}
+
+void progress_end(progress *p)
+{
+	if (p->on) {
+		fprintf(stderr, "\r\x1b[K");
+		fflush(stderr);
+	}
+}
+
+/* ---- option parsing helpers ---------------------------------------- */
+
+/* Returns -1 to continue, else an exit status (help printed / usage error). */
+static int common_opt(int ch, const char *cmd, const char *usage, cli *c)
+{
+	switch (ch) {
+	case 'h':
+		fputs(usage, stdout);
+		return EXIT_OKAY;
+	case 's':
+		c->addr = optarg;
+		return -1;
+	default:
+		fprintf(stderr, "%s", usage);
+		(void)cmd;
+		return EXIT_USAGE;
+	}
+}
+
+static int parse_time_opt(const char *cmd, const char *name, const char *v, na_time *t)
+{
+	if (cli_parse_time(v, t)) {
+		cli_err(cmd, "--%s: not an RFC 3339 time or unix seconds: \"%s\"", name, v);
+		return -1;
+	}
+	return 0;
+}
+
+/* prints one article (msgpack) as a JSON line; 0, or -1 after a message */
+static int print_article_json(const char *cmd, const na_article *a, FILE *out)
+{
+	const uint8_t *b;
+	size_t n;
+	char err[512];
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	na_article_bytes(a, &b, &n);
+	if (na_json_from_msgpack(b, n, &sb, err, sizeof err)) {
+		const char *g = "";
+		size_t gn = 0;
+		na_article_get_guid(a, &g, &gn);
+		cli_err(cmd, "article %.*s: %s", (int)gn, g, err);
+		msgpack_sbuffer_destroy(&sb);
+		return -1;
+	}
+	msgpack_sbuffer_write(&sb, "\n", 1);
+	fwrite(sb.data, 1, sb.size, out);
+	msgpack_sbuffer_destroy(&sb);
+	return 0;
+}
+
+/* ---- commands ------------------------------------------------------ */
+
+static const struct option only_help[] = { { "help", no_argument, NULL, 'h' },
+					   { "server", required_argument, NULL, 's' }, { 0 } };
+
+static int cmd_ping(cli *c)
+{
+	static const char usage[] = "usage: newsarch ping\n\nChecks that the server answers; prints \"pong\" and the round trip.\n";
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", only_help, NULL)) != -1)
+		if ((r = common_opt(ch, "ping", usage, c)) >= 0)
+			return r;
+	if (optind != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "ping");
+	if (!cl)
+		return EXIT_SERVER;
+	double t0 = cli_now();
+	int rc = na_ping(cl);
+	if (rc) {
+		cli_err("ping", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+	} else {
+		printf("pong from %s in %.3f ms\n", c->addr, (cli_now() - t0) * 1e3);
+	}
+	na_client_close(cl);
+	return cli_exit_for(rc);
+}
+
+static int cmd_put(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch put [FILE|-]\n\n"
+		"Stores one article given as a JSON object (default: read from stdin).\n"
+		"guid, published and title are required; published/updated may be RFC 3339\n"
+		"or unix seconds. Prints created/updated/unchanged, the guid and seq.\n";
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", only_help, NULL)) != -1)
+		if ((r = common_opt(ch, "put", usage, c)) >= 0)
+			return r;
+	if (c->argc - optind > 1) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *path = optind < c->argc ? c->argv[optind] : "-";
+	char *text;
+	size_t len;
+	if (cli_read_file("put", path, MAX_PUT_BYTES, &text, &len))
+		return EXIT_USAGE;
+	char err[512];
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int rc = na_json_article_from_text(text, len, &sb, err, sizeof err);
+	free(text);
+	if (rc) {
+		cli_err("put", "%s: %s", path, err);
+		msgpack_sbuffer_destroy(&sb);
+		return EXIT_REJECTED;
+	}
+	na_article *a = NULL;
+	rc = na_article_parse(sb.data, sb.size, &a);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc) {
+		cli_err("put", "%s: not a valid article (%s)", path, na_strerror(rc));
+		return EXIT_REJECTED;
+	}
+	na_client *cl = cli_connect(c, "put");
+	if (!cl) {
+		na_article_free(a);
+		return EXIT_SERVER;
+	}
+	na_put_result res;
+	rc = na_put(cl, a, &res);
+	const char *g;
+	size_t gn;
+	na_article_get_guid(a, &g, &gn);
+	if (rc) {
+		cli_err("put", "%.*s: %s: %s", (int)gn, g, na_strerror(rc), na_client_errmsg(cl));
+	} else {
+		const char *st = res.status == NA_PUT_CREATED ? "created" :
+				 res.status == NA_PUT_UPDATED ? "updated" : "unchanged";
+		printf("%s %.*s seq %" PRIu64 "\n", st, (int)gn, g, res.seq);
+	}
+	na_article_free(a);
+	na_client_close(cl);
+	return cli_exit_for(rc);
+}
+
+/* a single field printed "raw": strings as their bytes, times as RFC 3339,
+ * anything else as JSON; then a newline */
+static int print_field_raw(const na_field *f)
+{
+	na_mp r;
+	na_mp_init(&r, f->value, f->value_len);
+	if (na_mp_peek(&r) == NA_MP_STR) {
+		const char *s;
+		uint32_t n;
+		na_mp_str(&r, &s, &n);
+		fwrite(s, 1, n, stdout);
+		fputc('\n', stdout);
+		return 0;
+	}
+	if (na_mp_peek(&r) == NA_MP_EXT) {
+		na_mp r2 = r;
+		na_ts ts;
+		char buf[NA_RFC3339_BUFSZ];
+		if (!na_mp_ts(&r2, &ts) && na_rfc3339_format(ts, buf, sizeof buf) > 0) {
+			printf("%s\n", buf);
+			return 0;
+		}
+	}
+	char err[512];
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (na_json_from_msgpack(f->value, f->value_len, &sb, err, sizeof err)) {
+		cli_err("get", "%.*s: %s", (int)f->name_len, f->name, err);
+		msgpack_sbuffer_destroy(&sb);
+		return -1;
+	}
+	fwrite(sb.data, 1, sb.size, stdout);
+	fputc('\n', stdout);
+	msgpack_sbuffer_destroy(&sb);
+	return 0;
+}
+
+static int cmd_get(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch get [--field NAME] GUID\n\n"
+		"Prints the article as one line of JSON. With --field, prints only that\n"
+		"field: a string as its raw text, a time as RFC 3339, anything else as JSON.\n"
+		"Exit status 1 when there is no such article or field.\n";
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 's' }, { "field", required_argument, NULL, 'f' }, { 0 } };
+	const char *field = NULL;
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:f:", opts, NULL)) != -1) {
+		if (ch == 'f') {
+			field = optarg;
+			continue;
+		}
+		if ((r = common_opt(ch, "get", usage, c)) >= 0)
+			return r;
+	}
+	if (c->argc - optind != 1) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *guid = c->argv[optind];
+	size_t gl = strlen(guid);
+	if (gl == 0 || gl > NA_GUID_MAX_BYTES) {
+		cli_err("get", "a guid is 1 to %d bytes", NA_GUID_MAX_BYTES);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "get");
+	if (!cl)
+		return EXIT_SERVER;
+	na_article *a = NULL;
+	int rc = na_get(cl, guid, gl, field ? &field : NULL, field ? 1 : 0, &a);
+	int ex;
+	if (rc == NA_ENOTFOUND) {
+		cli_err("get", "no article with guid \"%s\"", guid);
+		ex = EXIT_NOTFOUND;
+	} else if (rc) {
+		cli_err("get", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+		ex = cli_exit_for(rc);
+	} else if (field) {
+		na_field f;
+		if (na_article_find_field(a, field, &f)) {
+			cli_err("get", "article \"%s\" has no field \"%s\"", guid, field);
+			ex = EXIT_NOTFOUND;
+		} else {
+			ex = print_field_raw(&f) ? EXIT_REJECTED : EXIT_OKAY;
+		}
+	} else {
+		ex = print_article_json("get", a, stdout) ? EXIT_REJECTED : EXIT_OKAY;
+	}
+	na_article_free(a);
+	na_client_close(cl);
+	return ex;
+}
+
+static int split_fields(const char *cmd, char *list, const char **names, size_t *n)
+{
+	*n = 0;
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (*n == NA_MAX_FIELDS) {
+			cli_err(cmd, "--fields: at most %d names", NA_MAX_FIELDS);
+			return -1;
+		}
+		names[(*n)++] = t;
+	}
+	if (!*n) {
+		cli_err(cmd, "--fields: no names");
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_range(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch range [--from T] [--to T] [--limit N] [--reverse] [--fields a,b,c]\n\n"
+		"Prints the articles with from <= published < to in publication order\n"
+		"(newest first with --reverse), one JSON object per line. --limit is the\n"
+		"total number printed (default: all); --fields keeps only those fields.\n";
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 's' }, { "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' }, { "limit", required_argument, NULL, 'n' },
+		{ "reverse", no_argument, NULL, 'r' }, { "fields", required_argument, NULL, 'f' }, { 0 } };
+	na_time from, to;
+	bool hf = false, ht = false, rev = false;
+	uint64_t limit = UINT64_MAX;
+	char *fields = NULL;
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:n:r", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'F':
+			if (parse_time_opt("range", "from", optarg, &from))
+				return EXIT_USAGE;
+			hf = true;
+			continue;
+		case 'T':
+			if (parse_time_opt("range", "to", optarg, &to))
+				return EXIT_USAGE;
+			ht = true;
+			continue;
+		case 'n': {
+			char *e;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &e, 10);
+			if (!*optarg || *e || errno || optarg[0] == '-') {
+				cli_err("range", "--limit: not a number: \"%s\"", optarg);
+				return EXIT_USAGE;
+			}
+			limit = v;
+			continue;
+		}
+		case 'r':
+			rev = true;
+			continue;
+		case 'f':
+			fields = optarg;
+			continue;
+		}
+		if ((r = common_opt(ch, "range", usage, c)) >= 0)
+			return r;
+	}
+	if (optind != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *names[NA_MAX_FIELDS];
+	size_t nnames = 0;
+	if (fields && split_fields("range", fields, names, &nnames))
+		return EXIT_USAGE;
+	if (limit == 0)
+		return EXIT_OKAY;
+	na_client *cl = cli_connect(c, "range");
+	if (!cl)
+		return EXIT_SERVER;
+	na_range_opts o = { .from = hf ? &from : NULL, .to = ht ? &to : NULL,
+			    .page_size = limit < NA_RANGE_LIMIT_MAX ? (unsigned)limit : NA_RANGE_LIMIT_MAX,
+			    .reverse = rev, .fields = fields ? names : NULL, .nfields = nnames };
+	na_range *it = NULL;
+	int rc = na_range_open(cl, &o, &it);
+	uint64_t printed = 0;
+	int ex = EXIT_OKAY;
+	const na_article *a;
+	while (!rc && printed < limit && (rc = na_range_next(it, &a)) == 1) {
+		rc = 0;
+		if (print_article_json("range", a, stdout))
+			ex = EXIT_REJECTED;
+		printed++;
+	}
+	if (rc < 0) {
+		cli_err("range", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+		ex = cli_exit_for(rc);
+	}
+	na_range_close(it);
+	na_client_close(cl);
+	if (fflush(stdout)) {
+		cli_err("range", "write: %s", strerror(errno));
+		return EXIT_SERVER;
+	}
+	return ex;
+}
+
+static int cmd_delete(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch delete GUID\n\nDeletes the article. Exit status 1 when there was none.\n";
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", only_help, NULL)) != -1)
+		if ((r = common_opt(ch, "delete", usage, c)) >= 0)
+			return r;
+	if (c->argc - optind != 1) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *guid = c->argv[optind];
+	size_t gl = strlen(guid);
+	if (gl == 0 || gl > NA_GUID_MAX_BYTES) {
+		cli_err("delete", "a guid is 1 to %d bytes", NA_GUID_MAX_BYTES);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "delete");
+	if (!cl)
+		return EXIT_SERVER;
+	int deleted = 0;
+	uint64_t seq = 0;
+	int rc = na_delete(cl, guid, gl, &deleted, &seq);
+	int ex;
+	if (rc) {
+		cli_err("delete", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+		ex = cli_exit_for(rc);
+	} else if (!deleted) {
+		cli_err("delete", "no article with guid \"%s\"", guid);
+		ex = EXIT_NOTFOUND;
+	} else {
+		printf("deleted %s seq %" PRIu64 "\n", guid, seq);
+		ex = EXIT_OKAY;
+	}
+	na_client_close(cl);
+	return ex;
+}
+
+static int cmd_count(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch count [--from T] [--to T]\n\nPrints the number of articles with from <= published < to.\n";
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 's' }, { "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' }, { 0 } };
+	na_time from, to;
+	bool hf = false, ht = false;
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", opts, NULL)) != -1) {
+		if (ch == 'F') {
+			if (parse_time_opt("count", "from", optarg, &from))
+				return EXIT_USAGE;
+			hf = true;
+			continue;
+		}
+		if (ch == 'T') {
+			if (parse_time_opt("count", "to", optarg, &to))
+				return EXIT_USAGE;
+			ht = true;
+			continue;
+		}
+		if ((r = common_opt(ch, "count", usage, c)) >= 0)
+			return r;
+	}
+	if (optind != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "count");
+	if (!cl)
+		return EXIT_SERVER;
+	uint64_t n = 0;
+	int rc = na_count(cl, hf ? &from : NULL, ht ? &to : NULL, &n);
+	if (rc)
+		cli_err("count", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+	else
+		printf("%" PRIu64 "\n", n);
+	na_client_close(cl);
+	return cli_exit_for(rc);
+}
+
+static void human_bytes(char *b, size_t n, uint64_t v)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double x = (double)v;
+	int i = 0;
+	while (x >= 1024 && i < 4) {
+		x /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(b, n, "%" PRIu64 " B", v);
+	else
+		snprintf(b, n, "%.1f %s (%" PRIu64 ")", x, u[i], v);
+}
+
+static int cmd_stats(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch stats [--json]\n\nPrints the server's statistics as a table, or as one JSON object.\n";
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' }, { 0 } };
+	bool json = false;
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", opts, NULL)) != -1) {
+		if (ch == 'j') {
+			json = true;
+			continue;
+		}
+		if ((r = common_opt(ch, "stats", usage, c)) >= 0)
+			return r;
+	}
+	if (optind != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "stats");
+	if (!cl)
+		return EXIT_SERVER;
+	na_server_stats *s = NULL;
+	int rc = na_stats(cl, &s);
+	int ex = EXIT_OKAY;
+	char err[512];
+	if (rc) {
+		cli_err("stats", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+		ex = cli_exit_for(rc);
+	} else if (json) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		if (na_json_from_msgpack(s->raw, s->raw_len, &sb, err, sizeof err)) {
+			cli_err("stats", "%s", err);
+			ex = EXIT_SERVER;
+		} else {
+			printf("%.*s\n", (int)sb.size, sb.data);
+		}
+		msgpack_sbuffer_destroy(&sb);
+	} else {
+		/* every key of the map, in the server's order */
+		na_mp m;
+		uint32_t n = 0;
+		na_mp_init(&m, s->raw, s->raw_len);
+		na_mp_map(&m, &n);
+		for (uint32_t i = 0; i < n && !m.err; i++) {
+			const char *k;
+			uint32_t kn;
+			if (na_mp_str(&m, &k, &kn))
+				break;
+			char val[128];
+			uint64_t u;
+			double d;
+			const char *sv;
+			uint32_t sn;
+			bool bytes = (kn >= 6 && !memcmp(k + kn - 6, "_bytes", 6)) ||
+				     (kn >= 5 && !memcmp(k + kn - 5, "_size", 5)) ||
+				     na_mp_streq(k, kn, "map_used");
+			na_mp_type t = na_mp_peek(&m);
+			if (t == NA_MP_UINT && !na_mp_u64(&m, &u)) {
+				if (bytes)
+					human_bytes(val, sizeof val, u);
+				else if (na_mp_streq(k, kn, "uptime"))
+					snprintf(val, sizeof val, "%" PRIu64 " s", u);
+				else
+					snprintf(val, sizeof val, "%" PRIu64, u);
+			} else if (t == NA_MP_FLOAT && !na_mp_f64(&m, &d)) {
+				snprintf(val, sizeof val, "%.2f", d);
+			} else if (t == NA_MP_STR && !na_mp_str(&m, &sv, &sn)) {
+				snprintf(val, sizeof val, "%.*s", (int)(sn > 100 ? 100 : sn), sv);
+			} else {
+				msgpack_sbuffer sb;
+				msgpack_sbuffer_init(&sb);
+				na_mp c2 = m;
+				if (na_json_from_mp(&c2, &sb, err, sizeof err))
+					snprintf(val, sizeof val, "?");
+				else
+					snprintf(val, sizeof val, "%.*s", (int)(sb.size > 100 ? 100 : sb.size), sb.data);
+				msgpack_sbuffer_destroy(&sb);
+				na_mp_skip(&m);
+			}
+			printf("%-18.*s %s\n", (int)kn, k, val);
+		}
+	}
+	na_server_stats_free(s);
+	na_client_close(cl);
+	return ex;
+}
+
+int main(int argc, char **argv)
+{
+	cli c = { .addr = getenv("NEWSARCH_ADDR") };
+	if (!c.addr || !*c.addr)
+		c.addr = NA_DEFAULT_ADDR;
+	static const struct option gopts[] = { { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 's' }, { 0 } };
+	int ch;
+	while ((ch = getopt_long(argc, argv, "+hs:", gopts, NULL)) != -1) {
+		if (ch == 'h') {
+			fputs(usage_main, stdout);
+			return EXIT_OKAY;
+		}
+		if (ch == 's') {
+			c.addr = optarg;
+			continue;
+		}
+		fputs(usage_main, stderr);
+		return EXIT_USAGE;
+	}
+	if (optind >= argc) {
+		fputs(usage_main, stderr);
+		return EXIT_USAGE;
+	}
+	static const struct {
+		const char *name;
+		int (*fn)(cli *);
+	} cmds[] = { { "ping", cmd_ping }, { "put", cmd_put }, { "get", cmd_get },
+		     { "range", cmd_range }, { "delete", cmd_delete }, { "count", cmd_count },
+		     { "stats", cmd_stats }, { "import", cmd_import }, { "export", cmd_export } };
+	const char *name = argv[optind];
+	if (!strcmp(name, "help")) {
+		fputs(usage_main, stdout);
+		return EXIT_OKAY;
+	}
+	c.argc = argc - optind;
+	c.argv = argv + optind;
+	optind = 0; /* GNU getopt: reinitialise for the command's options */
+	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+		if (!strcmp(cmds[i].name, name))
+			return cmds[i].fn(&c);
+	cli_err(NULL, "unknown command \"%s\" (see newsarch --help)", name);
+	return EXIT_USAGE;
+}

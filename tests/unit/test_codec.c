@@ -1,0 +1,456 @@
+/*
+ * test_codec.c - stored records (daemon/codec.c): raw / zstd / zstd with a
+ * dictionary, dictionary training, and corrupt records.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <msgpack.h>
+
+#include "codec.h"
+#include "mp.h"
+
+#define MAX_RAW (1u << 20)
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static const char *const words[] = {
+	"the", "government", "said", "on", "Tuesday", "that", "prices", "of", "oil", "rose",
+	"percent", "in", "trading", "shares", "market", "analysts", "expected", "company",
+	"minister", "Reuters", "billion", "dollars", "quarter", "profit", "bank", "rates",
+	"year", "week", "New", "York", "London", "Tokyo", "officials", "talks", "agreement",
+};
+#define NWORDS (sizeof words / sizeof words[0])
+
+/* Fills b with n bytes of compressible text. */
+static void text(uint8_t *b, size_t n)
+{
+	size_t k = 0;
+	while (k < n) {
+		const char *w = words[rnd() % NWORDS];
+		size_t wl = strlen(w);
+		for (size_t i = 0; i < wl && k < n; i++)
+			b[k++] = (uint8_t)w[i];
+		if (k < n)
+			b[k++] = ' ';
+	}
+}
+
+/* An article-like msgpack map with a body of about body_len bytes. */
+static size_t article(uint8_t *out, size_t cap, unsigned i, size_t body_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	char guid[64], title[128];
+	snprintf(guid, sizeof guid, "https://news.example.com/story/%u", i * 7919u);
+	uint8_t *body = malloc(body_len + 1);
+	uint8_t tb[100];
+	text(tb, 60);
+	snprintf(title, sizeof title, "%.60s", (const char *)tb);
+	text(body, body_len);
+	msgpack_pack_map(&pk, 6);
+	na_mp_pack_cstr(&pk, "guid");
+	na_mp_pack_cstr(&pk, guid);
+	na_mp_pack_cstr(&pk, "published");
+	na_mp_pack_ts(&pk, (na_ts){ 1600000000 + (int64_t)i * 60, 0 });
+	na_mp_pack_cstr(&pk, "title");
+	na_mp_pack_cstr(&pk, title);
+	na_mp_pack_cstr(&pk, "source");
+	na_mp_pack_cstr(&pk, "Example Wire Service");
+	na_mp_pack_cstr(&pk, "tags");
+	msgpack_pack_array(&pk, 2);
+	na_mp_pack_cstr(&pk, "economy");
+	na_mp_pack_cstr(&pk, "markets");
+	na_mp_pack_cstr(&pk, "body");
+	na_mp_pack_str(&pk, (const char *)body, body_len);
+	free(body);
+	assert_true(sb.size <= cap);
+	memcpy(out, sb.data, sb.size);
+	size_t n = sb.size;
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+/* Trains a dictionary on n article-like samples. */
+static void train(unsigned n, size_t cap, void **dict, size_t *dict_len)
+{
+	size_t total = (size_t)n * 2048;
+	uint8_t *buf = malloc(total);
+	size_t *sizes = malloc(sizeof *sizes * n);
+	assert_non_null(buf);
+	assert_non_null(sizes);
+	size_t used = 0;
+	for (unsigned i = 0; i < n; i++) {
+		sizes[i] = article(buf + used, total - used, i, 200 + rnd() % 1200);
+		used += sizes[i];
+	}
+	assert_int_equal(na_codec_train(buf, sizes, n, cap, dict, dict_len), 0);
+	assert_true(*dict_len > 0 && *dict_len <= cap);
+	free(buf);
+	free(sizes);
+}
+
+/* Encodes, checks the record's header, decodes, compares. Returns fmt. */
+static int round_trip(na_codec *c, const uint8_t *raw, size_t n, size_t *rec_len)
+{
+	size_t bound = na_codec_bound(n);
+	uint8_t *rec = malloc(bound);
+	uint8_t *out = malloc(n ? n : 1);
+	size_t len = 0, on = 0;
+	assert_int_equal(na_codec_encode(c, raw, n, rec, &len), 0);
+	assert_true(len > 0 && len <= bound);
+	na_rec r;
+	assert_int_equal(na_rec_parse(c, rec, len, &r), 0);
+	assert_int_equal(r.raw_len, n);
+	if (r.fmt == NA_REC_ZSTD_DICT)
+		assert_int_equal(r.dict, na_codec_current_dict(c));
+	/* decode into a buffer of exactly raw_len bytes (ASan: no overrun) */
+	assert_int_equal(na_codec_decode(c, rec, len, out, n, &on), 0);
+	assert_int_equal(on, n);
+	if (n)
+		assert_memory_equal(out, raw, n);
+	/* a record never costs more than a raw one */
+	assert_true(len <= n + 6);
+	free(rec);
+	free(out);
+	if (rec_len)
+		*rec_len = len;
+	return r.fmt;
+}
+
+static const size_t sizes[] = { 0, 1, 2, 63, 64, 65, 127, 128, 129, 1000, 4095, 4096,
+				16383, 16384, 65535, 65536, 100 * 1024 };
+
+static void test_round_trips(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
+	uint8_t *raw = malloc(100 * 1024);
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		text(raw, sizes[i]);
+		int fmt = round_trip(c, raw, sizes[i], NULL);
+		/* under 64 bytes: raw; from 64 up zstd when it pays, which it
+		 * surely does for a kilobyte of text */
+		if (sizes[i] < 64)
+			assert_int_equal(fmt, NA_REC_RAW);
+		else if (sizes[i] >= 1000)
+			assert_int_equal(fmt, NA_REC_ZSTD);
+	}
+	/* with a dictionary in use, compressed records name it */
+	void *dict;
+	size_t dl;
+	train(400, 16384, &dict, &dl);
+	assert_int_equal(na_codec_add_dict(c, 1, dict, dl), 0);
+	na_codec_use_dict(c, 1);
+	assert_int_equal(na_codec_current_dict(c), 1);
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		text(raw, sizes[i]);
+		int fmt = round_trip(c, raw, sizes[i], NULL);
+		if (sizes[i] < 64)
+			assert_int_equal(fmt, NA_REC_RAW);
+		else if (sizes[i] >= 1000)
+			assert_int_equal(fmt, NA_REC_ZSTD_DICT);
+		else
+			assert_true(fmt == NA_REC_RAW || fmt == NA_REC_ZSTD_DICT);
+	}
+	/* records written before the dictionary still decode after it */
+	na_codec_use_dict(c, 0);
+	text(raw, 5000);
+	assert_int_equal(round_trip(c, raw, 5000, NULL), NA_REC_ZSTD);
+	free(dict);
+	free(raw);
+	na_codec_destroy(c);
+}
+
+static void test_small_and_random_stored_raw(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
+	uint8_t zeros[64] = { 0 };
+	size_t len;
+	/* 63 zero bytes would compress, but are not worth a frame */
+	assert_int_equal(round_trip(c, zeros, 63, &len), NA_REC_RAW);
+	assert_int_equal(len, 1 + 1 + 63);
+	assert_int_equal(round_trip(c, zeros, 64, &len), NA_REC_ZSTD);
+	assert_true(len < 64);
+	/* random bytes do not compress: stored raw with a varint length */
+	uint8_t *rnd_b = malloc(70000);
+	for (size_t i = 0; i < 70000; i++)
+		rnd_b[i] = (uint8_t)rnd();
+	static const size_t rs[] = { 64, 100, 127, 128, 16383, 16384, 70000 };
+	for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {
+		assert_int_equal(round_trip(c, rnd_b, rs[i], &len), NA_REC_RAW);
+		size_t vl = rs[i] < 128 ? 1 : rs[i] < 16384 ? 2 : 3;
+		assert_int_equal(len, 1 + vl + rs[i]);
+	}
+	/* the raw record layout, byte for byte */
+	uint8_t rec[16];
+	assert_int_equal(na_codec_encode(c, "abc", 3, rec, &len), 0);
+	static const uint8_t want[] = { 0, 3, 'a', 'b', 'c' };
+	assert_int_equal(len, sizeof want);
+	assert_memory_equal(rec, want, sizeof want);
+	free(rnd_b);
+	na_codec_destroy(c);
+}
+
+static void test_dictionary_helps(void **state)
+{
+	(void)state;
+	na_codec *plain, *withd;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &plain), 0);
+	assert_int_equal(na_codec_create(3, MAX_RAW, &withd), 0);
+	void *dict;
+	size_t dl;
+	train(1000, 32768, &dict, &dl);
+	assert_int_equal(na_codec_add_dict(withd, 7, dict, dl), 0);
+	assert_int_equal(na_codec_dict_size(withd, 7), dl);
+	assert_int_equal(na_codec_dict_size(withd, 8), 0);
+	assert_int_equal(na_codec_max_dict(withd), 7);
+	na_codec_use_dict(withd, 7);
+	/* held-out articles (other numbers) */
+	size_t sum_plain = 0, sum_dict = 0, sum_raw = 0;
+	uint8_t *a = malloc(4096);
+	for (unsigned i = 5000; i < 5200; i++) {
+		size_t n = article(a, 4096, i, 300 + rnd() % 600);
+		size_t lp, ld;
+		round_trip(plain, a, n, &lp);
+		assert_int_equal(round_trip(withd, a, n, &ld), NA_REC_ZSTD_DICT);
+		sum_plain += lp;
+		sum_dict += ld;
+		sum_raw += n;
+	}
+	/* a trained dictionary must beat per-record compression clearly */
+	assert_true(sum_dict < sum_plain);
+	assert_true(sum_dict * 10 < sum_plain * 8);
+	assert_true(sum_plain < sum_raw);
+
+	/* a dictionary record cannot be read by a codec without it */
+	size_t n = article(a, 4096, 1, 800);
+	uint8_t *rec = malloc(na_codec_bound(n));
+	uint8_t *out = malloc(n);
+	size_t len, on;
+	assert_int_equal(na_codec_encode(withd, a, n, rec, &len), 0);
+	assert_int_equal(rec[0], NA_REC_ZSTD_DICT);
+	assert_int_equal(rec[1] << 24 | rec[2] << 16 | rec[3] << 8 | rec[4], 7);
+	assert_int_equal(na_codec_decode(plain, rec, len, out, n, &on), -EINVAL);
+	/* ... nor with another dictionary id */
+	rec[4] = 9;
+	assert_int_equal(na_codec_decode(withd, rec, len, out, n, &on), -EINVAL);
+	rec[1] = 0xff; /* beyond NA_MAX_DICTS */
+	assert_int_equal(na_codec_decode(withd, rec, len, out, n, &on), -EINVAL);
+	rec[1] = 0;
+	rec[4] = 0; /* id 0 is never a dictionary */
+	assert_int_equal(na_codec_decode(withd, rec, len, out, n, &on), -EINVAL);
+	rec[4] = 7;
+	assert_int_equal(na_codec_decode(withd, rec, len, out, n, &on), 0);
+	assert_memory_equal(out, a, n);
+
+	/* using an unknown id is ignored */
+	na_codec_use_dict(withd, 99);
+	assert_int_equal(na_codec_current_dict(withd), 7);
+	na_codec_use_dict(withd, NA_MAX_DICTS + 1);
+	assert_int_equal(na_codec_current_dict(withd), 7);
+
+	free(rec);
+	free(out);
+	free(a);
+	free(dict);
+	na_codec_destroy(plain);
+	na_codec_destroy(withd);
+}
+
+static void test_add_dict_errors(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
+	void *dict;
+	size_t dl;
+	train(300, 8192, &dict, &dl);
+	assert_int_equal(na_codec_add_dict(c, 0, dict, dl), -EINVAL);
+	assert_int_equal(na_codec_add_dict(c, NA_MAX_DICTS + 1, dict, dl), -EINVAL);
+	assert_int_equal(na_codec_add_dict(c, 1, dict, 0), -EINVAL);
+	assert_int_equal(na_codec_add_dict(c, 3, dict, dl), 0);
+	assert_int_equal(na_codec_add_dict(c, 3, dict, dl), -EEXIST);
+	assert_int_equal(na_codec_add_dict(c, NA_MAX_DICTS, dict, dl), 0);
+	assert_int_equal(na_codec_max_dict(c), NA_MAX_DICTS);
+	assert_int_equal(na_codec_add_dict(c, 2, dict, dl), 0);
+	assert_int_equal(na_codec_max_dict(c), NA_MAX_DICTS);
+	/* the codec keeps its own copy */
+	memset(dict, 0, dl);
+	free(dict);
+	na_codec_use_dict(c, 3);
+	uint8_t raw[2000];
+	text(raw, sizeof raw);
+	assert_int_equal(round_trip(c, raw, sizeof raw, NULL), NA_REC_ZSTD_DICT);
+	/* training needs samples */
+	size_t one = 10;
+	void *d2 = NULL;
+	size_t d2l = 0;
+	assert_int_equal(na_codec_train(raw, &one, 1, 4096, &d2, &d2l), -EINVAL);
+	assert_null(d2);
+	na_codec_destroy(c);
+}
+
+static void test_limits(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, 1000, &c), 0);
+	uint8_t raw[1001], rec[2000];
+	size_t len;
+	text(raw, sizeof raw);
+	assert_int_equal(na_codec_encode(c, raw, 1001, rec, &len), -EINVAL);
+	assert_int_equal(na_codec_encode(c, raw, 1000, rec, &len), 0);
+	/* a record claiming more than max_raw is refused by the parser */
+	uint8_t big[] = { 0, 0xe9, 0x07 }; /* raw_len 1001 */
+	na_rec r;
+	assert_int_equal(na_rec_parse(c, big, sizeof big, &r), -EINVAL);
+	uint8_t ok[] = { 1, 0xe8, 0x07, 0 }; /* raw_len 1000 */
+	assert_int_equal(na_rec_parse(c, ok, sizeof ok, &r), 0);
+	assert_int_equal(r.raw_len, 1000);
+	assert_int_equal(r.payload_len, 1);
+	na_codec_destroy(c);
+}
+
+static void test_corrupt_records(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
+	void *dict;
+	size_t dl;
+	train(300, 8192, &dict, &dl);
+	assert_int_equal(na_codec_add_dict(c, 1, dict, dl), 0);
+	free(dict);
+	uint8_t raw[3000], out[3000];
+	size_t n = article(raw, sizeof raw, 42, 1500);
+	uint8_t recs[3][4000];
+	size_t lens[3];
+	/* raw, zstd, zstd+dict */
+	lens[0] = 0;
+	recs[0][0] = NA_REC_RAW;
+	recs[0][1] = (uint8_t)(0x80 | (n & 0x7f));
+	recs[0][2] = (uint8_t)(n >> 7);
+	memcpy(recs[0] + 3, raw, n);
+	lens[0] = 3 + n;
+	assert_int_equal(na_codec_encode(c, raw, n, recs[1], &lens[1]), 0);
+	assert_int_equal(recs[1][0], NA_REC_ZSTD);
+	na_codec_use_dict(c, 1);
+	assert_int_equal(na_codec_encode(c, raw, n, recs[2], &lens[2]), 0);
+	assert_int_equal(recs[2][0], NA_REC_ZSTD_DICT);
+	size_t on;
+	for (int f = 0; f < 3; f++) {
+		assert_int_equal(na_codec_decode(c, recs[f], lens[f], out, sizeof out, &on), 0);
+		assert_int_equal(on, n);
+		assert_memory_equal(out, raw, n);
+		/* truncated at every length: an error, never a crash */
+		for (size_t len = 0; len < lens[f]; len++) {
+			uint8_t *t = malloc(len ? len : 1);
+			memcpy(t, recs[f], len);
+			int rc = na_codec_decode(c, t, len, out, sizeof out, &on);
+			if (rc != -EINVAL)
+				fail_msg("format %d cut to %zu of %zu bytes: rc %d", f, len, lens[f], rc);
+			free(t);
+		}
+		/* every byte flipped: an error, or exactly raw_len bytes (a frame
+		 * without checksum may decode to other bytes) - never a crash */
+		for (size_t i = 0; i < lens[f]; i++) {
+			uint8_t *t = malloc(lens[f]);
+			memcpy(t, recs[f], lens[f]);
+			t[i] ^= 0x5a;
+			on = 0;
+			int rc = na_codec_decode(c, t, lens[f], out, sizeof out, &on);
+			assert_true(rc == 0 || rc == -EINVAL);
+			if (rc == 0) {
+				na_rec r;
+				assert_int_equal(na_rec_parse(c, t, lens[f], &r), 0);
+				assert_int_equal(on, r.raw_len);
+			}
+			free(t);
+		}
+		/* raw_len off by one either way: refused */
+		for (int d = -1; d <= 1; d += 2) {
+			uint8_t t[4000];
+			size_t h = f == 2 ? 5 : 1;
+			size_t m = n + (size_t)d;
+			memcpy(t, recs[f], h);
+			t[h] = (uint8_t)(0x80 | (m & 0x7f));
+			t[h + 1] = (uint8_t)(m >> 7);
+			size_t vl = (recs[f][h + 1] & 0x80) ? 3 : 2;
+			assert_int_equal(vl, 2);
+			memcpy(t + h + 2, recs[f] + h + 2, lens[f] - h - 2);
+			assert_int_equal(na_codec_decode(c, t, lens[f], out, sizeof out, &on), -EINVAL);
+		}
+		/* an output buffer smaller than raw_len */
+		assert_int_equal(na_codec_decode(c, recs[f], lens[f], out, n - 1, &on), -EINVAL);
+	}
+	/* bad format bytes */
+	for (int fmt = 3; fmt < 256; fmt += 17) {
+		uint8_t t[4000];
+		memcpy(t, recs[0], lens[0]);
+		t[0] = (uint8_t)fmt;
+		na_rec r;
+		assert_int_equal(na_rec_parse(c, t, lens[0], &r), -EINVAL);
+		assert_int_equal(na_codec_decode(c, t, lens[0], out, sizeof out, &on), -EINVAL);
+	}
+	/* varints: too long, unterminated, beyond 32 bits */
+	static const struct { uint8_t b[12]; size_t n; } bad[] = {
+		{ { 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00 }, 7 },   /* 6 bytes */
+		{ { 0, 0xff, 0xff, 0xff, 0xff, 0x7f }, 6 },         /* 2^35 - 1 */
+		{ { 0, 0xff, 0xff, 0xff, 0xff, 0x10 }, 6 },         /* 2^32 + ... */
+		{ { 0, 0x80 }, 2 },                                 /* unterminated */
+		{ { 1, 0x80, 0x80 }, 3 },
+		{ { 2, 0, 0, 0, 1, 0x80 }, 6 },
+		{ { 2, 0, 0, 0, 1 }, 5 },                           /* no varint */
+		{ { 0 }, 1 },
+		{ { 0 }, 0 },
+		{ { 0, 5, 'a', 'b' }, 4 },                          /* raw, short */
+		{ { 0, 1, 'a', 'b' }, 4 },                          /* raw, long */
+		{ { 1, 10, 0xde, 0xad }, 4 },                       /* not a frame */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		uint8_t *t = malloc(bad[i].n ? bad[i].n : 1);
+		memcpy(t, bad[i].b, bad[i].n);
+		int rc = na_codec_decode(c, t, bad[i].n, out, sizeof out, &on);
+		if (rc != -EINVAL)
+			fail_msg("bad record %zu: rc %d", i, rc);
+		free(t);
+	}
+	/* the empty article is a valid raw record */
+	uint8_t empty[] = { 0, 0 };
+	assert_int_equal(na_codec_decode(c, empty, 2, out, 0, &on), 0);
+	assert_int_equal(on, 0);
+	na_codec_destroy(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trips),
+		cmocka_unit_test(test_small_and_random_stored_raw),
+		cmocka_unit_test(test_dictionary_helps),
+		cmocka_unit_test(test_add_dict_errors),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_corrupt_records),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,910 @@
+/*
+ * test_store.c - the archive (daemon/store.c) written through the writer
+ * (daemon/writer.c) without a loop or thread: na_writer_apply_now. Covers
+ * find, range (paging, bounds, reverse, projection), count, stats, the
+ * change log, reopening, na_verify and running out of map space.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <msgpack.h>
+
+#include "article.h"
+#include "codec.h"
+#include "key.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+#include "store.h"
+#include "verify.h"
+#include "writer.h"
+
+#define US 1000000LL
+
+typedef struct fx {
+	char dir[512];
+	na_store store;
+	na_writer w;
+	bool open;
+	size_t map_size, max_map_size;
+} fx;
+
+static void fx_open(fx *f)
+{
+	na_store_opts o = { .dir = f->dir, .map_size = f->map_size, .max_map_size = f->max_map_size,
+			    .relaxed = true, .level = 3, .max_article = 1 << 20 };
+	const char *msg = "";
+	int rc = na_store_open(&f->store, &o, &msg);
+	if (rc)
+		fail_msg("na_store_open: %d %s", rc, msg);
+	assert_int_equal(na_writer_start(&f->w, &f->store, NULL, false), 0);
+	f->open = true;
+}
+
+static void fx_close(fx *f)
+{
+	if (!f->open)
+		return;
+	na_writer_stop(&f->w); /* not started: a no-op, but the API is used */
+	na_store_close(&f->store);
+	f->open = false;
+}
+
+static int setup_sized(void **state, size_t map_size, size_t max_map_size)
+{
+	fx *f = calloc(1, sizeof *f);
+	const char *t = getenv("TMPDIR");
+	snprintf(f->dir, sizeof f->dir, "%s/na-store-XXXXXX", t && *t ? t : "/tmp");
+	if (!mkdtemp(f->dir))
+		return -1;
+	f->map_size = map_size;
+	f->max_map_size = max_map_size;
+	fx_open(f);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state) { return setup_sized(state, 64u << 20, 1u << 30); }
+static int setup_small(void **state) { return setup_sized(state, 1u << 20, 4u << 20); }
+
+static int teardown(void **state)
+{
+	fx *f = *state;
+	fx_close(f);
+	DIR *d = opendir(f->dir);
+	if (d) {
+		struct dirent *e;
+		char p[1024];
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				snprintf(p, sizeof p, "%s/%s", f->dir, e->d_name);
+				unlink(p);
+			}
+		closedir(d);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- articles and writes -------------------------------------------- */
+
+/* Packs an article; extra bytes of random payload make it incompressible. */
+static void make_article(msgpack_sbuffer *sb, const char *guid, int64_t sec, uint32_t nsec,
+			 const char *title, size_t random_bytes)
+{
+	msgpack_sbuffer_init(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, random_bytes ? 5 : 4);
+	na_mp_pack_cstr(&pk, "guid");
+	na_mp_pack_cstr(&pk, guid);
+	na_mp_pack_cstr(&pk, "published");
+	na_mp_pack_ts(&pk, (na_ts){ sec, nsec });
+	na_mp_pack_cstr(&pk, "title");
+	na_mp_pack_cstr(&pk, title);
+	na_mp_pack_cstr(&pk, "body");
+	char body[400];
+	snprintf(body, sizeof body,
+		 "%s: the body of the article, long enough to be worth compressing, "
+		 "with repeated words, repeated words, repeated words and more words.", title);
+	na_mp_pack_cstr(&pk, body);
+	if (random_bytes) {
+		static uint64_t x = 88172645463325252ULL;
+		uint8_t *r = malloc(random_bytes);
+		for (size_t i = 0; i < random_bytes; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			r[i] = (uint8_t)x;
+		}
+		na_mp_pack_cstr(&pk, "noise");
+		msgpack_pack_bin(&pk, random_bytes);
+		msgpack_pack_bin_body(&pk, r, random_bytes);
+		free(r);
+	}
+}
+
+typedef struct put_res {
+	int code;
+	na_wstatus status;
+	uint64_t seq;
+	size_t raw_len, rec_len;
+} put_res;
+
+static put_res put_ex(fx *f, const char *guid, int64_t sec, uint32_t nsec, const char *title,
+		      size_t random_bytes)
+{
+	msgpack_sbuffer sb;
+	make_article(&sb, guid, sec, nsec, title, random_bytes);
+	na_mp r;
+	na_article_info info;
+	char err[256];
+	na_mp_init(&r, sb.data, sb.size);
+	if (na_article_check(&r, &info, "test", err, sizeof err))
+		fail_msg("bad test article: %s", err);
+	uint8_t *rec = malloc(na_codec_bound(sb.size));
+	size_t rec_len;
+	assert_int_equal(na_codec_encode(f->store.codec, sb.data, sb.size, rec, &rec_len), 0);
+	na_witem it = { .rec = rec, .rec_len = rec_len, .raw = info.raw, .raw_len = info.raw_len,
+			.guid = info.guid, .guid_len = info.guid_len,
+			.micros = na_ts_micros(info.published) };
+	na_wjob job = { .op = NA_WOP_PUT, .n = 1, .items = &it };
+	put_res res = { 0 };
+	res.code = na_writer_apply_now(&f->w, &job);
+	assert_int_equal(res.code, job.code);
+	res.status = it.status;
+	res.seq = it.seq;
+	res.raw_len = sb.size;
+	res.rec_len = rec_len;
+	free(rec);
+	msgpack_sbuffer_destroy(&sb);
+	return res;
+}
+
+static put_res put(fx *f, const char *guid, int64_t sec, const char *title)
+{
+	return put_ex(f, guid, sec, 0, title, 0);
+}
+
+static put_res del(fx *f, const char *guid)
+{
+	na_witem it = { .guid = guid, .guid_len = (uint32_t)strlen(guid) };
+	na_wjob job = { .op = NA_WOP_DELETE, .n = 1, .items = &it };
+	put_res res = { 0 };
+	res.code = na_writer_apply_now(&f->w, &job);
+	res.status = it.status;
+	res.seq = it.seq;
+	return res;
+}
+
+/* Looks a guid up: 0 and the key and decoded title, or MDB_NOTFOUND. */
+static int find(fx *f, const char *guid, na_key *key, char *title, size_t tlen)
+{
+	MDB_txn *txn;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	const uint8_t *rec;
+	size_t reclen;
+	na_key k;
+	na_buf dec = { 0 };
+	int rc = na_store_find(&f->store, txn, guid, (uint32_t)strlen(guid), &k, &rec, &reclen, &dec);
+	if (rc == 0) {
+		uint8_t *buf = NULL;
+		size_t cap = 0, n;
+		assert_int_equal(na_store_decode(&f->store, rec, reclen, &buf, &cap, &n), 0);
+		/* the by-product of the lookup is the same article */
+		assert_int_equal(dec.len, n);
+		assert_memory_equal(dec.data, buf, n);
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		assert_int_equal(msgpack_unpack_next(&u, (const char *)buf, n, NULL),
+				 MSGPACK_UNPACK_SUCCESS);
+		msgpack_object_map *m = &u.data.via.map;
+		title[0] = 0;
+		for (uint32_t i = 0; i < m->size; i++)
+			if (m->ptr[i].key.via.str.size == 5 &&
+			    memcmp(m->ptr[i].key.via.str.ptr, "title", 5) == 0)
+				snprintf(title, tlen, "%.*s", (int)m->ptr[i].val.via.str.size,
+					 m->ptr[i].val.via.str.ptr);
+		msgpack_unpacked_destroy(&u);
+		free(buf);
+		if (key)
+			*key = k;
+	}
+	free(dec.data);
+	na_store_rend(&f->store, txn);
+	return rc;
+}
+
+/* ---- range results --------------------------------------------------- */
+
+typedef struct page {
+	char guids[1000][32];
+	int nfields[1000];
+	size_t n;
+	bool has_next;
+	na_key next;
+} page;
+
+static void range(fx *f, const na_range_q *q, page *p)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	assert_int_equal(na_store_range(&f->store, q, &pk), 0);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(off, sb.size);
+	assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
+	msgpack_object_map *m = &u.data.via.map;
+	assert_int_equal(m->size, 2);
+	memset(p, 0, sizeof *p);
+	for (uint32_t i = 0; i < 2; i++) {
+		msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
+		assert_int_equal(k->type, MSGPACK_OBJECT_STR);
+		if (k->via.str.size == 8 && memcmp(k->via.str.ptr, "articles", 8) == 0) {
+			assert_int_equal(v->type, MSGPACK_OBJECT_ARRAY);
+			p->n = v->via.array.size;
+			for (uint32_t a = 0; a < v->via.array.size; a++) {
+				msgpack_object *art = &v->via.array.ptr[a];
+				assert_int_equal(art->type, MSGPACK_OBJECT_MAP);
+				p->nfields[a] = (int)art->via.map.size;
+				for (uint32_t j = 0; j < art->via.map.size; j++) {
+					msgpack_object_kv *kv = &art->via.map.ptr[j];
+					if (kv->key.via.str.size == 4 &&
+					    memcmp(kv->key.via.str.ptr, "guid", 4) == 0)
+						snprintf(p->guids[a], sizeof p->guids[a], "%.*s",
+							 (int)kv->val.via.str.size, kv->val.via.str.ptr);
+				}
+			}
+		} else {
+			assert_int_equal(k->via.str.size, 4);
+			assert_memory_equal(k->via.str.ptr, "next", 4);
+			if (v->type == MSGPACK_OBJECT_NIL) {
+				p->has_next = false;
+			} else {
+				assert_int_equal(v->type, MSGPACK_OBJECT_BIN);
+				assert_int_equal(v->via.bin.size, NA_KEY_BYTES);
+				memcpy(p->next.b, v->via.bin.ptr, NA_KEY_BYTES);
+				p->has_next = true;
+			}
+		}
+	}
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Pages through a whole range; writes the guids into out (space-joined). */
+static size_t range_all(fx *f, na_range_q q, char *out, size_t outlen, size_t *pages)
+{
+	page *p = malloc(sizeof *p);
+	size_t total = 0, np = 0;
+	out[0] = 0;
+	for (;;) {
+		range(f, &q, p);
+		np++;
+		for (size_t i = 0; i < p->n; i++) {
+			size_t l = strlen(out);
+			snprintf(out + l, outlen - l, "%s%s", l ? " " : "", p->guids[i]);
+		}
+		total += p->n;
+		assert_true(p->n <= q.limit);
+		if (!p->has_next)
+			break;
+		assert_int_equal(p->n, q.limit);
+		q.has_after = true;
+		q.after = p->next;
+		assert_true(np < 1000);
+	}
+	free(p);
+	if (pages)
+		*pages = np;
+	return total;
+}
+
+static uint64_t count(fx *f, bool hf, int64_t from, bool ht, int64_t to)
+{
+	uint64_t n = 12345;
+	assert_int_equal(na_store_count(&f->store, hf, from, ht, to, &n), 0);
+	return n;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_put_find_replace_delete(void **state)
+{
+	fx *f = *state;
+	char title[64];
+	na_key k1, k2;
+	put_res r = put(f, "a", 1000, "first");
+	assert_int_equal(r.code, NA_CODE_OK);
+	assert_int_equal(r.status, NA_WS_CREATED);
+	assert_int_equal(r.seq, 1);
+	assert_int_equal(find(f, "a", &k1, title, sizeof title), 0);
+	assert_string_equal(title, "first");
+	assert_true(na_key_micros(&k1) == 1000 * US);
+	assert_int_equal(na_key_seq(&k1), 1);
+	assert_int_equal(find(f, "b", NULL, title, sizeof title), MDB_NOTFOUND);
+
+	/* same bytes: unchanged, the earlier seq, nothing written */
+	r = put(f, "a", 1000, "first");
+	assert_int_equal(r.status, NA_WS_UNCHANGED);
+	assert_int_equal(r.seq, 1);
+	na_store_stats st;
+	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
+	assert_int_equal(st.seq, 1);
+
+	/* replace, moving the article earlier in time */
+	r = put(f, "a", -500, "second");
+	assert_int_equal(r.status, NA_WS_UPDATED);
+	assert_int_equal(r.seq, 2);
+	assert_int_equal(find(f, "a", &k2, title, sizeof title), 0);
+	assert_string_equal(title, "second");
+	assert_true(na_key_micros(&k2) == -500 * US);
+	assert_int_equal(na_key_seq(&k2), 2);
+	assert_int_equal(count(f, false, 0, false, 0), 1);
+
+	/* delete, then delete again */
+	r = del(f, "a");
+	assert_int_equal(r.code, NA_CODE_OK);
+	assert_int_equal(r.status, NA_WS_DELETED);
+	assert_int_equal(r.seq, 3);
+	assert_int_equal(find(f, "a", NULL, title, sizeof title), MDB_NOTFOUND);
+	r = del(f, "a");
+	assert_int_equal(r.status, NA_WS_ABSENT);
+	assert_int_equal(r.seq, 0);
+	assert_int_equal(count(f, false, 0, false, 0), 0);
+	/* and it can come back */
+	r = put(f, "a", 7, "third");
+	assert_int_equal(r.status, NA_WS_CREATED);
+	assert_int_equal(r.seq, 4);
+}
+
+static void test_stats_bytes(void **state)
+{
+	fx *f = *state;
+	na_store_stats st;
+	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
+	assert_int_equal(st.articles, 0);
+	assert_int_equal(st.raw_bytes, 0);
+	assert_int_equal(st.stored_bytes, 0);
+	put_res a = put(f, "a", 1, "alpha");
+	put_res b = put_ex(f, "b", 2, 0, "beta", 3000);
+	put_res c = put(f, "c", 3, "gamma");
+	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
+	assert_int_equal(st.articles, 3);
+	assert_int_equal(st.seq, 3);
+	assert_int_equal(st.raw_bytes, a.raw_len + b.raw_len + c.raw_len);
+	assert_int_equal(st.stored_bytes, a.rec_len + b.rec_len + c.rec_len);
+	assert_true(st.stored_bytes < st.raw_bytes); /* text compresses */
+	assert_true(st.map_size >= (64u << 20));
+	assert_true(st.map_used > 0 && st.map_used <= st.map_size);
+	assert_true(st.page_bytes > 0);
+	/* delete: both counters go down by exactly that article */
+	put_res d = del(f, "b");
+	assert_int_equal(d.status, NA_WS_DELETED);
+	na_store_stats st2;
+	assert_int_equal(na_store_stats_get(&f->store, &st2), 0);
+	assert_int_equal(st2.articles, 2);
+	assert_int_equal(st2.raw_bytes, st.raw_bytes - b.raw_len);
+	assert_int_equal(st2.stored_bytes, st.stored_bytes - b.rec_len);
+	/* replace a with a smaller article: down by the difference */
+	put_res a2 = put(f, "a", 1, "A");
+	assert_int_equal(a2.status, NA_WS_UPDATED);
+	assert_true(a2.raw_len < a.raw_len);
+	na_store_stats st3;
+	assert_int_equal(na_store_stats_get(&f->store, &st3), 0);
+	assert_int_equal(st3.raw_bytes, st2.raw_bytes - a.raw_len + a2.raw_len);
+	assert_int_equal(st3.stored_bytes, st2.stored_bytes - a.rec_len + a2.rec_len);
+	assert_true(st3.raw_bytes < st2.raw_bytes);
+	assert_int_equal(st3.seq, 5);
+}
+
+static void test_range_order_and_paging(void **state)
+{
+	fx *f = *state;
+	/* 25 articles at shuffled times, some before 1970, inserted out of
+	 * order; three share one time and keep their insertion order */
+	static const int64_t t[] = { 50, -3000000000LL, 7, 7, -1, 0, 1700000000, 12, 7, -86400,
+				     99, 100, 101, -62135596800LL, 253402300799LL, 5, 6, 4, 3, 2,
+				     1, 8, 9, 10, 11 };
+	char g[32];
+	for (int i = 0; i < 25; i++) {
+		snprintf(g, sizeof g, "g%02d", i);
+		assert_int_equal(put(f, g, t[i], g).status, NA_WS_CREATED);
+	}
+	static const char *const sorted =
+		"g13 g01 g09 g04 g05 g20 g19 g18 g17 g15 g16 g02 g03 g08 g21 g22 g23 g24 g07 "
+		"g00 g10 g11 g12 g06 g14";
+	char out[2048], rev[2048];
+	size_t pages;
+	na_range_q q = { .limit = 10 };
+	assert_int_equal(range_all(f, q, out, sizeof out, &pages), 25);
+	assert_string_equal(out, sorted);
+	assert_int_equal(pages, 3);
+	/* limit equal to the size: one page, no next */
+	q.limit = 25;
+	assert_int_equal(range_all(f, q, out, sizeof out, &pages), 25);
+	assert_int_equal(pages, 1);
+	q.limit = 1;
+	assert_int_equal(range_all(f, q, out, sizeof out, &pages), 25);
+	assert_string_equal(out, sorted);
+	assert_int_equal(pages, 25);
+
+	/* reverse is the exact mirror, also when paged */
+	q.limit = 7;
+	q.reverse = true;
+	assert_int_equal(range_all(f, q, rev, sizeof rev, &pages), 25);
+	assert_int_equal(pages, 4);
+	char mirror[2048] = "";
+	{
+		char tmp[2048];
+		snprintf(tmp, sizeof tmp, "%s", sorted);
+		char *words[25];
+		int n = 0;
+		for (char *s = strtok(tmp, " "); s; s = strtok(NULL, " "))
+			words[n++] = s;
+		for (int i = n - 1; i >= 0; i--) {
+			size_t l = strlen(mirror);
+			snprintf(mirror + l, sizeof mirror - l, "%s%s", l ? " " : "", words[i]);
+		}
+	}
+	assert_string_equal(rev, mirror);
+
+	/* from (inclusive) / to (exclusive), in microseconds */
+	na_range_q b = { .limit = 100, .has_from = true, .from = 7 * US, .has_to = true, .to = 11 * US };
+	assert_int_equal(range_all(f, b, out, sizeof out, NULL), 6);
+	assert_string_equal(out, "g02 g03 g08 g21 g22 g23");
+	b.reverse = true;
+	assert_int_equal(range_all(f, b, out, sizeof out, NULL), 6);
+	assert_string_equal(out, "g23 g22 g21 g08 g03 g02");
+	b.limit = 2; /* paged, both directions */
+	assert_int_equal(range_all(f, b, out, sizeof out, &pages), 6);
+	assert_string_equal(out, "g23 g22 g21 g08 g03 g02");
+	assert_int_equal(pages, 3);
+	b.reverse = false;
+	assert_int_equal(range_all(f, b, out, sizeof out, &pages), 6);
+	assert_string_equal(out, "g02 g03 g08 g21 g22 g23");
+	/* one microsecond after a time excludes it; only from; only to */
+	na_range_q c = { .limit = 100, .has_from = true, .from = 7 * US + 1 };
+	range_all(f, c, out, sizeof out, NULL);
+	assert_true(strncmp(out, "g21 g22", 7) == 0);
+	na_range_q d = { .limit = 100, .has_to = true, .to = 0 };
+	assert_int_equal(range_all(f, d, out, sizeof out, NULL), 4);
+	assert_string_equal(out, "g13 g01 g09 g04");
+	d.reverse = true;
+	assert_int_equal(range_all(f, d, out, sizeof out, NULL), 4);
+	assert_string_equal(out, "g04 g09 g01 g13");
+	/* an empty window */
+	na_range_q e = { .limit = 100, .has_from = true, .from = 13 * US, .has_to = true, .to = 50 * US };
+	assert_int_equal(range_all(f, e, out, sizeof out, NULL), 0);
+
+	/* after a cursor that lies before from: starts at from */
+	page *p = malloc(sizeof *p);
+	na_range_q first = { .limit = 1 };
+	range(f, &first, p);
+	assert_string_equal(p->guids[0], "g13");
+	assert_true(p->has_next);
+	na_range_q af = { .limit = 3, .has_after = true, .after = p->next, .has_from = true,
+			  .from = 100 * US };
+	range(f, &af, p);
+	assert_int_equal(p->n, 3);
+	assert_string_equal(p->guids[0], "g11");
+	/* reverse after a cursor beyond to: starts below to */
+	na_key hi;
+	na_key_make(&hi, 253402300799LL * US, UINT64_MAX);
+	na_range_q ar = { .limit = 2, .reverse = true, .has_after = true, .after = hi, .has_to = true,
+			  .to = 8 * US };
+	range(f, &ar, p);
+	assert_int_equal(p->n, 2);
+	assert_string_equal(p->guids[0], "g08");
+	assert_string_equal(p->guids[1], "g03");
+	/* a cursor that names no stored key still pages correctly */
+	na_key mid;
+	na_key_make(&mid, 7 * US, 1000000);
+	na_range_q am = { .limit = 100, .has_after = true, .after = mid, .has_to = true, .to = 10 * US };
+	range(f, &am, p);
+	assert_int_equal(p->n, 2);
+	assert_string_equal(p->guids[0], "g21");
+	assert_string_equal(p->guids[1], "g22");
+	free(p);
+
+	/* counts */
+	assert_int_equal(count(f, false, 0, false, 0), 25);
+	assert_int_equal(count(f, true, 7 * US, true, 11 * US), 6);
+	assert_int_equal(count(f, true, 7 * US, false, 0), 14);
+	assert_int_equal(count(f, false, 0, true, 0), 4);
+	assert_int_equal(count(f, true, 13 * US, true, 50 * US), 0);
+	assert_int_equal(count(f, true, -62135596800LL * US, true, 253402300799LL * US + 1), 25);
+}
+
+static void test_range_projection(void **state)
+{
+	fx *f = *state;
+	put(f, "x1", 1, "one");
+	put(f, "x2", 2, "two");
+	na_range_q q = { .limit = 10, .project = true };
+	q.fields.n = 2;
+	q.fields.name[0].s = "title";
+	q.fields.name[0].n = 5;
+	q.fields.name[1].s = "guid";
+	q.fields.name[1].n = 4;
+	page *p = malloc(sizeof *p);
+	range(f, &q, p);
+	assert_int_equal(p->n, 2);
+	assert_string_equal(p->guids[0], "x1");
+	assert_int_equal(p->nfields[0], 2);
+	assert_int_equal(p->nfields[1], 2);
+	/* no projection: all four fields */
+	na_range_q all = { .limit = 10 };
+	range(f, &all, p);
+	assert_int_equal(p->nfields[0], 4);
+	free(p);
+}
+
+static void test_equal_times_keep_insertion_order(void **state)
+{
+	fx *f = *state;
+	static const char *const order[] = { "zeta", "alpha", "mid", "beta", "omega" };
+	for (int i = 0; i < 5; i++)
+		put(f, order[i], 1234, order[i]);
+	/* an update re-inserts at the end of its microsecond */
+	assert_int_equal(put(f, "alpha", 1234, "alpha v2").status, NA_WS_UPDATED);
+	char out[256];
+	na_range_q q = { .limit = 2 };
+	assert_int_equal(range_all(f, q, out, sizeof out, NULL), 5);
+	assert_string_equal(out, "zeta mid beta omega alpha");
+	q.reverse = true;
+	range_all(f, q, out, sizeof out, NULL);
+	assert_string_equal(out, "alpha omega beta mid zeta");
+	/* sub-microsecond differences fall in the same microsecond */
+	put_ex(f, "ns1", 5000, 999, "n", 0);
+	put_ex(f, "ns0", 5000, 0, "n", 0);
+	na_range_q r = { .limit = 10, .has_from = true, .from = 5000 * US };
+	range_all(f, r, out, sizeof out, NULL);
+	assert_string_equal(out, "ns1 ns0");
+}
+
+typedef struct logent {
+	uint64_t seq;
+	char kind;
+	na_key key, old;
+	bool has_old;
+} logent;
+
+static size_t read_log(fx *f, logent *out, size_t max)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t n = 0;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	assert_int_equal(mdb_cursor_open(txn, f->store.log, &cur), 0);
+	while (n < max && mdb_cursor_get(cur, &k, &v, n ? MDB_NEXT : MDB_FIRST) == 0) {
+		assert_int_equal(k.mv_size, 8);
+		logent *e = &out[n++];
+		memset(e, 0, sizeof *e);
+		e->seq = na_be64_get(k.mv_data);
+		const uint8_t *p = v.mv_data;
+		e->kind = (char)p[0];
+		if (e->kind == 'P' || e->kind == 'D') {
+			assert_true(v.mv_size == 17 || (e->kind == 'P' && v.mv_size == 33));
+			memcpy(e->key.b, p + 1, 16);
+			if (v.mv_size == 33) {
+				memcpy(e->old.b, p + 17, 16);
+				e->has_old = true;
+			}
+		}
+	}
+	mdb_cursor_close(cur);
+	na_store_rend(&f->store, txn);
+	return n;
+}
+
+static void test_change_log(void **state)
+{
+	fx *f = *state;
+	na_key ka1, ka2, kb;
+	char title[64];
+	put(f, "a", 10, "a1");
+	find(f, "a", &ka1, title, sizeof title);
+	put(f, "b", 20, "b1");
+	find(f, "b", &kb, title, sizeof title);
+	put(f, "a", 10, "a1");          /* unchanged: no entry */
+	put(f, "a", 30, "a2");          /* moved */
+	find(f, "a", &ka2, title, sizeof title);
+	del(f, "b");
+	del(f, "nothing");              /* absent: no entry */
+	logent e[16];
+	size_t n = read_log(f, e, 16);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(e[i].seq, i + 1);
+	assert_int_equal(e[0].kind, 'P');
+	assert_memory_equal(e[0].key.b, ka1.b, 16);
+	assert_false(e[0].has_old);
+	assert_int_equal(e[1].kind, 'P');
+	assert_memory_equal(e[1].key.b, kb.b, 16);
+	assert_int_equal(e[2].kind, 'P');
+	assert_memory_equal(e[2].key.b, ka2.b, 16);
+	assert_true(e[2].has_old);
+	assert_memory_equal(e[2].old.b, ka1.b, 16);
+	assert_int_equal(na_key_seq(&e[2].key), 3);
+	assert_int_equal(e[3].kind, 'D');
+	assert_memory_equal(e[3].key.b, kb.b, 16);
+}
+
+static void test_reopen(void **state)
+{
+	fx *f = *state;
+	put(f, "a", 1, "one");
+	put(f, "b", 2, "two");
+	del(f, "a");
+	put(f, "c", -3, "three");
+	na_store_stats before;
+	assert_int_equal(na_store_stats_get(&f->store, &before), 0);
+	uint8_t hk[16];
+	memcpy(hk, f->store.hash_key, 16);
+	fx_close(f);
+	fx_open(f);
+	/* the archive keeps its identity, articles, counters and sequence */
+	assert_memory_equal(f->store.hash_key, hk, 16);
+	na_store_stats after;
+	assert_int_equal(na_store_stats_get(&f->store, &after), 0);
+	assert_int_equal(after.articles, 2);
+	assert_int_equal(after.seq, before.seq);
+	assert_int_equal(after.raw_bytes, before.raw_bytes);
+	assert_int_equal(after.stored_bytes, before.stored_bytes);
+	char title[64];
+	assert_int_equal(find(f, "b", NULL, title, sizeof title), 0);
+	assert_string_equal(title, "two");
+	assert_int_equal(find(f, "c", NULL, title, sizeof title), 0);
+	assert_int_equal(find(f, "a", NULL, title, sizeof title), MDB_NOTFOUND);
+	put_res r = put(f, "d", 0, "four");
+	assert_int_equal(r.seq, before.seq + 1);
+	/* the writer knows the highest key after a reopen: a later and an
+	 * earlier article both land in order */
+	put(f, "e", 100, "five");
+	put(f, "f", -100, "six");
+	char out[256];
+	na_range_q q = { .limit = 100 };
+	range_all(f, q, out, sizeof out, NULL);
+	assert_string_equal(out, "f c d b e");
+	/* a second close/open with nothing written in between */
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(put(f, "g", 1, "seven").seq, before.seq + 4);
+}
+
+static void test_verify(void **state)
+{
+	fx *f = *state;
+	char *buf = NULL;
+	size_t len = 0;
+	for (int i = 0; i < 20; i++) {
+		char g[16];
+		snprintf(g, sizeof g, "v%d", i);
+		put(f, g, i * 1000, g);
+	}
+	put(f, "v3", 5, "moved");
+	del(f, "v4");
+	FILE *out = open_memstream(&buf, &len);
+	uint64_t n = 0;
+	long problems = na_verify(&f->store, out, &n);
+	fclose(out);
+	if (problems != 0)
+		fail_msg("verify on a good store: %ld problems:\n%s", problems, buf);
+	assert_int_equal(n, 19);
+	free(buf);
+
+	/* corrupt one record directly */
+	na_key k;
+	char title[64];
+	assert_int_equal(find(f, "v7", &k, title, sizeof title), 0);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	MDB_val mk = { 16, k.b };
+	uint8_t junk[] = { 1, 50, 0xde, 0xad, 0xbe, 0xef };
+	MDB_val mv = { sizeof junk, junk };
+	assert_int_equal(mdb_put(txn, f->store.articles, &mk, &mv, 0), 0);
+	/* and drop another one's index entry */
+	na_key k9;
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(find(f, "v9", &k9, title, sizeof title), 0);
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(&f->store, "v9", 2));
+	MDB_val ik = { 8, hb }, iv = { 16, k9.b };
+	assert_int_equal(mdb_del(txn, f->store.guids, &ik, &iv), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+
+	buf = NULL;
+	out = open_memstream(&buf, &len);
+	problems = na_verify(&f->store, out, &n);
+	fclose(out);
+	assert_int_equal(problems, 2);
+	assert_non_null(strstr(buf, "does not decode"));
+	assert_non_null(strstr(buf, "missing from the guid index"));
+	free(buf);
+}
+
+static void test_map_full(void **state)
+{
+	fx *f = *state;
+	char g[32];
+	int ok = 0, code = NA_CODE_OK;
+	/* ~8 KiB incompressible articles into a 1 MiB map that may grow to 4 */
+	for (int i = 0; i < 2000; i++) {
+		snprintf(g, sizeof g, "big%04d", i);
+		put_res r = put_ex(f, g, i, 0, g, 8000);
+		if (r.code != NA_CODE_OK) {
+			code = r.code;
+			break;
+		}
+		assert_int_equal(r.status, NA_WS_CREATED);
+		ok++;
+	}
+	assert_int_equal(code, NA_CODE_NO_SPACE);
+	assert_true(ok > 200); /* the map grew past its first megabyte */
+	assert_true(ok < 600);
+	na_store_stats st;
+	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
+	assert_int_equal(st.map_size, 4u << 20);
+	assert_int_equal(st.articles, (uint64_t)ok);
+	assert_int_equal(st.seq, (uint64_t)ok);
+	/* reads still work */
+	char title[64];
+	assert_int_equal(find(f, "big0000", NULL, title, sizeof title), 0);
+	assert_string_equal(title, "big0000");
+	snprintf(g, sizeof g, "big%04d", ok - 1);
+	assert_int_equal(find(f, g, NULL, title, sizeof title), 0);
+	snprintf(g, sizeof g, "big%04d", ok);
+	assert_int_equal(find(f, g, NULL, title, sizeof title), MDB_NOTFOUND);
+	assert_int_equal(count(f, false, 0, false, 0), (uint64_t)ok);
+	/* still full for another big one */
+	assert_int_equal(put_ex(f, "another", 1, 0, "x", 8000).code, NA_CODE_NO_SPACE);
+	/* deleting frees room (pages are reused two transactions later) */
+	for (int i = 0; i < 4; i++) {
+		snprintf(g, sizeof g, "big%04d", i);
+		assert_int_equal(del(f, g).status, NA_WS_DELETED);
+	}
+	put_res r = put(f, "small", 5, "small");
+	assert_int_equal(r.code, NA_CODE_OK);
+	assert_int_equal(r.status, NA_WS_CREATED);
+	assert_int_equal(find(f, "small", NULL, title, sizeof title), 0);
+	uint64_t problems_n;
+	FILE *devnull = fopen("/dev/null", "w");
+	assert_int_equal(na_verify(&f->store, devnull, &problems_n), 0);
+	fclose(devnull);
+}
+
+/* ---- the request path through a sink connection (fuzz regressions) --- */
+
+static msgpack_sbuffer replies;
+
+static void sink(na_conn *c, const void *data, size_t len)
+{
+	(void)c;
+	msgpack_sbuffer_write(&replies, data, len);
+}
+
+static void test_conn_sink_requests(void **state)
+{
+	fx *f = *state;
+	fx_close(f); /* the server opens the archive itself */
+	na_log_set_level(NA_LOG_ERROR);
+	na_config cfg;
+	na_config_defaults(&cfg);
+	snprintf(cfg.data, sizeof cfg.data, "%s", f->dir);
+	cfg.relaxed = true;
+	cfg.map_size = 16u << 20;
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	na_server *srv = calloc(1, sizeof *srv);
+	assert_int_equal(na_server_init(srv, &loop, &cfg), 0);
+	na_conn *c = na_conn_new(srv);
+	c->sink = sink;
+	msgpack_sbuffer_init(&replies);
+	/* regression (fuzz_dispatch): an empty feed on a fresh connection did
+	 * pointer arithmetic and memcpy on its NULL input buffer (UBSan) */
+	na_conn_feed(c, (const uint8_t *)"", 0);
+	assert_int_equal(replies.size, 0);
+	/* a ping split in two, a put, then a get of it */
+	msgpack_sbuffer req;
+	msgpack_sbuffer_init(&req);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint8(&pk, 1);
+	na_mp_pack_cstr(&pk, "ping");
+	msgpack_pack_array(&pk, 0);
+	na_conn_feed(c, (const uint8_t *)req.data, 3);
+	assert_int_equal(replies.size, 0);
+	na_conn_feed(c, (const uint8_t *)req.data + 3, req.size - 3);
+	static const uint8_t pong[] = { 0x94, 0x01, 0x01, 0xc0, 0xa4, 'p', 'o', 'n', 'g' };
+	assert_int_equal(replies.size, sizeof pong);
+	assert_memory_equal(replies.data, pong, sizeof pong);
+	msgpack_sbuffer_clear(&replies);
+	msgpack_sbuffer_clear(&req);
+	msgpack_sbuffer art;
+	make_article(&art, "urn:sink", 1700000000, 0, "via sink", 0);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint8(&pk, 2);
+	na_mp_pack_cstr(&pk, "put");
+	msgpack_pack_array(&pk, 1);
+	na_mp_pack_raw(&pk, art.data, art.size);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint8(&pk, 3);
+	na_mp_pack_cstr(&pk, "get");
+	msgpack_pack_array(&pk, 1);
+	na_mp_pack_cstr(&pk, "urn:sink");
+	na_conn_feed(c, (const uint8_t *)req.data, req.size);
+	while (srv->inflight > 0)
+		uv_run(&loop, UV_RUN_ONCE);
+	/* the get ran before the put was durable: NOT_FOUND, then the put */
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	int seen = 0;
+	while (msgpack_unpack_next(&u, replies.data, replies.size, &off) == MSGPACK_UNPACK_SUCCESS) {
+		msgpack_object *o = u.data.via.array.ptr;
+		assert_int_equal(u.data.via.array.size, 4);
+		if (o[1].via.u64 == 2) {
+			assert_int_equal(o[2].type, MSGPACK_OBJECT_NIL);
+			assert_int_equal(o[3].type, MSGPACK_OBJECT_MAP);
+		} else {
+			assert_int_equal(o[1].via.u64, 3);
+			assert_int_equal(o[2].type, MSGPACK_OBJECT_MAP);
+		}
+		seen++;
+	}
+	assert_int_equal(seen, 2);
+	assert_int_equal(off, replies.size);
+	msgpack_unpacked_destroy(&u);
+	/* bytes that are not MessagePack close the connection */
+	c->refs++;
+	na_conn_feed(c, (const uint8_t *)"\xc1", 1);
+	assert_true(c->closing);
+	na_conn_unref(c);
+	assert_int_equal(srv->nconns, 0);
+	na_server_shutdown(srv);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	na_server_free(srv);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(srv);
+	msgpack_sbuffer_destroy(&req);
+	msgpack_sbuffer_destroy(&art);
+	msgpack_sbuffer_destroy(&replies);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_find_replace_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stats_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_order_and_paging, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_projection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_equal_times_keep_insertion_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_full, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_conn_sink_requests, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
