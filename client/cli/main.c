@@ -36,6 +36,7 @@ static const char usage_main[] =
 	"  stats [--json]            server statistics\n"
 	"  import FILE...            store JSON lines (plain or .zst) or text pages\n"
 	"  export [-o FILE]          write articles as JSON lines (.zst if FILE ends so)\n"
+	"  promote                   turn a follower into a primary (new history)\n"
 	"\n"
 	"`newsarch COMMAND --help` describes a command. Times (T) are RFC 3339\n"
 	"(2022-01-08T07:52:00Z, 2022-01-08, any offset) or unix seconds.\n"
@@ -745,6 +746,54 @@ static int cmd_stats(cli *c)
 	return ex;
 }
 
+static int cmd_promote(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch promote\n\nTurns the follower at -s ADDR into a primary: it stops following,\n"
+		"accepts writes, and starts a new history that continues the old one up\n"
+		"to its position, so the other followers can follow it without a snapshot.\n";
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", only_help, NULL)) != -1)
+		if ((r = common_opt(ch, "promote", usage, c)) >= 0)
+			return r;
+	if (optind != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "promote");
+	if (!cl)
+		return EXIT_SERVER;
+	const uint8_t *res;
+	size_t len;
+	int rc = na_call_raw(cl, "promote", NULL, 0, &res, &len);
+	if (rc) {
+		cli_err("promote", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+	} else {
+		na_mp m;
+		uint32_t n;
+		const char *hist = "?";
+		uint32_t hn = 1;
+		uint64_t seq = 0;
+		na_mp_init(&m, res, len);
+		if (na_mp_map(&m, &n) == 0)
+			for (uint32_t i = 0; i < n; i++) {
+				const char *k;
+				uint32_t kn;
+				if (na_mp_str(&m, &k, &kn))
+					break;
+				if (na_mp_streq(k, kn, "history"))
+					na_mp_str(&m, &hist, &hn);
+				else if (na_mp_streq(k, kn, "seq"))
+					na_mp_u64(&m, &seq);
+				else
+					na_mp_skip(&m);
+			}
+		printf("promoted: history %.*s from seq %llu\n", (int)hn, hist, (unsigned long long)seq);
+	}
+	na_client_close(cl);
+	return cli_exit_for(rc);
+}
+
 int main(int argc, char **argv)
 {
 	cli c = { .addr = getenv("NEWSARCH_ADDR") };
@@ -774,7 +823,8 @@ int main(int argc, char **argv)
 		int (*fn)(cli *);
 	} cmds[] = { { "ping", cmd_ping }, { "put", cmd_put }, { "get", cmd_get },
 		     { "range", cmd_range }, { "delete", cmd_delete }, { "count", cmd_count },
-		     { "stats", cmd_stats }, { "import", cmd_import }, { "export", cmd_export } };
+		     { "stats", cmd_stats }, { "import", cmd_import }, { "export", cmd_export },
+		     { "promote", cmd_promote } };
 	const char *name = argv[optind];
 	if (!strcmp(name, "help")) {
 		fputs(usage_main, stdout);
