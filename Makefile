@@ -129,3 +129,6 @@ bench: all
 
 clean:
 	rm -rf build build-asan
+
+# `make fuzz FUZZ_SECONDS=N`: libFuzzer targets (needs clang)
+include tests/fuzz/fuzz.mk

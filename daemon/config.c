@@ -58,6 +58,8 @@ static const opt opts[] = {
 	  "replicate from this primary (HOST:PORT or unix:PATH) and serve reads" },
 	{ "log_retention_bytes", O_SIZE, F(log_retention_bytes), 4 * K, 1024 * T,
 	  "the change log is trimmed beyond this size" },
+	{ "metrics_listen", O_STR, F(metrics_listen), 0, 0,
+	  "HOST:PORT serving Prometheus metrics at GET /metrics (off by default)" },
 	{ "log_retention_age", O_U32, F(log_retention_age), 0, 86400 * 3650,
 	  "seconds; log entries older than this are trimmed (0 = no age limit)" },
 };
@@ -132,8 +134,8 @@ int na_config_set(na_config *c, const char *name, const char *value, char *err, 
 	size_t sz;
 	switch (o->type) {
 	case O_STR:
-		if (strlen(value) >= (o->off == F(listen) || o->off == F(follow) ? sizeof c->listen
-										   : sizeof c->data)) {
+		if (strlen(value) >= (o->off == F(listen) || o->off == F(follow) ||
+				      o->off == F(metrics_listen) ? sizeof c->listen : sizeof c->data)) {
 			snprintf(err, errlen, "%s: value too long", o->name);
 			return -1;
 		}
@@ -244,22 +246,30 @@ int na_config_args(na_config *c, int argc, char **argv, bool *help, bool *versio
 		   char *err, size_t errlen)
 {
 	*help = *version = *verify = false;
-	for (int i = 0; i < argc; i++)
+	for (int i = 0; i < argc; i++) {
+		const char *file = NULL;
 		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) {
 			if (i + 1 >= argc) {
 				snprintf(err, errlen, "--config needs a file name");
 				return -1;
 			}
-			snprintf(c->config_file, sizeof c->config_file, "%s", argv[i + 1]);
-			if (na_config_load(c, argv[i + 1], err, errlen))
+			file = argv[i + 1];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			file = argv[i] + 9;
+		}
+		if (file) {
+			snprintf(c->config_file, sizeof c->config_file, "%s", file);
+			if (na_config_load(c, file, err, errlen))
 				return -1;
 		}
+	}
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { *help = true; continue; }
 		if (strcmp(a, "--version") == 0) { *version = true; continue; }
 		if (strcmp(a, "--verify") == 0) { *verify = true; continue; }
 		if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) { i++; continue; }
+		if (strncmp(a, "--config=", 9) == 0) continue;
 		if (strncmp(a, "--", 2) != 0) {
 			snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", a);
 			return -1;

@@ -34,6 +34,7 @@ typedef struct na_config {
 	char follow[256];          /* primary to follow: HOST:PORT or unix:PATH */
 	size_t log_retention_bytes;
 	uint32_t log_retention_age; /* seconds; 0: no age limit */
+	char metrics_listen[256];  /* HOST:PORT for GET /metrics; "" = off */
 } na_config;
 
 void na_config_defaults(na_config *c);

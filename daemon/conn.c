@@ -41,6 +41,7 @@ na_conn *na_conn_new(na_server *s)
 		return NULL;
 	c->srv = s;
 	c->refs = 1;
+	c->method = -1;
 	na_scan_init(&c->scan, s->cfg.max_request_bytes, s->cfg.max_depth);
 	msgpack_sbuffer_init(&c->out);
 	c->next = s->conns;
@@ -148,6 +149,7 @@ void na_conn_flush(na_conn *c)
 {
 	if (c->out.size == 0 || c->closing)
 		return;
+	c->srv->metrics.bytes_out += c->out.size;
 	if (c->sink) {
 		c->sink(c, c->out.data, c->out.size);
 		c->out.size = 0;
@@ -232,6 +234,7 @@ static void protocol_error(na_conn *c, int rc)
 static void process(na_conn *c)
 {
 	size_t off = 0;
+	c->refs++; /* a close inside dispatch must not free c under us */
 	while (!c->paused && !c->closing && off < c->in_len) {
 		size_t mlen;
 		int rc = na_scan_feed(&c->scan, c->in + off, c->in_len - off, &mlen);
@@ -239,6 +242,7 @@ static void process(na_conn *c)
 			break;
 		if (rc < 0) {
 			protocol_error(c, rc);
+			na_conn_unref(c);
 			return;
 		}
 		c->srv->requests++;
@@ -254,6 +258,7 @@ static void process(na_conn *c)
 	na_conn_flush(c);
 	if (over_limits(c))
 		pause_reading(c);
+	na_conn_unref(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -288,6 +293,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	c->in_len += (size_t)nread;
+	c->srv->metrics.bytes_in += (size_t)nread;
 	c->last_active = uv_now(c->srv->loop);
 	process(c);
 	/* an idle client keeps no input buffer (1,000 idle clients cost no
@@ -363,6 +369,7 @@ void na_server_maybe_finish(na_server *s)
 	for (int i = 0; i < 3; i++)
 		close_handle((uv_handle_t *)&s->sig[i]);
 	close_handle((uv_handle_t *)&s->tick);
+	close_handle((uv_handle_t *)&s->watchdog);
 }
 
 void na_server_shutdown(na_server *s)
@@ -370,11 +377,14 @@ void na_server_shutdown(na_server *s)
 	if (s->stopping)
 		return;
 	s->stopping = true;
+	s->stop_ms = uv_now(s->loop);
 	log_info("shutting down: %llu requests in progress", (unsigned long long)s->inflight);
 	if (s->have_tcp)
 		close_handle((uv_handle_t *)&s->tcp);
 	if (s->have_pipe)
 		close_handle((uv_handle_t *)&s->pipe);
+	if (s->have_metrics)
+		close_handle((uv_handle_t *)&s->metrics_tcp);
 	for (na_conn *c = s->conns; c; c = c->next)
 		pause_reading(c);
 	na_follow_stop(s);

@@ -15,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
+#include "verify.h"
 
 #define VERSION "0.1.0"
 
@@ -49,6 +52,8 @@ static void pack_error_reply(msgpack_packer *pk, uint32_t msgid, int code, const
 
 void na_reply_error(na_conn *c, uint32_t msgid, int code, const char *fmt, ...)
 {
+	if (c->method >= 0 && c->method < NA_M__COUNT)
+		c->srv->metrics.errors[c->method]++;
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -80,6 +85,7 @@ static const char *tname(na_mp_type t)
 
 typedef struct req {
 	na_conn *c;
+	uint64_t t0;           /* arrival, for the latency histogram */
 	const uint8_t *msg;    /* the whole request, for parking */
 	size_t len;
 	uint32_t msgid;
@@ -330,6 +336,8 @@ typedef struct read_req {
 	na_range_q q;
 	char *names;           /* copies of the field names */
 	msgpack_sbuffer out;
+	uint64_t t0;
+	bool failed;
 } read_req;
 
 static void read_work(uv_work_t *w)
@@ -353,6 +361,7 @@ static void read_work(uv_work_t *w)
 		rc = na_store_range(st, &rr->q, &pk);
 	}
 	if (rc) {
+		rr->failed = true;
 		rr->out.size = 0;
 		log_error("%s failed: %s", rr->is_count ? "count" : "range",
 			  rc > 0 ? mdb_strerror(rc) : strerror(-rc));
@@ -367,6 +376,10 @@ static void read_done(uv_work_t *w, int status)
 	(void)status;
 	read_req *rr = w->data;
 	na_conn *c = rr->c;
+	int mid = rr->is_count ? NA_M_COUNT : NA_M_RANGE;
+	if (rr->failed)
+		c->srv->metrics.errors[mid]++;
+	na_metrics_latency(&c->srv->metrics, mid, rr->t0);
 	if (!c->closing)
 		msgpack_sbuffer_write(&c->out, rr->out.data, rr->out.size);
 	msgpack_sbuffer_destroy(&rr->out);
@@ -379,6 +392,7 @@ static void start_read(req *q, read_req *rr)
 {
 	rr->c = q->c;
 	rr->msgid = q->msgid;
+	rr->t0 = q->t0;
 	rr->work.data = rr;
 	msgpack_sbuffer_init(&rr->out);
 	begin_async(q->c);
@@ -484,8 +498,10 @@ static void do_range(req *q, bool count)
 	size_t total = 0;
 	for (uint32_t i = 0; i < rq.fields.n; i++)
 		total += rq.fields.name[i].n;
-	char *names = total ? malloc(total) : NULL;
-	if (!rr || (total && !names)) {
+	/* never NULL when there are names: even "" must point somewhere
+	 * (names + 0 and memcpy on NULL are undefined) */
+	char *names = rq.fields.n ? malloc(total ? total : 1) : NULL;
+	if (!rr || (rq.fields.n && !names)) {
 		free(rr);
 		free(names);
 		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "out of memory");
@@ -521,6 +537,7 @@ typedef struct write_req {
 	bool encode_failed;
 	uint32_t replicas;     /* wait for this many followers (0: no wait) */
 	uint32_t timeout_ms;
+	uint64_t t0;
 } write_req;
 
 static void free_write_req(write_req *w)
@@ -562,6 +579,10 @@ static void write_done(na_wjob *job)
 	write_req *w = job->arg;
 	na_conn *c = w->c;
 	na_server *s = c->srv;
+	int mid = w->kind == 0 ? NA_M_PUT : w->kind == 1 ? NA_M_PUT_BATCH : NA_M_DELETE;
+	if (job->code != NA_CODE_OK)
+		s->metrics.errors[mid]++;
+	na_metrics_latency(&s->metrics, mid, w->t0);
 	if (job->code == NA_CODE_OK && w->kind != 2) {
 		s->dict_raw += w->raw_sum;
 		s->dict_stored += w->stored_sum;
@@ -758,6 +779,7 @@ static void do_put(req *q, bool batch)
 	w->kind = batch ? 1 : 0;
 	w->replicas = replicas;
 	w->timeout_ms = timeout_ms;
+	w->t0 = q->t0;
 	w->job.n = n;
 	w->items = calloc(n, sizeof *w->items);
 	w->errs = calloc(n, sizeof *w->errs);
@@ -870,6 +892,7 @@ static void do_delete(req *q)
 	w->c = q->c;
 	w->msgid = q->msgid;
 	w->kind = 2;
+	w->t0 = q->t0;
 	w->items[0].guid = (const char *)w->raw;
 	w->items[0].guid_len = gn;
 	w->job.op = NA_WOP_DELETE;
@@ -1023,6 +1046,154 @@ void na_train_maybe(na_server *s, uint64_t articles)
 	uv_queue_work(s->loop, &t->work, train_work, train_done);
 }
 
+/* ---- backup and verify (worker pool) ------------------------------- */
+
+typedef struct admin_req {
+	uv_work_t work;
+	na_conn *c;
+	uint32_t msgid;
+	bool verify;
+	char dir[512];
+	msgpack_sbuffer out;
+} admin_req;
+
+static void admin_work(uv_work_t *w)
+{
+	admin_req *a = w->data;
+	na_store *st = &a->c->srv->store;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &a->out, msgpack_sbuffer_write);
+	if (a->verify) {
+		char *text = NULL;
+		size_t tlen = 0;
+		FILE *f = open_memstream(&text, &tlen);
+		uint64_t articles = 0;
+		long problems = f ? na_verify(st, f, &articles) : -ENOMEM;
+		if (f)
+			fclose(f);
+		if (problems < 0) {
+			pack_error_reply(&pk, a->msgid, NA_CODE_INTERNAL, "verify: cannot read the archive");
+			free(text);
+			return;
+		}
+		reply_head(&pk, a->msgid);
+		msgpack_pack_nil(&pk);
+		msgpack_pack_map(&pk, 3);
+		kv_u64(&pk, "articles", articles);
+		kv_u64(&pk, "problems", (uint64_t)problems);
+		na_mp_pack_cstr(&pk, "report");
+		uint32_t lines = 0;
+		for (size_t i = 0; i < tlen; i++)
+			lines += text[i] == '\n';
+		if (lines > 1000)
+			lines = 1000;
+		msgpack_pack_array(&pk, lines);
+		char *p = text;
+		for (uint32_t i = 0; i < lines; i++) {
+			char *nl = strchr(p, '\n');
+			na_mp_pack_str(&pk, p, (size_t)(nl - p));
+			p = nl + 1;
+		}
+		free(text);
+		return;
+	}
+	/* backup: a compacted, consistent copy made from one read transaction */
+	struct stat sb;
+	if (stat(a->dir, &sb) == 0) {
+		char probe[600];
+		snprintf(probe, sizeof probe, "%s/data.mdb", a->dir);
+		if (!S_ISDIR(sb.st_mode) || access(probe, F_OK) == 0) {
+			pack_error_reply(&pk, a->msgid, NA_CODE_BAD_REQUEST,
+					 "backup: the target exists and is not an empty directory");
+			return;
+		}
+	} else if (mkdir(a->dir, 0750) != 0) {
+		char msg[700];
+		snprintf(msg, sizeof msg, "backup: cannot create %s: %s", a->dir, strerror(errno));
+		pack_error_reply(&pk, a->msgid, NA_CODE_BAD_REQUEST, msg);
+		return;
+	}
+	pthread_rwlock_rdlock(&st->resize_lock);
+	int rc = mdb_env_copy2(st->env, a->dir, MDB_CP_COMPACT);
+	pthread_rwlock_unlock(&st->resize_lock);
+	if (rc) {
+		char msg[700];
+		snprintf(msg, sizeof msg, "backup: copy failed: %s", mdb_strerror(rc));
+		pack_error_reply(&pk, a->msgid, NA_CODE_INTERNAL, msg);
+		return;
+	}
+	char data[600];
+	snprintf(data, sizeof data, "%s/data.mdb", a->dir);
+	if (stat(data, &sb) != 0)
+		sb.st_size = 0;
+	reply_head(&pk, a->msgid);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_map(&pk, 2);
+	na_mp_pack_cstr(&pk, "path");
+	na_mp_pack_cstr(&pk, a->dir);
+	kv_u64(&pk, "bytes", (uint64_t)sb.st_size);
+}
+
+static void admin_done(uv_work_t *w, int status)
+{
+	(void)status;
+	admin_req *a = w->data;
+	na_conn *c = a->c;
+	if (!c->closing)
+		msgpack_sbuffer_write(&c->out, a->out.data, a->out.size);
+	msgpack_sbuffer_destroy(&a->out);
+	free(a);
+	na_conn_request_done(c);
+}
+
+static void do_admin(req *q, bool verify)
+{
+	admin_req *a = calloc(1, sizeof *a);
+	if (!a) {
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "out of memory");
+		return;
+	}
+	if (!verify) {
+		const char *d;
+		uint32_t dn;
+		if (q->nparams != 1 || na_mp_peek(q->r) != NA_MP_STR || na_mp_str(q->r, &d, &dn) ||
+		    dn == 0 || dn >= sizeof a->dir || memchr(d, 0, dn)) {
+			free(a);
+			BAD(q, "backup: expected one parameter, the target directory on the server");
+			return;
+		}
+		memcpy(a->dir, d, dn);
+	} else if (want_params(q, 0, 0)) {
+		free(a);
+		return;
+	}
+	a->c = q->c;
+	a->msgid = q->msgid;
+	a->verify = verify;
+	a->work.data = a;
+	msgpack_sbuffer_init(&a->out);
+	begin_async(q->c);
+	uv_queue_work(q->c->srv->loop, &a->work, admin_work, admin_done);
+}
+
+/* ---- metrics -------------------------------------------------------- */
+
+static void do_metrics(req *q)
+{
+	if (want_params(q, 0, 0))
+		return;
+	char *text = NULL;
+	size_t len = 0;
+	if (na_metrics_render(q->c->srv, &text, &len) != 0) {
+		free(text);
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "metrics: out of memory");
+		return;
+	}
+	msgpack_packer pk = ok_reply(q->c, q->msgid);
+	na_mp_pack_str(&pk, text, len);
+	free(text);
+}
+
 /* ---- promote ------------------------------------------------------- */
 
 typedef struct promote_req {
@@ -1134,7 +1305,8 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	static const struct { const char *name; int id; } methods[] = {
 		{ "ping", 0 }, { "put", 1 }, { "put_batch", 2 }, { "get", 3 }, { "range", 4 },
 		{ "delete", 5 }, { "count", 6 }, { "stats", 7 }, { "replicate", 8 },
-		{ "subscribe", 9 }, { "promote", 10 },
+		{ "subscribe", 9 }, { "promote", 10 }, { "backup", 11 }, { "verify", 12 },
+		{ "metrics", 13 },
 	};
 	int mid = -1;
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -1142,11 +1314,17 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 			q.method = methods[i].name;
 			mid = methods[i].id;
 		}
+	uint64_t t0 = uv_hrtime();
+	c->method = mid < 0 ? NA_M_OTHER : mid;
+	c->srv->metrics.requests[c->method]++;
 	if (mid < 0) {
 		na_reply_error(c, q.msgid, NA_CODE_UNKNOWN_METHOD, "unknown method \"%.*s\"",
 			       (int)(mn > 64 ? 64 : mn), m);
+		c->method = -1;
 		return;
 	}
+	unsigned pending = c->pending;
+	q.t0 = t0;
 	if (c->srv->stopping && mid != 0) {
 		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE, "the server is shutting down");
 		return;
@@ -1169,5 +1347,11 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	case 8: na_repl_start(c, q.msgid, &r, q.nparams, false); break;
 	case 9: na_repl_start(c, q.msgid, &r, q.nparams, true); break;
 	case 10: do_promote(&q); break;
+	case 11: do_admin(&q, false); break;
+	case 12: do_admin(&q, true); break;
+	case 13: do_metrics(&q); break;
 	}
+	if (c->pending == pending) /* answered right away */
+		na_metrics_latency(&c->srv->metrics, mid, t0);
+	c->method = -1;
 }

@@ -740,6 +740,11 @@ int na_follow_start(na_server *s, const char *addr)
 	return 0;
 }
 
+const char *na_follow_state(const na_server *s)
+{
+	return s->follower ? state_names[s->follower->state] : "none";
+}
+
 const char *na_follow_addr(const na_server *s)
 {
 	return s->follower ? s->follower->addr : NULL;
@@ -780,4 +785,26 @@ void na_follow_stats(na_server *s, msgpack_packer *pk)
 	msgpack_pack_double(pk, f->behind_since && f->head > f->applied
 				    ? (double)(now - f->behind_since) / 1000.0 : 0.0);
 	(void)wall_ms;
+}
+
+void na_follow_metrics(na_server *s, FILE *f)
+{
+	na_follower *x = s->follower;
+	uint64_t now = uv_now(s->loop);
+	fprintf(f, "# HELP newsarch_replication_applied_seq Last entry applied from the primary.\n"
+		   "# TYPE newsarch_replication_applied_seq gauge\n"
+		   "newsarch_replication_applied_seq %llu\n",
+		(unsigned long long)x->applied);
+	fprintf(f, "# HELP newsarch_replication_primary_seq The primary's last known position.\n"
+		   "# TYPE newsarch_replication_primary_seq gauge\n"
+		   "newsarch_replication_primary_seq %llu\n",
+		(unsigned long long)x->head);
+	fprintf(f, "# HELP newsarch_replication_lag_entries Entries behind the primary.\n"
+		   "# TYPE newsarch_replication_lag_entries gauge\n"
+		   "newsarch_replication_lag_entries %llu\n",
+		(unsigned long long)(x->head > x->applied ? x->head - x->applied : 0));
+	fprintf(f, "# HELP newsarch_replication_lag_seconds How long this follower has been behind.\n"
+		   "# TYPE newsarch_replication_lag_seconds gauge\n"
+		   "newsarch_replication_lag_seconds %.3f\n",
+		x->behind_since && x->head > x->applied ? (double)(now - x->behind_since) / 1000.0 : 0.0);
 }

@@ -41,6 +41,8 @@ int main(int argc, char **argv)
 	na_server srv;
 	if (na_server_init(&srv, loop, &cfg) != 0)
 		return 1;
+	srv.argc = argc - 1;
+	srv.argv = argv + 1;
 	if (na_server_listen(&srv) != 0) {
 		na_server_shutdown(&srv);
 		uv_run(loop, UV_RUN_DEFAULT);

@@ -814,3 +814,26 @@ void na_repl_stats(na_server *s, msgpack_packer *pk)
 					    ? (double)(now - x->behind_since) / 1000.0 : 0.0);
 	}
 }
+
+void na_repl_metrics(na_server *s, FILE *f)
+{
+	uint64_t now = uv_now(s->loop);
+	fputs("# HELP newsarch_follower_acked_seq Position each connected follower acknowledged.\n"
+	      "# TYPE newsarch_follower_acked_seq gauge\n", f);
+	for (na_sender *x = s->senders; x; x = x->next)
+		fprintf(f, "newsarch_follower_acked_seq{address=\"%s\",kind=\"%s\"} %llu\n", x->c->peer,
+			x->subscribe ? "subscriber" : "follower", (unsigned long long)x->acked_seq);
+	fputs("# HELP newsarch_follower_lag_entries Entries a follower is behind.\n"
+	      "# TYPE newsarch_follower_lag_entries gauge\n", f);
+	for (na_sender *x = s->senders; x; x = x->next)
+		fprintf(f, "newsarch_follower_lag_entries{address=\"%s\",kind=\"%s\"} %llu\n", x->c->peer,
+			x->subscribe ? "subscriber" : "follower",
+			(unsigned long long)(s->seq > x->acked_seq ? s->seq - x->acked_seq : 0));
+	fputs("# HELP newsarch_follower_lag_seconds How long a follower has been behind.\n"
+	      "# TYPE newsarch_follower_lag_seconds gauge\n", f);
+	for (na_sender *x = s->senders; x; x = x->next)
+		fprintf(f, "newsarch_follower_lag_seconds{address=\"%s\",kind=\"%s\"} %.3f\n", x->c->peer,
+			x->subscribe ? "subscriber" : "follower",
+			x->behind_since && x->acked_seq < s->seq ? (double)(now - x->behind_since) / 1000.0
+								 : 0.0);
+}

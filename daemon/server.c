@@ -17,11 +17,70 @@
 
 #define SHUTDOWN_GRACE_MS 10000
 
+/* SIGHUP: read the configuration again (file, then the same flags) and
+ * apply what can change while running; say what needs a restart. */
+static void reload(na_server *s)
+{
+	na_config n;
+	bool help, version, verify;
+	char err[512];
+	na_config_defaults(&n);
+	if (na_config_args(&n, s->argc, s->argv, &help, &version, &verify, err, sizeof err)) {
+		log_error("SIGHUP: configuration not reloaded: %s", err);
+		return;
+	}
+	na_config *c = &s->cfg;
+	int changed = 0;
+#define LIVE(field, fmt, cast)                                                               \
+	if (n.field != c->field) {                                                           \
+		log_info("SIGHUP: " #field " " fmt " -> " fmt, cast c->field, cast n.field);    \
+		c->field = n.field;                                                          \
+		changed++;                                                                   \
+	}
+	LIVE(max_request_bytes, "%zu", (size_t))
+	LIVE(max_depth, "%u", (unsigned))
+	LIVE(max_article_bytes, "%zu", (size_t))
+	LIVE(max_batch, "%u", (unsigned))
+	LIVE(output_queue_bytes, "%zu", (size_t))
+	LIVE(max_connections, "%u", (unsigned))
+	LIVE(max_pending, "%u", (unsigned))
+	LIVE(idle_timeout, "%u", (unsigned))
+	LIVE(log_retention_bytes, "%zu", (size_t))
+	LIVE(log_retention_age, "%u", (unsigned))
+	LIVE(train_min, "%llu", (unsigned long long))
+#undef LIVE
+	if (n.log_level != c->log_level) {
+		log_info("SIGHUP: log_level %s -> %s", na_log_level_name(c->log_level),
+			 na_log_level_name(n.log_level));
+		c->log_level = n.log_level;
+		na_log_set_level(n.log_level);
+		changed++;
+	}
+	s->writer.log_cap = c->log_retention_bytes; /* read by the writer once per group */
+#define RESTART(field)                                                                       \
+	if (memcmp(&n.field, &c->field, sizeof n.field) != 0)                                \
+		log_warn("SIGHUP: " #field " changed; it takes effect after a restart");
+	RESTART(data)
+	RESTART(listen)
+	RESTART(socket)
+	RESTART(follow)
+	RESTART(relaxed)
+	RESTART(map_size)
+	RESTART(max_map_size)
+	RESTART(compression_level)
+	RESTART(dict_size)
+	RESTART(metrics_listen)
+#undef RESTART
+	log_info("SIGHUP: configuration reloaded, %d setting%s changed", changed, changed == 1 ? "" : "s");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	na_server *s = h->data;
 	if (signum == SIGHUP) {
-		log_info("SIGHUP: nothing to reload yet");
+		sd_notify(0, "RELOADING=1");
+		reload(s);
+		sd_notify(0, "READY=1");
 		return;
 	}
 	log_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -29,12 +88,36 @@ static void on_signal(uv_signal_t *h, int signum)
 	na_server_shutdown(s);
 }
 
+/* STATUS= for systemctl status: role, size, replication state. */
+static void notify_status(na_server *s)
+{
+	na_store_stats st;
+	if (na_store_stats_get(&s->store, &st) != 0)
+		return;
+	if (s->follower)
+		sd_notifyf(0, "STATUS=follower of %s (%s), %llu articles, seq %llu",
+			   na_follow_addr(s), na_follow_state(s), (unsigned long long)st.articles,
+			   (unsigned long long)s->seq);
+	else
+		sd_notifyf(0, "STATUS=primary, %llu articles, seq %llu, %u connections",
+			   (unsigned long long)st.articles, (unsigned long long)s->seq, s->nconns);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	sd_notify(0, "WATCHDOG=1");
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	na_server *s = t->data;
 	uint64_t now = uv_now(s->loop);
-	if (!s->stopping)
+	if (!s->stopping) {
 		na_repl_tick(s);
+		if (++s->ticks % 5 == 0)
+			notify_status(s);
+	}
 	if (s->stopping) {
 		if (!s->force_close && now - s->stop_ms > SHUTDOWN_GRACE_MS) {
 			log_warn("clients did not read their last replies; closing them");
@@ -93,6 +176,14 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 	s->tick.data = s;
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
 	uv_unref((uv_handle_t *)&s->tick);
+	uint64_t wd_usec = 0;
+	uv_timer_init(loop, &s->watchdog);
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		/* keep-alives from the loop itself: a stuck loop stops them */
+		uint64_t every = wd_usec / 2000;
+		uv_timer_start(&s->watchdog, on_watchdog, every ? every : 1, every ? every : 1);
+		uv_unref((uv_handle_t *)&s->watchdog);
+	}
 	return 0;
 }
 
@@ -144,6 +235,7 @@ static void on_connection(uv_stream_t *server, int status)
 	if (!c->is_unix)
 		uv_tcp_nodelay(&c->h.tcp, 1);
 	peer_name(c);
+	s->metrics.accepted++;
 	if (s->nconns > s->cfg.max_connections) {
 		/* no request yet, so no msgid: a notification says why */
 		msgpack_packer pk;
@@ -237,6 +329,20 @@ int na_server_listen(na_server *s)
 	if (!s->have_tcp && !s->have_pipe) {
 		log_error("nothing to listen on: set listen or socket");
 		return -1;
+	}
+	if (cfg->metrics_listen[0]) {
+		char host[128];
+		int port;
+		struct sockaddr_storage ss;
+		if (parse_hostport(cfg->metrics_listen, host, sizeof host, &port) ||
+		    (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+		     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
+			log_error("metrics_listen: \"%s\" is not HOST:PORT with a numeric address",
+				  cfg->metrics_listen);
+			return -1;
+		}
+		if (na_metrics_listen(s, (struct sockaddr *)&ss) != 0)
+			return -1;
 	}
 	if (cfg->follow[0] && na_follow_start(s, cfg->follow) != 0)
 		return -1;

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "mp.h"
 #include "store.h"
 #include "writer.h"
@@ -40,6 +41,7 @@ struct na_conn {
 	/* test hook: when set, replies go here instead of the socket */
 	void (*sink)(na_conn *c, const void *data, size_t len);
 	struct na_sender *sender; /* set when this client follows our log */
+	int method;                /* metrics: the request being answered (-1: none) */
 	na_conn *prev, *next;
 };
 
@@ -58,6 +60,13 @@ struct na_server {
 	bool have_tcp, have_pipe;
 	uv_signal_t sig[3];
 	uv_timer_t tick;
+	uv_timer_t watchdog;
+	uv_tcp_t metrics_tcp;
+	bool have_metrics;
+	na_metrics metrics;
+	uint64_t ticks;
+	int argc;                  /* for SIGHUP: the flags, read again */
+	char **argv;
 	na_conn *conns;
 	uint32_t nconns;
 	uint64_t requests;
@@ -117,12 +126,15 @@ int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uin
 void na_repl_wait(na_conn *c, uint32_t msgid, uint64_t seq, uint32_t need, uint32_t timeout_ms,
 		  bool batch, const char *body, size_t len);
 void na_repl_shutdown(na_server *s);
+void na_repl_metrics(na_server *s, FILE *f);
 
 /* follow.c */
 int na_follow_start(na_server *s, const char *addr);
 void na_follow_stop(na_server *s);
 void na_follow_stats(na_server *s, msgpack_packer *pk);
+void na_follow_metrics(na_server *s, FILE *f);
 const char *na_follow_addr(const na_server *s);
+const char *na_follow_state(const na_server *s);
 
 /* dispatch.c: handles one framed request; replies go into c->out. */
 void na_dispatch(na_conn *c, const uint8_t *msg, size_t len);

@@ -124,7 +124,7 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 			fprintf(out, "log entry %llu: malformed\n", (unsigned long long)n);
 			problems++;
 		}
-		if (e[0] == 'P' && v.mv_size >= 17 && na_key_seq((const na_key *)(e + 1)) != n) {
+		if (ok && e[0] == 'P' && na_key_seq((const na_key *)(e + 1)) != n) {
 			fprintf(out, "log entry %llu: key sequence differs from the entry\n",
 				(unsigned long long)n);
 			problems++;

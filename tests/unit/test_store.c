@@ -875,6 +875,35 @@ static void test_conn_sink_requests(void **state)
 	}
 	assert_int_equal(seen, 2);
 	assert_int_equal(off, replies.size);
+	/* regression (fuzz_dispatch): "fields": [""] in a range made the
+	 * copy of the names a NULL buffer (UBSan: offset on NULL, memcpy) */
+	msgpack_sbuffer_clear(&replies);
+	msgpack_sbuffer_clear(&req);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint8(&pk, 4);
+	na_mp_pack_cstr(&pk, "range");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 1);
+	na_mp_pack_cstr(&pk, "fields");
+	msgpack_pack_array(&pk, 2);
+	na_mp_pack_cstr(&pk, "");
+	na_mp_pack_cstr(&pk, "title");
+	na_conn_feed(c, (const uint8_t *)req.data, req.size);
+	while (srv->inflight > 0)
+		uv_run(&loop, UV_RUN_ONCE);
+	off = 0;
+	assert_int_equal(msgpack_unpack_next(&u, replies.data, replies.size, &off),
+			 MSGPACK_UNPACK_SUCCESS);
+	{
+		msgpack_object *o = u.data.via.array.ptr;
+		assert_int_equal(o[1].via.u64, 4);
+		assert_int_equal(o[2].type, MSGPACK_OBJECT_NIL);
+		msgpack_object *arts = &o[3].via.map.ptr[0].val;
+		assert_int_equal(arts->via.array.size, 1);
+		/* only the title is kept */
+		assert_int_equal(arts->via.array.ptr[0].via.map.size, 1);
+	}
 	msgpack_unpacked_destroy(&u);
 	/* bytes that are not MessagePack close the connection */
 	c->refs++;
