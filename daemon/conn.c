@@ -201,6 +201,20 @@ void na_conn_flush(na_conn *c)
 	}
 }
 
+void na_conn_send(na_conn *c, msgpack_sbuffer *out)
+{
+	if (c->closing || out->size == 0)
+		return;
+	if (c->out.size == 0 || c->sink) {
+		/* nothing queued before it: the buffer becomes the output */
+		msgpack_sbuffer_destroy(&c->out);
+		c->out = *out;
+		msgpack_sbuffer_init(out);
+		return;
+	}
+	msgpack_sbuffer_write(&c->out, out->data, out->size);
+}
+
 /* After a fatal framing error: answer if we can, then hang up. */
 static void protocol_error(na_conn *c, int rc)
 {

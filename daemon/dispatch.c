@@ -381,7 +381,7 @@ static void read_done(uv_work_t *w, int status)
 		c->srv->metrics.errors[mid]++;
 	na_metrics_latency(&c->srv->metrics, mid, rr->t0);
 	if (!c->closing)
-		msgpack_sbuffer_write(&c->out, rr->out.data, rr->out.size);
+		na_conn_send(c, &rr->out);
 	msgpack_sbuffer_destroy(&rr->out);
 	free(rr->names);
 	free(rr);
@@ -982,6 +982,9 @@ static void dict_stored(na_wjob *job)
 		s->trained_at = job->articles;
 		s->dict_raw = s->dict_stored = s->dict_records = 0;
 		s->trained_ratio = 0;
+		/* the 'Z' entry took a sequence number: ship it now, not with
+		 * the next write (which may never come) */
+		na_repl_committed(s, job->seq_after);
 	} else {
 		log_warn("could not store the new dictionary: %s", job->msg);
 	}

@@ -215,6 +215,17 @@ static void job_done(na_wjob *j)
 	if (j->code == NA_CODE_OK) {
 		f->applied = j->seq_after;
 		f->rows_applied += fj->rows;
+		if (j->op == NA_WOP_SNAP_BEGIN) {
+			/* our content is being replaced: our position starts over
+			 * (na_repl_committed only moves it forward), and whoever
+			 * follows or subscribes to us is on the old content */
+			s->seq = j->seq_after;
+			for (na_conn *o = s->conns, *next; o; o = next) {
+				next = o->next;
+				if (o->sender)
+					na_conn_close(o);
+			}
+		}
 		if (fj->snap_end && fj->gen == f->gen) {
 			f->state = F_STREAMING;
 			log_info("replication from %s: snapshot complete at seq %llu", f->addr,

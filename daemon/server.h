@@ -103,6 +103,8 @@ void na_conn_start(na_conn *c);
 void na_conn_feed(na_conn *c, const uint8_t *data, size_t len); /* tests/fuzz */
 void na_conn_close(na_conn *c);
 void na_conn_flush(na_conn *c);
+/* Queues a finished reply buffer, taking its memory (out is left empty). */
+void na_conn_send(na_conn *c, msgpack_sbuffer *out);
 void na_conn_unref(na_conn *c);
 /* A request finished asynchronously: account for it, flush, resume. */
 void na_conn_request_done(na_conn *c);

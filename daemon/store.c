@@ -206,6 +206,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s->resize_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&s->txn_lock, NULL);
 	if (!o->readonly && mkdir(o->dir, 0750) != 0 && errno != EEXIST) {
 		*msg = "cannot create the data directory";
 		return -errno;
@@ -281,11 +282,16 @@ fail:
 	na_codec_destroy(s->codec);
 	s->codec = NULL;
 	pthread_rwlock_destroy(&s->resize_lock);
+	pthread_mutex_destroy(&s->txn_lock);
 	return rc;
 }
 
+static void drop_free_txns(na_store *s);
+
 void na_store_close(na_store *s)
 {
+	drop_free_txns(s);
+	pthread_mutex_destroy(&s->txn_lock);
 	if (s->env) {
 		mdb_env_sync(s->env, 1);
 		mdb_env_close(s->env);
@@ -299,16 +305,42 @@ void na_store_close(na_store *s)
 int na_store_rbegin(na_store *s, MDB_txn **txn)
 {
 	pthread_rwlock_rdlock(&s->resize_lock);
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-	if (rc)
+	MDB_txn *t = NULL;
+	pthread_mutex_lock(&s->txn_lock);
+	if (s->txn_free_n)
+		t = s->txn_free[--s->txn_free_n];
+	pthread_mutex_unlock(&s->txn_lock);
+	if (t && mdb_txn_renew(t) != 0) {
+		mdb_txn_abort(t);
+		t = NULL;
+	}
+	int rc = t ? 0 : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+	if (rc) {
 		pthread_rwlock_unlock(&s->resize_lock);
-	return rc;
+		return rc;
+	}
+	*txn = t;
+	return 0;
 }
 
 void na_store_rend(na_store *s, MDB_txn *txn)
 {
-	mdb_txn_abort(txn);
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&s->txn_lock);
+	if (s->txn_free_n < sizeof s->txn_free / sizeof s->txn_free[0]) {
+		s->txn_free[s->txn_free_n++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&s->txn_lock);
+	if (txn)
+		mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->resize_lock);
+}
+
+static void drop_free_txns(na_store *s)
+{
+	while (s->txn_free_n)
+		mdb_txn_abort(s->txn_free[--s->txn_free_n]);
 }
 
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
@@ -417,8 +449,20 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 		na_store_rend(s, txn);
 		return rc;
 	}
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
+	/* Articles are decoded straight into the reply buffer when the packer
+	 * writes to an sbuffer; the array32 header's count is patched at the end. */
+	msgpack_sbuffer own, *sb = &own;
+	bool direct = pk->callback == msgpack_sbuffer_write;
+	size_t count_at = 0;
+	msgpack_sbuffer_init(&own);
+	if (direct) {
+		sb = pk->data;
+		msgpack_pack_map(pk, 2);
+		na_mp_pack_cstr(pk, "articles");
+		static const uint8_t a32[5] = { 0xdd, 0, 0, 0, 0 };
+		count_at = sb->size;
+		msgpack_sbuffer_write(sb, (const char *)a32, 5);
+	}
 	uint8_t *tmp = NULL;
 	size_t tmpcap = 0;
 	na_key lo, hi, last;
@@ -476,7 +520,7 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 			more = true;
 			break;
 		}
-		if ((rc = emit(s, q, &v, &sb, &tmp, &tmpcap)))
+		if ((rc = emit(s, q, &v, sb, &tmp, &tmpcap)))
 			break;
 		memcpy(last.b, k.mv_data, NA_KEY_BYTES);
 		count++;
@@ -488,10 +532,18 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 	na_store_rend(s, txn);
 	free(tmp);
 	if (rc == 0) {
-		msgpack_pack_map(pk, 2);
-		na_mp_pack_cstr(pk, "articles");
-		msgpack_pack_array(pk, count);
-		na_mp_pack_raw(pk, sb.data, sb.size);
+		if (direct) {
+			uint8_t *c = (uint8_t *)sb->data + count_at + 1;
+			c[0] = (uint8_t)(count >> 24);
+			c[1] = (uint8_t)(count >> 16);
+			c[2] = (uint8_t)(count >> 8);
+			c[3] = (uint8_t)count;
+		} else {
+			msgpack_pack_map(pk, 2);
+			na_mp_pack_cstr(pk, "articles");
+			msgpack_pack_array(pk, count);
+			na_mp_pack_raw(pk, own.data, own.size);
+		}
 		na_mp_pack_cstr(pk, "next");
 		if (more) {
 			msgpack_pack_bin(pk, NA_KEY_BYTES);
@@ -500,7 +552,7 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 			msgpack_pack_nil(pk);
 		}
 	}
-	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&own);
 	return rc;
 }
 

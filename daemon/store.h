@@ -54,6 +54,11 @@ typedef struct na_store {
 	 * takes it exclusively to grow the map (LMDB requires that no
 	 * transaction be active in the process while mdb_env_set_mapsize runs). */
 	pthread_rwlock_t resize_lock;
+	/* Reset read transactions kept for reuse (renew is much cheaper than
+	 * begin: no allocation, the reader slot is kept). */
+	pthread_mutex_t txn_lock;
+	MDB_txn *txn_free[64];
+	unsigned txn_free_n;
 } na_store;
 
 /* Opens (creating if needed) the archive in opts->dir. 0 or a negative
