@@ -127,8 +127,55 @@ tests-only: $(TESTS)
 bench: all
 	@sh tests/bench/run.sh $(B)
 
+# `make install` honours PREFIX and DESTDIR. The unit, sysusers and tmpfiles
+# files go under the systemd directories of $(PREFIX) (/usr/local/lib/systemd
+# for the default prefix); the configuration under $(SYSCONFDIR) (/etc), never
+# overwriting an existing one.
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+LIBDIR ?= $(PREFIX)/lib
+MANDIR ?= $(PREFIX)/share/man
+D := $(DESTDIR)
+
+.PHONY: install uninstall
+install: all
+	install -d $(D)$(PREFIX)/bin $(D)$(LIBDIR)/pkgconfig $(D)$(PREFIX)/include \
+		$(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(TMPFILESDIR) $(D)$(SYSCONFDIR)/newsarch \
+		$(D)$(MANDIR)/man1 $(D)$(MANDIR)/man3 $(D)$(MANDIR)/man5 $(D)$(MANDIR)/man8
+	install -m 0755 $(B)/newsarchd $(B)/newsarch $(D)$(PREFIX)/bin/
+	install -m 0644 $(B)/libnewsarch.a $(D)$(LIBDIR)/
+	install -m 0755 $(B)/libnewsarch.so.$(VERSION) $(D)$(LIBDIR)/
+	ln -sf libnewsarch.so.$(VERSION) $(D)$(LIBDIR)/libnewsarch.so.$(SOVERSION)
+	ln -sf libnewsarch.so.$(SOVERSION) $(D)$(LIBDIR)/libnewsarch.so
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
+		$(B)/newsarch.pc > $(D)$(LIBDIR)/pkgconfig/newsarch.pc
+	install -m 0644 include/newsarch.h include/newsarch_uv.h $(D)$(PREFIX)/include/
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/newsarch/|$(SYSCONFDIR)/newsarch/|g' \
+		deploy/newsarchd.service > $(D)$(UNITDIR)/newsarchd.service
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/newsarch/|$(SYSCONFDIR)/newsarch/|g' \
+		deploy/newsarchd-follower@.service > $(D)$(UNITDIR)/newsarchd-follower@.service
+	install -m 0644 deploy/newsarch.sysusers $(D)$(SYSUSERSDIR)/newsarch.conf
+	install -m 0644 deploy/newsarch.tmpfiles $(D)$(TMPFILESDIR)/newsarch.conf
+	test -e $(D)$(SYSCONFDIR)/newsarch/newsarchd.conf || \
+		install -m 0644 deploy/newsarchd.conf $(D)$(SYSCONFDIR)/newsarch/newsarchd.conf
+	for m in deploy/*.[1358]; do [ -e "$$m" ] || continue; \
+		install -m 0644 "$$m" $(D)$(MANDIR)/man$${m##*.}/; done
+
+uninstall:
+	rm -f $(D)$(PREFIX)/bin/newsarchd $(D)$(PREFIX)/bin/newsarch \
+		$(D)$(LIBDIR)/libnewsarch.a $(D)$(LIBDIR)/libnewsarch.so* \
+		$(D)$(LIBDIR)/pkgconfig/newsarch.pc \
+		$(D)$(PREFIX)/include/newsarch.h $(D)$(PREFIX)/include/newsarch_uv.h \
+		$(D)$(UNITDIR)/newsarchd.service $(D)$(UNITDIR)/newsarchd-follower@.service \
+		$(D)$(SYSUSERSDIR)/newsarch.conf $(D)$(TMPFILESDIR)/newsarch.conf \
+		$(D)$(MANDIR)/man8/newsarchd.8 $(D)$(MANDIR)/man1/newsarch.1 \
+		$(D)$(MANDIR)/man5/newsarchd.conf.5 $(D)$(MANDIR)/man3/libnewsarch.3
+	@echo "kept $(D)$(SYSCONFDIR)/newsarch/newsarchd.conf and the data directory"
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # `make fuzz FUZZ_SECONDS=N`: libFuzzer targets (needs clang)
 include tests/fuzz/fuzz.mk

@@ -345,10 +345,10 @@ int na_codec_decode(na_codec *c, const uint8_t *recb, size_t len, uint8_t *out, 
 	ZSTD_DCtx *z = dctx_get(c, &node);
 	if (!z)
 		return -ENOMEM;
-	ZSTD_DCtx_refDDict(z, d ? d->ddict : NULL);
-	size_t n = ZSTD_decompressDCtx(z, out, rec.raw_len, rec.payload, rec.payload_len);
-	if (d)
-		ZSTD_DCtx_refDDict(z, NULL);
+	/* the format (magicless) is a context parameter both calls honour */
+	size_t n = d ? ZSTD_decompress_usingDDict(z, out, rec.raw_len, rec.payload, rec.payload_len,
+						  d->ddict)
+		     : ZSTD_decompressDCtx(z, out, rec.raw_len, rec.payload, rec.payload_len);
 	give(c, &c->dctx_free, node);
 	if (ZSTD_isError(n) || n != rec.raw_len)
 		return -EINVAL;

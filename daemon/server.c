@@ -3,6 +3,7 @@
  * housekeeping tick (idle timeouts, forced close at shutdown).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -117,6 +118,8 @@ static void on_tick(uv_timer_t *t)
 		na_repl_tick(s);
 		if (++s->ticks % 5 == 0)
 			notify_status(s);
+		if (s->ticks % 10 == 0)
+			malloc_trim(0); /* hand freed reply and batch memory back to the system */
 	}
 	if (s->stopping) {
 		if (!s->force_close && now - s->stop_ms > SHUTDOWN_GRACE_MS) {

@@ -37,6 +37,9 @@ static const char usage_main[] =
 	"  import FILE...            store JSON lines (plain or .zst) or text pages\n"
 	"  export [-o FILE]          write articles as JSON lines (.zst if FILE ends so)\n"
 	"  promote                   turn a follower into a primary (new history)\n"
+	"  backup DIR                have the server copy the archive into DIR (on its host)\n"
+	"  verify                    check the archive's consistency online\n"
+	"  metrics                   print the server's metrics (Prometheus text)\n"
 	"\n"
 	"`newsarch COMMAND --help` describes a command. Times (T) are RFC 3339\n"
 	"(2022-01-08T07:52:00Z, 2022-01-08, any offset) or unix seconds.\n"
@@ -794,6 +797,141 @@ static int cmd_promote(cli *c)
 	return cli_exit_for(rc);
 }
 
+/* Runs a method without parameters (or with one string) for the admin
+ * commands; on success res and len hold the raw result (borrowed). */
+static int admin_call(cli *c, const char *cmd, const char *usage, int nargs, const char *method,
+		      na_client **clp, const uint8_t **res, size_t *len)
+{
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", only_help, NULL)) != -1)
+		if ((r = common_opt(ch, cmd, usage, c)) >= 0)
+			return r;
+	if (c->argc - optind != nargs) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, cmd);
+	if (!cl)
+		return EXIT_SERVER;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, (size_t)nargs);
+	for (int i = 0; i < nargs; i++)
+		na_mp_pack_cstr(&pk, c->argv[optind + i]);
+	int rc = na_call_raw(cl, method, sb.data, sb.size, res, len);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc) {
+		cli_err(cmd, "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+		na_client_close(cl);
+		return cli_exit_for(rc);
+	}
+	*clp = cl;
+	return -1;
+}
+
+/* Finds key in a result map: returns a reader positioned on its value. */
+static bool result_get(const uint8_t *res, size_t len, const char *key, na_mp *out)
+{
+	na_mp m;
+	uint32_t n;
+	na_mp_init(&m, res, len);
+	if (na_mp_map(&m, &n))
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *k;
+		uint32_t kn;
+		if (na_mp_str(&m, &k, &kn))
+			return false;
+		if (na_mp_streq(k, kn, key)) {
+			*out = m;
+			return true;
+		}
+		if (na_mp_skip(&m))
+			return false;
+	}
+	return false;
+}
+
+static int cmd_backup(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch backup DIR\n\nAsks the server to write a compacted, consistent copy of the archive into\n"
+		"DIR, a directory on the server's host that the server can create (or an\n"
+		"empty one). The server keeps serving reads and writes meanwhile. To restore,\n"
+		"start newsarchd with --data DIR.\n";
+	na_client *cl;
+	const uint8_t *res;
+	size_t len;
+	int r = admin_call(c, "backup", usage, 1, "backup", &cl, &res, &len);
+	if (r >= 0)
+		return r;
+	na_mp v;
+	uint64_t bytes = 0;
+	if (result_get(res, len, "bytes", &v))
+		na_mp_u64(&v, &bytes);
+	printf("backup written to %s (%llu bytes)\n", c->argv[optind], (unsigned long long)bytes);
+	na_client_close(cl);
+	return EXIT_OKAY;
+}
+
+static int cmd_verify(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch verify\n\nChecks the archive inside one read transaction: every record decodes and is a\n"
+		"valid article, the guid index and the articles agree both ways, the change\n"
+		"log is well formed, and every dictionary a record names exists. Prints each\n"
+		"problem; exits 0 when there is none, 4 otherwise.\n";
+	na_client *cl;
+	const uint8_t *res;
+	size_t len;
+	int r = admin_call(c, "verify", usage, 0, "verify", &cl, &res, &len);
+	if (r >= 0)
+		return r;
+	na_mp v;
+	uint64_t articles = 0, problems = 0;
+	if (result_get(res, len, "articles", &v))
+		na_mp_u64(&v, &articles);
+	if (result_get(res, len, "problems", &v))
+		na_mp_u64(&v, &problems);
+	uint32_t n;
+	if (result_get(res, len, "report", &v) && na_mp_array(&v, &n) == 0)
+		for (uint32_t i = 0; i < n; i++) {
+			const char *line;
+			uint32_t ln;
+			if (na_mp_str(&v, &line, &ln))
+				break;
+			printf("%.*s\n", (int)ln, line);
+		}
+	printf("%llu articles checked, %llu problem%s\n", (unsigned long long)articles,
+	       (unsigned long long)problems, problems == 1 ? "" : "s");
+	na_client_close(cl);
+	return problems ? EXIT_REJECTED : EXIT_OKAY;
+}
+
+static int cmd_metrics(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch metrics\n\nPrints the server's metrics in the Prometheus text format, e.g. for\n"
+		"node_exporter's textfile collector:\n"
+		"  newsarch metrics > /var/lib/node_exporter/newsarch.prom.tmp && mv ...\n";
+	na_client *cl;
+	const uint8_t *res;
+	size_t len;
+	int r = admin_call(c, "metrics", usage, 0, "metrics", &cl, &res, &len);
+	if (r >= 0)
+		return r;
+	na_mp v;
+	const char *text;
+	uint32_t tn;
+	na_mp_init(&v, res, len);
+	if (na_mp_str(&v, &text, &tn) == 0)
+		fwrite(text, 1, tn, stdout);
+	na_client_close(cl);
+	return EXIT_OKAY;
+}
+
 int main(int argc, char **argv)
 {
 	cli c = { .addr = getenv("NEWSARCH_ADDR") };
@@ -824,7 +962,8 @@ int main(int argc, char **argv)
 	} cmds[] = { { "ping", cmd_ping }, { "put", cmd_put }, { "get", cmd_get },
 		     { "range", cmd_range }, { "delete", cmd_delete }, { "count", cmd_count },
 		     { "stats", cmd_stats }, { "import", cmd_import }, { "export", cmd_export },
-		     { "promote", cmd_promote } };
+		     { "promote", cmd_promote }, { "backup", cmd_backup }, { "verify", cmd_verify },
+		     { "metrics", cmd_metrics } };
 	const char *name = argv[optind];
 	if (!strcmp(name, "help")) {
 		fputs(usage_main, stdout);
