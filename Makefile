@@ -54,6 +54,8 @@ ALL += $(B)/newsarch-bench
 endif
 
 .PHONY: all deps run test test-plain test-asan bench clean
+# keep object files that only feed one binary (make would delete them)
+.SECONDARY:
 all: $(ALL)
 
 $(B)/obj/tests/%.o: CFLAGS += -Itests/support -Idaemon

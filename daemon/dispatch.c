@@ -207,7 +207,7 @@ static void do_stats(req *q)
 	kv_u64(&pk, "map_used", st.map_used);
 	kv_u64(&pk, "max_map_size", s->store.max_map_size);
 	kv_u64(&pk, "page_bytes", st.page_bytes);
-	kv_u64(&pk, "seq", s->seq > st.seq ? s->seq : st.seq);
+	kv_u64(&pk, "seq", s->seq);
 	kv_u64(&pk, "connections", s->nconns);
 	kv_u64(&pk, "requests", s->requests);
 	kv_u64(&pk, "uptime", (uv_now(s->loop) - s->started_ms) / 1000);
@@ -970,6 +970,8 @@ static void dict_stored(na_wjob *job)
 {
 	train_req *t = job->arg;
 	na_server *s = t->s;
+	if (job->code == NA_CODE_OK)
+		na_repl_committed(s, job->seq_after); /* the dictionary's log entry */
 	if (job->code == NA_CODE_OK) {
 		int rc = na_codec_add_dict(s->store.codec, job->dict_id, t->dict, t->dict_len);
 		if (rc == 0) {

@@ -233,6 +233,9 @@ static void job_done(na_wjob *j)
 		}
 		if (f->applied >= f->head)
 			f->behind_since = 0;
+		/* a follower's position is what it applied: after a re-bootstrap
+		 * from another archive it can be lower than before */
+		s->seq = f->applied;
 		na_repl_committed(s, f->applied);
 		if (fj->gen == f->gen)
 			send_ack(f);
@@ -264,7 +267,8 @@ static fjob *new_job(na_follower *f, na_wop op, const uint8_t *msg, size_t len, 
 		free(fj);
 		return NULL;
 	}
-	memcpy(fj->bytes, msg, len);
+	if (len)
+		memcpy(fj->bytes, msg, len);
 	*base = fj->bytes;
 	fj->size = len;
 	fj->f = f;
