@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -522,7 +523,8 @@ static void do_range(req *q, bool count)
 
 /* ---- writes: put, put_batch, delete ---------------------------------- */
 
-typedef struct write_req {
+typedef struct write_req write_req;
+struct write_req {
 	uv_work_t work;
 	na_wjob job;
 	na_conn *c;
@@ -538,7 +540,9 @@ typedef struct write_req {
 	uint32_t replicas;     /* wait for this many followers (0: no wait) */
 	uint32_t timeout_ms;
 	uint64_t t0;
-} write_req;
+	bool ready;            /* compressed: may go to the writer */
+	write_req *qnext;      /* arrival order (server's wq list) */
+};
 
 static void free_write_req(write_req *w)
 {
@@ -701,17 +705,42 @@ static void encode_work(uv_work_t *uw)
 	}
 }
 
+/* Writes reach the writer in the order they arrived, whichever worker
+ * finished compressing first: a client that pipelines two puts of one guid
+ * must find the second one stored. */
+static void submit_in_order(na_server *s)
+{
+	while (s->wq_head && s->wq_head->ready) {
+		write_req *w = s->wq_head;
+		s->wq_head = w->qnext;
+		if (!s->wq_head)
+			s->wq_tail = NULL;
+		if (w->encode_failed) {
+			w->job.code = NA_CODE_INTERNAL;
+			w->job.msg = "could not compress an article";
+			write_done(&w->job);
+			continue;
+		}
+		na_writer_submit(&s->writer, &w->job);
+	}
+}
+
+static void enqueue_write(na_server *s, write_req *w)
+{
+	w->qnext = NULL;
+	if (s->wq_tail)
+		s->wq_tail->qnext = w;
+	else
+		s->wq_head = w;
+	s->wq_tail = w;
+}
+
 static void encode_done(uv_work_t *uw, int status)
 {
 	(void)status;
 	write_req *w = uw->data;
-	if (w->encode_failed) {
-		w->job.code = NA_CODE_INTERNAL;
-		w->job.msg = "could not compress an article";
-		write_done(&w->job);
-		return;
-	}
-	na_writer_submit(&w->c->srv->writer, &w->job);
+	w->ready = true;
+	submit_in_order(w->c->srv);
 }
 
 /* Validates put / put_batch items and queues them. */
@@ -861,6 +890,7 @@ static void do_put(req *q, bool batch)
 	w->job.arg = w;
 	w->work.data = w;
 	begin_async(c);
+	enqueue_write(s, w);
 	uv_queue_work(s->loop, &w->work, encode_work, encode_done);
 	return;
 oom:
@@ -901,7 +931,9 @@ static void do_delete(req *q)
 	w->job.done = write_done;
 	w->job.arg = w;
 	begin_async(q->c);
-	na_writer_submit(&q->c->srv->writer, &w->job);
+	w->ready = true; /* nothing to compress, but it waits its turn */
+	enqueue_write(q->c->srv, w);
+	submit_in_order(q->c->srv);
 }
 
 /* ---- dictionary training ------------------------------------------- */
@@ -1105,9 +1137,15 @@ static void admin_work(uv_work_t *w)
 	/* backup: a compacted, consistent copy made from one read transaction */
 	struct stat sb;
 	if (stat(a->dir, &sb) == 0) {
-		char probe[600];
-		snprintf(probe, sizeof probe, "%s/data.mdb", a->dir);
-		if (!S_ISDIR(sb.st_mode) || access(probe, F_OK) == 0) {
+		bool empty = S_ISDIR(sb.st_mode);
+		DIR *dir = empty ? opendir(a->dir) : NULL;
+		struct dirent *de;
+		while (dir && (de = readdir(dir)))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				empty = false;
+		if (dir)
+			closedir(dir);
+		if (!empty) {
 			pack_error_reply(&pk, a->msgid, NA_CODE_BAD_REQUEST,
 					 "backup: the target exists and is not an empty directory");
 			return;

@@ -28,7 +28,7 @@
 
 enum { F_IDLE, F_CONNECTING, F_HANDSHAKE, F_SNAPSHOT, F_STREAMING };
 static const char *const state_names[] = { "connecting", "connecting", "handshake", "snapshot",
-					   "streaming" };
+					   "streaming", "refused" };
 
 struct na_follower {
 	na_server *srv;
@@ -60,6 +60,7 @@ struct na_follower {
 	size_t inflight_bytes;
 	unsigned backoff;
 	bool gai_pending, freeing;
+	bool refused;              /* would lose local writes: stopped trying */
 };
 
 typedef struct fjob {
@@ -191,7 +192,7 @@ static void on_retry(uv_timer_t *t)
 
 static void schedule_retry(na_follower *f)
 {
-	if (f->stopping)
+	if (f->stopping || f->refused)
 		return;
 	uint32_t r = 0;
 	if (getrandom(&r, sizeof r, 0) != sizeof r)
@@ -276,6 +277,7 @@ static fjob *new_job(na_follower *f, na_wop op, const uint8_t *msg, size_t len, 
 	fj->job.op = op;
 	fj->job.done = job_done;
 	fj->job.arg = fj;
+	fj->job.link = f->gen;
 	return fj;
 }
 
@@ -336,6 +338,19 @@ static int on_handshake(na_follower *f, na_mp *r)
 	if (na_mp_streq(mode, mode_n, "snapshot")) {
 		if (!hkey || kn != 16)
 			return -1;
+		/* A promoted archive continues the primary's history: taking a
+		 * snapshot from that primary would throw away what was written
+		 * here since the promotion. Refuse, loudly. */
+		for (uint32_t i = 0; i < st->chain_len; i++)
+			if (memcmp(st->chain + i * 24, hist, 16) == 0 &&
+			    memcmp(st->history, hist, 16) != 0 && f->srv->seq > 0) {
+				log_error("replication from %s: this archive was promoted from that "
+					  "server's history and has writes of its own; refusing to "
+					  "replace it with a snapshot (remove follow, or empty the data "
+					  "directory to follow again)", f->addr);
+				f->refused = true;
+				return -1;
+			}
 		const uint8_t *base;
 		fjob *fj = new_job(f, NA_WOP_SNAP_BEGIN, NULL, 0, &base);
 		if (!fj)
@@ -746,6 +761,7 @@ int na_follow_start(na_server *s, const char *addr)
 		snprintf(f->port, sizeof f->port, "%s", colon + 1);
 	}
 	f->applied = s->seq;
+	f->gen = 1;
 	f->backoff = BACKOFF_MIN_MS;
 	uv_timer_init(s->loop, &f->retry);
 	f->retry.data = f;
@@ -757,7 +773,9 @@ int na_follow_start(na_server *s, const char *addr)
 
 const char *na_follow_state(const na_server *s)
 {
-	return s->follower ? state_names[s->follower->state] : "none";
+	if (!s->follower)
+		return "none";
+	return s->follower->refused ? "refused" : state_names[s->follower->state];
 }
 
 const char *na_follow_addr(const na_server *s)
@@ -789,7 +807,7 @@ void na_follow_stats(na_server *s, msgpack_packer *pk)
 	na_mp_pack_cstr(pk, "primary");
 	na_mp_pack_cstr(pk, f->addr);
 	na_mp_pack_cstr(pk, "state");
-	na_mp_pack_cstr(pk, state_names[f->state]);
+	na_mp_pack_cstr(pk, f->refused ? "refused" : state_names[f->state]);
 	na_mp_pack_cstr(pk, "applied_seq");
 	msgpack_pack_uint64(pk, f->applied);
 	na_mp_pack_cstr(pk, "primary_seq");

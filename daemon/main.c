@@ -54,7 +54,8 @@ int main(int argc, char **argv)
 	na_store_stats_get(&srv.store, &st);
 	log_info("newsarchd 0.1.0 ready: %llu articles in %s, durability %s",
 		 (unsigned long long)st.articles, cfg.data, cfg.relaxed ? "relaxed" : "strict");
-	sd_notifyf(0, "READY=1\nSTATUS=primary, %llu articles", (unsigned long long)st.articles);
+	sd_notifyf(0, "READY=1\nSTATUS=%s, %llu articles", cfg.follow[0] ? "follower" : "primary",
+		   (unsigned long long)st.articles);
 	uv_run(loop, UV_RUN_DEFAULT);
 	na_server_free(&srv);
 	int rc = uv_loop_close(loop);

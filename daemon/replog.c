@@ -109,6 +109,7 @@ struct na_sender {
 	na_conn *c;
 	na_server *srv;
 	bool subscribe;
+	bool acks;                /* it acknowledged at least once */
 	int state;
 	uint64_t next_seq;        /* next log entry to send */
 	uint64_t acked_seq;       /* the follower's applied position */
@@ -540,8 +541,10 @@ void na_repl_pump(na_sender *x)
 		} else {
 			if (x->next_seq - 1 - x->acked_seq >= WINDOW_ENTRIES && !x->subscribe)
 				break;
-			if (x->subscribe && x->next_seq - 1 - x->acked_seq >= WINDOW_ENTRIES &&
-			    x->acked_seq != 0)
+			/* a feed reader that never acknowledges is paced by its
+			 * socket alone (the output cap above), never stalled */
+			if (x->subscribe && x->acks &&
+			    x->next_seq - 1 - x->acked_seq >= WINDOW_ENTRIES)
 				break;
 			more = log_chunk(x);
 		}
@@ -642,6 +645,7 @@ void na_repl_ack(na_conn *c, na_mp *r, uint32_t nparams)
 		return;
 	if (nparams >= 2 && na_mp_u64(r, &rows))
 		return;
+	x->acks = true;
 	if (seq > x->acked_seq)
 		x->acked_seq = seq;
 	if (rows > x->rows_acked)

@@ -132,7 +132,8 @@ static void on_tick(uv_timer_t *t)
 	if (s->cfg.idle_timeout) {
 		for (na_conn *c = s->conns, *next; c; c = next) {
 			next = c->next;
-			if (c->pending == 0 && now - c->last_active > s->cfg.idle_timeout * 1000ULL) {
+			if (c->pending == 0 && !c->sender &&
+			    now - c->last_active > s->cfg.idle_timeout * 1000ULL) {
 				log_debug("%s: idle for %u s; closing", c->peer, s->cfg.idle_timeout);
 				na_conn_close(c);
 			}

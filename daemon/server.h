@@ -79,6 +79,7 @@ struct na_server {
 	na_follower *follower;     /* NULL on a primary */
 	na_parked *parked;         /* reads waiting for min_seq */
 	na_wait *waits;            /* writes waiting for followers */
+	struct write_req *wq_head, *wq_tail; /* writes in arrival order, until submitted */
 	uint64_t seq;              /* last committed sequence number */
 	uint64_t last_trim_ms;
 	/* dictionary training */

@@ -211,7 +211,9 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		*msg = "cannot create the data directory";
 		return -errno;
 	}
-	int rc = na_codec_create(o->level, o->max_article, &s->codec);
+	/* the codec refuses records claiming more than the largest article any
+	 * configuration allows (a primary may allow more than we do) */
+	int rc = na_codec_create(o->level, NA_MAX_ARTICLE_HARD, &s->codec);
 	if (rc) {
 		*msg = "out of memory";
 		return rc;
@@ -268,9 +270,8 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		mdb_txn_abort(txn);
 		goto fail;
 	}
-	if (o->readonly)
-		mdb_txn_abort(txn);
-	else if ((rc = mdb_txn_commit(txn))) {
+	/* commit even when read-only: aborting would close the table handles */
+	if ((rc = mdb_txn_commit(txn))) {
 		*msg = "cannot commit the opening transaction";
 		goto fail;
 	}

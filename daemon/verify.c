@@ -38,7 +38,10 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 	*articles = 0;
 
 	/* articles -> decodable, valid, indexed under their own guid */
-	mdb_cursor_open(txn, s->articles, &cur);
+	if (mdb_cursor_open(txn, s->articles, &cur)) {
+		na_store_rend(s, txn);
+		return -EIO;
+	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		(*articles)++;

@@ -669,7 +669,18 @@ static void *writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&w->lock);
 
-		commit_group(w, first, NULL);
+		/* jobs of a replication link that already failed are refused */
+		bool refused = false;
+		for (na_wjob *j = first; j; j = j->next)
+			if (j->link && j->link == w->broken_link)
+				refused = true;
+		if (refused)
+			fail_jobs(first, NULL, NA_CODE_INTERNAL, "an earlier replicated change failed");
+		else
+			commit_group(w, first, NULL);
+		for (na_wjob *j = first; j; j = j->next)
+			if (j->link && j->code != NA_CODE_OK)
+				w->broken_link = j->link;
 		w->committed_items += items;
 		dirty = true;
 
@@ -760,15 +771,21 @@ void na_writer_submit(na_writer *w, na_wjob *job)
 
 void na_writer_stop(na_writer *w)
 {
-	free(w->scratch.data);
-	w->scratch = (na_buf){ 0 };
-	if (!w->started)
+	if (!w->started) {
+		free(w->scratch.data);
+		w->scratch = (na_buf){ 0 };
 		return;
+	}
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	/* only now: the thread drains its queue first (a follower's jobs are
+	 * not requests, so they may still be queued at shutdown) and uses
+	 * scratch until it has */
+	free(w->scratch.data);
+	w->scratch = (na_buf){ 0 };
 	run_done(&w->async);
 	uv_close((uv_handle_t *)&w->async, NULL);
 	pthread_mutex_destroy(&w->lock);

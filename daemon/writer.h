@@ -109,6 +109,10 @@ struct na_wjob {
 	uint64_t seq_after;   /* last sequence number after the commit */
 	na_wdone done;        /* runs on the loop thread */
 	void *arg;
+	/* replication jobs: the link they came from (0: not replication). Once
+	 * one of them fails, the writer refuses the rest of that link's jobs,
+	 * so nothing after a failed step is applied. */
+	uint32_t link;
 };
 
 typedef struct na_writer {
@@ -127,6 +131,7 @@ typedef struct na_writer {
 	na_key max_key;
 	bool have_max;
 	na_buf scratch;           /* decoded articles, reused */
+	uint32_t broken_link;     /* a replication link whose job failed */
 	/* statistics */
 	uint64_t commits, committed_items;
 } na_writer;

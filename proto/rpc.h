@@ -23,6 +23,7 @@
 #define NA_MAX_DEPTH_DEFAULT 32                  /* container nesting */
 #define NA_MAX_GUID_BYTES 1024
 #define NA_MAX_ARTICLE_BYTES_DEFAULT (16u << 20) /* one encoded article */
+#define NA_MAX_ARTICLE_HARD (256u << 20)         /* no setting allows more */
 #define NA_MAX_BATCH_DEFAULT 10000               /* put_batch items */
 #define NA_RANGE_LIMIT_DEFAULT 100
 #define NA_RANGE_LIMIT_MAX 1000

@@ -1,7 +1,8 @@
 /*
  * bench.h - newsarch-bench: shared types of the corpus loader (corpus.c),
- * the pipelined RPC connection (conn.c), the latency histogram (hist.c)
- * and the workloads/report (main.c).
+ * the pipelined RPC connection (conn.c), the latency histogram (hist.c),
+ * the workloads/report (main.c) and the replication / CLI import
+ * measurements with their helpers for run.sh (repl.c).
  */
 #ifndef NA_BENCH_H
 #define NA_BENCH_H
@@ -104,6 +105,8 @@ static inline bool bc_sending(const bconn *c) { return c->sent < c->ob_len + c->
  * appends nparams parameters with bc_packer, or sets an external body. */
 void bc_begin(bconn *c, uint32_t msgid, const char *method, uint32_t nparams,
 	      msgpack_packer *pk);
+/* Starts a notification [2, method, [ (no reply comes), like bc_begin. */
+void bc_begin_notify(bconn *c, const char *method, uint32_t nparams, msgpack_packer *pk);
 /* Writes what the socket takes now without waiting. 0 or -1. */
 int bc_flush(bconn *c);
 /* Waits (at most timeout_ms) until the socket can move data, then writes
@@ -124,5 +127,27 @@ int bc_parse_reply(const uint8_t *msg, size_t len, na_mp *r, uint32_t *msgid, bo
 
 /* Monotonic clock, nanoseconds. */
 uint64_t bench_now_ns(void);
+
+/* ---- /proc (main.c) --------------------------------------------------- */
+
+/* CPU time (clock ticks) of a whole process and of its main thread. */
+typedef struct cpu_sample {
+	bool ok;
+	uint64_t total, loop;
+} cpu_sample;
+
+cpu_sample bench_read_cpu(long pid);
+double bench_loadavg1(void);
+
+/* ---- replication, CLI import, report helpers (repl.c) ---------------- */
+
+/* newsarch-bench --repl MODE ...: load | catchup | wait-streaming | lag */
+int bench_repl_main(int argc, char **argv);
+/* newsarch-bench --time-import ... -- CMD ARGS... */
+int bench_time_import(int argc, char **argv);
+/* newsarch-bench --report ROWS MAIN_OUTPUT */
+int bench_report(int argc, char **argv);
+/* newsarch-bench --add-row ROWS NAME REASON: a row for a skipped measurement */
+int bench_add_row(int argc, char **argv);
 
 #endif

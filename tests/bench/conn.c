@@ -152,6 +152,19 @@ void bc_begin(bconn *c, uint32_t msgid, const char *method, uint32_t nparams,
 	msgpack_pack_array(pk, nparams);
 }
 
+void bc_begin_notify(bconn *c, const char *method, uint32_t nparams, msgpack_packer *pk)
+{
+	c->ob_len = 0;
+	c->ext = NULL;
+	c->ext_len = 0;
+	c->sent = 0;
+	msgpack_packer_init(pk, c, ob_write);
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint8(pk, NA_RPC_NOTIFY);
+	na_mp_pack_cstr(pk, method);
+	msgpack_pack_array(pk, nparams);
+}
+
 static int do_write(bconn *c)
 {
 	while (bc_sending(c)) {

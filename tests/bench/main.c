@@ -451,12 +451,8 @@ static rss read_rss(long pid)
 }
 
 /* CPU time (clock ticks) of the whole server and of its main thread, which
- * runs the event loop: tells whether the loop thread is the bottleneck. */
-typedef struct cpu_sample {
-	bool ok;
-	uint64_t total, loop;
-} cpu_sample;
-
+ * runs the event loop: tells whether the loop thread is the bottleneck
+ * (cpu_sample is in bench.h). */
 static bool stat_ticks(const char *path, uint64_t *ticks)
 {
 	char buf[1024];
@@ -477,7 +473,7 @@ static bool stat_ticks(const char *path, uint64_t *ticks)
 	return true;
 }
 
-static cpu_sample read_cpu(long pid)
+cpu_sample bench_read_cpu(long pid)
 {
 	cpu_sample c = { 0 };
 	if (pid <= 0)
@@ -491,7 +487,7 @@ static cpu_sample read_cpu(long pid)
 	return c;
 }
 
-static double loadavg1(void)
+double bench_loadavg1(void)
 {
 	double l = -1;
 	FILE *f = fopen("/proc/loadavg", "r");
@@ -540,8 +536,8 @@ static int run_phase(bench *b, wl_kind kind, unsigned clients, unsigned window, 
 		}
 	}
 	unsigned started = 0;
-	double load0 = loadavg1();
-	cpu_sample cpu0 = read_cpu(b->o.server_pid);
+	double load0 = bench_loadavg1();
+	cpu_sample cpu0 = bench_read_cpu(b->o.server_pid);
 	uint64_t wall0 = bench_now_ns();
 	if (rc == 0) {
 		pthread_barrier_init(&sh.barrier, NULL, clients);
@@ -559,11 +555,11 @@ static int run_phase(bench *b, wl_kind kind, unsigned clients, unsigned window, 
 			pthread_join(ws[i].th, NULL);
 		pthread_barrier_destroy(&sh.barrier);
 	}
-	cpu_sample cpu1 = read_cpu(b->o.server_pid);
+	cpu_sample cpu1 = bench_read_cpu(b->o.server_pid);
 	double wall = (double)(bench_now_ns() - wall0) / 1e9;
 	memset(res, 0, sizeof *res);
 	res->load_before = load0;
-	res->load_after = loadavg1();
+	res->load_after = bench_loadavg1();
 	if (cpu0.ok && cpu1.ok && wall > 0) {
 		double tck = (double)sysconf(_SC_CLK_TCK);
 		res->has_cpu = true;
@@ -1004,7 +1000,14 @@ static void usage(FILE *f)
 		"                       the server must already hold the same articles\n"
 		"helpers for tests/bench/run.sh:\n"
 		"  newsarch-bench --free-port            print a free TCP port on 127.0.0.1\n"
-		"  newsarch-bench --wait-ready PATH [S]  bind NOTIFY_SOCKET PATH, wait S s for READY=1\n",
+		"  newsarch-bench --wait-ready PATH [S]  bind NOTIFY_SOCKET PATH, wait S s for READY=1\n"
+		"  newsarch-bench --now-ns               print CLOCK_MONOTONIC in nanoseconds\n"
+		"  newsarch-bench --repl MODE [options]  replication: load, wait-streaming, catchup, lag\n"
+		"                                        (--repl MODE --help lists the options)\n"
+		"  newsarch-bench --time-import ROWS ADDR SERVER_PID TIMEOUT_S -- CMD ARGS...\n"
+		"                                        time a CLI import, append its row to ROWS\n"
+		"  newsarch-bench --add-row ROWS NAME REASON   a row for a skipped measurement\n"
+		"  newsarch-bench --report ROWS MAIN_OUTPUT [--json]  the main table with ROWS in it\n",
 		DEFAULT_SYNTHETIC, DEFAULT_TARGET);
 }
 
@@ -1249,6 +1252,18 @@ int main(int argc, char **argv)
 		return helper_free_port();
 	if ((argc == 3 || argc == 4) && strcmp(argv[1], "--wait-ready") == 0)
 		return helper_wait_ready(argv[2], argc == 4 ? argv[3] : NULL);
+	if (argc == 2 && strcmp(argv[1], "--now-ns") == 0) {
+		printf("%" PRIu64 "\n", bench_now_ns());
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--repl") == 0)
+		return bench_repl_main(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--time-import") == 0)
+		return bench_time_import(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--report") == 0)
+		return bench_report(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--add-row") == 0)
+		return bench_add_row(argc, argv);
 	if (parse_opts(argc, argv, &b.o))
 		return 2;
 	char err[512];
