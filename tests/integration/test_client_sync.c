@@ -307,6 +307,76 @@ static void test_server_errors(void **state)
 	na_client_close(c);
 }
 
+
+/* The server codes that need a particular server to produce: READONLY from a
+ * follower, TIMEOUT from a bounded wait, NO_SPACE from a full archive. */
+static void test_server_errors_situational(void **state)
+{
+	(void)state;
+	/* READONLY, naming the primary */
+	na_test_daemon f;
+	memset(&f, 0, sizeof f);
+	f.extra[0] = "--follow";
+	f.extra[1] = D.addr;
+	assert_int_equal(na_test_daemon_start(&f), 0);
+	na_client *c = connect_ok(f.addr);
+	na_article *a = make_article("ro-1", 1000, 0, "read only");
+	assert_int_equal(na_put(c, a, NULL), NA_EREADONLY);
+	assert_non_null(strstr(na_client_errmsg(c), D.addr));
+	na_article_free(a);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&f), 0);
+
+	/* TIMEOUT: wait for a sequence number that never comes */
+	c = connect_ok(D.addr);
+	static const uint8_t wait_params[] = "\x92\xa1x\x82\xa7min_seq\xcf\x00\x00\x01\x00\x00\x00\x00\x00"
+					      "\xaatimeout_ms\x32";
+	assert_int_equal(na_call_raw(c, "get", wait_params, sizeof wait_params - 1, NULL, NULL),
+			 NA_ETIMEOUT);
+	assert_non_null(strstr(na_client_errmsg(c), "min_seq"));
+	na_client_close(c);
+
+	/* NO_SPACE: a map that may not grow past 2 MiB */
+	na_test_daemon n;
+	memset(&n, 0, sizeof n);
+	n.extra[0] = "--map-size";
+	n.extra[1] = "1M";
+	n.extra[2] = "--max-map-size";
+	n.extra[3] = "2M";
+	assert_int_equal(na_test_daemon_start(&n), 0);
+	c = connect_ok(n.addr);
+	int rc = 0;
+	char body[8192];
+	uint64_t x = 88172645463325252ULL; /* xorshift: text that compresses poorly */
+	body[sizeof body - 1] = 0;
+	for (int i = 0; i < 2000 && rc == 0; i++) {
+		char g[32];
+		snprintf(g, sizeof g, "full-%d", i);
+		na_article_builder *b;
+		assert_int_equal(na_article_builder_new(&b), 0);
+		na_article_builder_set_str(b, "guid", g, strlen(g));
+		na_article_builder_set_time(b, "published", (na_time){ 1000 + i, 0 });
+		na_article_builder_set_str(b, "title", "full", 4);
+		for (size_t k = 0; k < sizeof body - 1; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			body[k] = (char)('a' + x % 26);
+		}
+		na_article_builder_set_str(b, "body", body, strlen(body));
+		assert_int_equal(na_article_builder_finish(b, &a), 0);
+		na_article_builder_free(b);
+		rc = na_put(c, a, NULL);
+		na_article_free(a);
+	}
+	assert_int_equal(rc, NA_ENOSPACE);
+	/* reads keep working */
+	assert_int_equal(na_get(c, "full-0", 6, NULL, 0, &a), 0);
+	na_article_free(a);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&n), 0);
+}
+
 /* ---- range ---------------------------------------------------------- */
 
 #define RN 2500
@@ -579,6 +649,7 @@ int main(void)
 		cmocka_unit_test(test_put_get_delete),
 		cmocka_unit_test(test_put_batch),
 		cmocka_unit_test(test_server_errors),
+		cmocka_unit_test(test_server_errors_situational),
 		cmocka_unit_test(test_range_many_pages),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_io_timeout),
