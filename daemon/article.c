@@ -66,6 +66,8 @@ int na_article_check(na_mp *r, na_article_info *info, const char *where, char *e
 	/* every key and value needs a byte: a count beyond that is a lie */
 	if ((uint64_t)n * 2 > na_mp_left(r))
 		FAIL("%s: map announces %u fields but the message is shorter", where, n);
+	if (n > NA_MAX_ARTICLE_FIELDS)
+		FAIL("%s: %u fields; an article has at most %d", where, n, NA_MAX_ARTICLE_FIELDS);
 	bool have_guid = false, have_pub = false, have_title = false;
 	struct key { const char *s; uint32_t n; } small[32], *keys = small;
 	if (n > 32) {

@@ -301,6 +301,8 @@ int na_rec_parse(const na_codec *c, const uint8_t *rec, size_t len, na_rec *out)
 		if (len < 6)
 			return -EINVAL;
 		out->dict = (uint32_t)rec[1] << 24 | (uint32_t)rec[2] << 16 | (uint32_t)rec[3] << 8 | rec[4];
+		if (out->dict == 0 || out->dict > NA_MAX_DICTS)
+			return -EINVAL;
 		i = 5;
 	}
 	uint64_t v = 0;

@@ -97,7 +97,7 @@ static bool over_limits(const na_conn *c)
 {
 	const na_config *cfg = &c->srv->cfg;
 	return c->pending >= cfg->max_pending ||
-	       c->out.size + c->out_queued >= cfg->output_queue_bytes;
+	       c->out.size + c->out_queued + c->parked_bytes >= cfg->output_queue_bytes;
 }
 
 static void pause_reading(na_conn *c)

@@ -310,11 +310,24 @@ static void do_get(req *q)
 	}
 	uint8_t *buf = dec.data;
 	size_t n = dec.len;
-	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	if (project)
-		na_article_project(&pk, buf, n, &f);
-	else
+	if (project) {
+		msgpack_sbuffer tmp;
+		msgpack_packer tp;
+		msgpack_sbuffer_init(&tmp);
+		msgpack_packer_init(&tp, &tmp, msgpack_sbuffer_write);
+		if (na_article_project(&tp, buf, n, &f) != 0) {
+			msgpack_sbuffer_destroy(&tmp);
+			free(buf);
+			na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "get: the stored article is unreadable");
+			return;
+		}
+		msgpack_packer pk = ok_reply(q->c, q->msgid);
+		na_mp_pack_raw(&pk, tmp.data, tmp.size);
+		msgpack_sbuffer_destroy(&tmp);
+	} else {
+		msgpack_packer pk = ok_reply(q->c, q->msgid);
 		na_mp_pack_raw(&pk, buf, n);
+	}
 	free(buf);
 }
 
@@ -592,7 +605,7 @@ static void write_done(na_wjob *job)
 		s->dict_stored += w->stored_sum;
 		s->dict_records += w->dict_records;
 	}
-	if (job->code == NA_CODE_OK)
+	if (job->code == NA_CODE_OK && job->seq_after)
 		na_repl_committed(s, job->seq_after);
 	if (job->code == NA_CODE_OK && w->replicas && !c->closing && w->kind != 2) {
 		/* hold the reply until enough followers have it */
@@ -832,7 +845,29 @@ static void do_put(req *q, bool batch)
 			snprintf(where, sizeof where, "put_batch: params[0][%u]", i);
 		else
 			snprintf(where, sizeof where, "put: params[0]");
-		const uint8_t *start = r.p;
+		const uint8_t *start = r.p, *obj;
+		size_t objlen;
+		/* measure first: an oversized item is refused before any parsing */
+		if (na_mp_raw(&r, &obj, &objlen)) {
+			free_write_req(w);
+			BAD(q, "%s: truncated", where);
+			return;
+		}
+		r.p = start;
+		if (objlen > s->cfg.max_article_bytes) {
+			snprintf(err, sizeof err, "%s: article of %zu bytes exceeds max_article_bytes (%zu)",
+				 where, objlen, s->cfg.max_article_bytes);
+			r.p = start + objlen;
+			if (!batch) {
+				free_write_req(w);
+				TOOBIG(q, "%s", err);
+				return;
+			}
+			it->skip = true;
+			it->code = NA_CODE_TOO_LARGE;
+			w->errs[i] = strdup(err);
+			continue;
+		}
 		if (na_article_check(&r, &info, where, err, sizeof err)) {
 			/* skip the rest of the bad item so the next one can be read */
 			r.p = start;
@@ -849,19 +884,6 @@ static void do_put(req *q, bool batch)
 			}
 			it->skip = true;
 			it->code = NA_CODE_BAD_REQUEST;
-			w->errs[i] = strdup(err);
-			continue;
-		}
-		if (info.raw_len > s->cfg.max_article_bytes) {
-			snprintf(err, sizeof err, "%s: article of %zu bytes exceeds max_article_bytes (%zu)",
-				 where, info.raw_len, s->cfg.max_article_bytes);
-			if (!batch) {
-				free_write_req(w);
-				TOOBIG(q, "%s", err);
-				return;
-			}
-			it->skip = true;
-			it->code = NA_CODE_TOO_LARGE;
 			w->errs[i] = strdup(err);
 			continue;
 		}
@@ -1002,8 +1024,6 @@ static void dict_stored(na_wjob *job)
 {
 	train_req *t = job->arg;
 	na_server *s = t->s;
-	if (job->code == NA_CODE_OK)
-		na_repl_committed(s, job->seq_after); /* the dictionary's log entry */
 	if (job->code == NA_CODE_OK) {
 		int rc = na_codec_add_dict(s->store.codec, job->dict_id, t->dict, t->dict_len);
 		if (rc == 0) {
@@ -1250,6 +1270,10 @@ static void promoted(na_wjob *job)
 	promote_req *p = job->arg;
 	na_conn *c = p->c;
 	na_server *s = c->srv;
+	if (job->code == NA_CODE_OK)
+		s->promoting = false;
+	else
+		log_error("promotion failed (%s); writes stay refused until a restart", job->msg);
 	if (job->code == NA_CODE_OK) {
 		char hx[33];
 		na_hex16(s->store.history, hx);
@@ -1282,7 +1306,12 @@ static void do_promote(req *q)
 	if (want_params(q, 0, 0))
 		return;
 	if (!s->follower) {
-		BAD(q, "promote: this server is already a primary");
+		BAD(q, s->promoting ? "promote: already in progress" : "promote: this server is already a primary");
+		return;
+	}
+	if (s->store.snapshot_incomplete) {
+		na_reply_error(q->c, q->msgid, NA_CODE_UNAVAILABLE,
+			       "promote: this server holds a partial copy (snapshot in progress)");
 		return;
 	}
 	promote_req *p = calloc(1, sizeof *p);
@@ -1291,7 +1320,8 @@ static void do_promote(req *q)
 		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "promote: out of memory");
 		return;
 	}
-	na_follow_stop(s); /* writes are accepted from here on */
+	s->promoting = true; /* writes stay refused until the new history commits */
+	na_follow_stop(s);
 	p->c = q->c;
 	p->msgid = q->msgid;
 	p->job.op = NA_WOP_PROMOTE;
@@ -1368,11 +1398,23 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	}
 	unsigned pending = c->pending;
 	q.t0 = t0;
+	if (c->srv->store.snapshot_incomplete && (mid == 3 || mid == 4 || mid == 6)) {
+		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE,
+			       "this follower is receiving a snapshot; its copy is partial until done");
+		c->method = -1;
+		return;
+	}
 	if (c->srv->stopping && mid != 0) {
 		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE, "the server is shutting down");
 		return;
 	}
-	if (c->srv->follower && (mid == 1 || mid == 2 || mid == 5)) {
+	if ((c->srv->follower || c->srv->promoting) && (mid == 1 || mid == 2 || mid == 5)) {
+		if (c->srv->promoting) {
+			na_reply_error(c, q.msgid, NA_CODE_READONLY,
+				       "this server is being promoted; writes are refused until it is done");
+			c->method = -1;
+			return;
+		}
 		na_reply_error(c, q.msgid, NA_CODE_READONLY,
 			       "this server is a follower of %s: send writes there",
 			       na_follow_addr(c->srv));

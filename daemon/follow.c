@@ -24,7 +24,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define INFLIGHT_MAX_BYTES (32u << 20)
-#define MAX_MESSAGE (64u << 20)
+#define MAX_MESSAGE (NA_MAX_ARTICLE_HARD + (4u << 20)) /* one record and its framing */
 
 enum { F_IDLE, F_CONNECTING, F_HANDSHAKE, F_SNAPSHOT, F_STREAMING };
 static const char *const state_names[] = { "connecting", "connecting", "handshake", "snapshot",
@@ -395,7 +395,8 @@ static int on_rows(na_follower *f, const uint8_t *msg, size_t len, size_t params
 	na_mp r;
 	na_mp_init(&r, base + params_off, len - params_off);
 	uint32_t n;
-	if (na_mp_array(&r, &n) || n > na_mp_left(&r) / 4) {
+	/* a row is at least array(2) + bin8(16 key) + bin8: 21 bytes */
+	if (na_mp_array(&r, &n) || n > na_mp_left(&r) / 21) {
 		free_job(fj);
 		return -1;
 	}
@@ -429,7 +430,8 @@ static int on_log(na_follower *f, const uint8_t *msg, size_t len, size_t params_
 	na_mp r;
 	na_mp_init(&r, base + params_off, len - params_off);
 	uint32_t n;
-	if (np < 1 || na_mp_array(&r, &n) || n > na_mp_left(&r) / 3) {
+	/* an entry is at least array(3) + seq + "D" + bin8(16 key): 21 bytes */
+	if (np < 1 || na_mp_array(&r, &n) || n > na_mp_left(&r) / 21) {
 		free_job(fj);
 		return -1;
 	}
@@ -717,6 +719,7 @@ static void start_connect(na_follower *f)
 {
 	f->state = F_CONNECTING;
 	f->in_len = 0;
+	f->paused = false; /* a pause belonged to the previous link */
 	if (f->is_unix) {
 		connect_to(f, NULL);
 		return;

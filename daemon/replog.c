@@ -646,6 +646,13 @@ void na_repl_ack(na_conn *c, na_mp *r, uint32_t nparams)
 	if (nparams >= 2 && na_mp_u64(r, &rows))
 		return;
 	x->acks = true;
+	/* nobody can have applied what was not sent yet */
+	if (x->state == S_STREAM && seq > x->next_seq - 1)
+		seq = x->next_seq - 1;
+	if (x->state == S_SNAPSHOT)
+		seq = 0;
+	if (rows > x->rows_sent)
+		rows = x->rows_sent;
 	if (seq > x->acked_seq)
 		x->acked_seq = seq;
 	if (rows > x->rows_acked)
@@ -676,6 +683,7 @@ static void wake_parked(na_server *s, bool timeouts)
 		na_parked *p = ready;
 		ready = p->next;
 		na_conn *c = p->c;
+		c->parked_bytes -= p->len;
 		if (!c->closing) {
 			if (p->min_seq <= s->seq)
 				na_dispatch(c, p->msg, p->len);
@@ -709,6 +717,7 @@ int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uin
 			  .deadline = uv_now(s->loop) + timeout_ms };
 	c->pending++;
 	c->refs++;
+	c->parked_bytes += len;
 	s->inflight++;
 	p->next = s->parked;
 	s->parked = p;

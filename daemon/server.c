@@ -57,7 +57,7 @@ static void reload(na_server *s)
 		na_log_set_level(n.log_level);
 		changed++;
 	}
-	s->writer.log_cap = c->log_retention_bytes; /* read by the writer once per group */
+	__atomic_store_n(&s->writer.log_cap, c->log_retention_bytes, __ATOMIC_RELAXED);
 #define RESTART(field)                                                                       \
 	if (memcmp(&n.field, &c->field, sizeof n.field) != 0)                                \
 		log_warn("SIGHUP: " #field " changed; it takes effect after a restart");
@@ -153,6 +153,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.relaxed = cfg->relaxed,
 		.level = cfg->compression_level,
 		.max_article = cfg->max_article_bytes,
+		.fork_history = cfg->follow[0] == 0,
 	};
 	const char *msg;
 	int rc = na_store_open(&s->store, &so, &msg);

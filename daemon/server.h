@@ -34,6 +34,7 @@ struct na_conn {
 	msgpack_sbuffer out;       /* replies not yet handed to uv_write */
 	size_t out_queued;         /* bytes handed to uv_write, not yet written */
 	unsigned pending;          /* requests waiting for a worker or the writer */
+	size_t parked_bytes;       /* copies of reads waiting for min_seq */
 	int refs;                  /* the handle + one per pending request */
 	bool closing, paused, is_unix;
 	uint64_t last_active;      /* loop time (ms) of the last request */
@@ -73,6 +74,7 @@ struct na_server {
 	uint64_t started_ms;       /* uv_now at start */
 	uint64_t inflight;         /* requests waiting for workers/writer */
 	bool stopping, force_close;
+	bool promoting;            /* promote accepted, new history not yet committed */
 	uint64_t stop_ms;          /* uv_now when the stop began */
 	/* replication (replog.c: we are read from; follow.c: we read) */
 	na_sender *senders;

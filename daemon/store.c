@@ -195,6 +195,36 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 	return 0;
 }
 
+/*
+ * A primary takes a new history id at every start, remembering the old one
+ * up to its last committed sequence number. Followers that are at or below
+ * that point continue by streaming; one that holds entries beyond it (which
+ * a restored backup, or a crash with relaxed durability, no longer has) gets
+ * a snapshot instead of resuming on a history that now diverges.
+ */
+static int fork_history(na_store *s, MDB_txn *txn)
+{
+	uint64_t seq = 0;
+	int rc = na_meta_get_u64(s, txn, "seq", &seq);
+	if (rc)
+		return rc;
+	uint32_t keep = s->chain_len < 15 ? s->chain_len : 15;
+	uint8_t chain[16 * 24];
+	memcpy(chain, s->chain + (size_t)(s->chain_len - keep) * 24, (size_t)keep * 24);
+	memcpy(chain + keep * 24, s->history, 16);
+	na_be64_put(chain + keep * 24 + 16, seq);
+	uint8_t h[16];
+	if (getrandom(h, 16, 0) != 16)
+		return -EIO;
+	if ((rc = put_meta(txn, s->meta, "history", h, 16)) ||
+	    (rc = put_meta(txn, s->meta, "chain", chain, (size_t)(keep + 1) * 24)))
+		return rc;
+	memcpy(s->history, h, 16);
+	memcpy(s->chain, chain, (size_t)(keep + 1) * 24);
+	s->chain_len = keep + 1;
+	return 0;
+}
+
 int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 {
 	memset(s, 0, sizeof *s);
@@ -262,6 +292,11 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		goto fail;
 	}
 	if ((rc = init_meta(s, txn, o->readonly, msg))) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	if (o->fork_history && !s->snapshot_incomplete && (rc = fork_history(s, txn))) {
+		*msg = "cannot start a new history";
 		mdb_txn_abort(txn);
 		goto fail;
 	}
@@ -517,8 +552,8 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 			break;
 		if (q->reverse && q->has_from && memcmp(k.mv_data, lo.b, NA_KEY_BYTES) < 0)
 			break;
-		if (count == q->limit) {
-			more = true;
+		if (count == q->limit || (count > 0 && sb->size > NA_RANGE_MAX_BYTES)) {
+			more = true; /* the page is full: by count or by bytes */
 			break;
 		}
 		if ((rc = emit(s, q, &v, sb, &tmp, &tmpcap)))

@@ -26,6 +26,7 @@ typedef struct na_store_opts {
 	int level;             /* zstd level */
 	size_t max_article;    /* largest article accepted, bytes */
 	bool readonly;         /* open read-only (verify) */
+	bool fork_history;     /* a primary: continue under a new history id */
 } na_store_opts;
 
 typedef struct na_store {

@@ -355,14 +355,7 @@ static int apply_snap_begin(na_writer *w, MDB_txn *txn, const na_wjob *j)
 	w->seq = 0;
 	w->raw_bytes = w->stored_bytes = 0;
 	w->have_max = false;
-	if (rc == 0) {
-		/* takes effect for the rows that follow in later transactions */
-		pthread_rwlock_wrlock(&s->resize_lock);
-		memcpy(s->hash_key, j->hash_key, 16);
-		pthread_rwlock_unlock(&s->resize_lock);
-		na_codec_reset_dicts(s->codec);
-	}
-	return rc;
+	return rc; /* the hash key and dictionaries change after the commit */
 }
 
 static int apply_snap_rows(na_writer *w, MDB_txn *txn, const na_wjob *j, na_buf *dec)
@@ -424,16 +417,17 @@ static int apply_trim(na_writer *w, MDB_txn *txn, const na_wjob *j)
 static int trim_by_bytes(na_writer *w, MDB_txn *txn)
 {
 	na_store *s = w->store;
-	if (!w->log_cap)
+	size_t cap = __atomic_load_n(&w->log_cap, __ATOMIC_RELAXED); /* SIGHUP may change it */
+	if (!cap)
 		return 0;
 	MDB_stat st;
 	int rc = mdb_stat(txn, s->log, &st);
 	if (rc)
 		return rc;
 	uint64_t bytes = (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
-	if (bytes <= w->log_cap || st.ms_entries == 0)
+	if (bytes <= cap || st.ms_entries == 0)
 		return 0;
-	uint64_t drop = st.ms_entries - (uint64_t)((double)st.ms_entries * ((double)w->log_cap / (double)bytes));
+	uint64_t drop = st.ms_entries - (uint64_t)((double)st.ms_entries * ((double)cap / (double)bytes));
 	if (drop == 0)
 		drop = 1;
 	MDB_cursor *cur;
@@ -551,11 +545,16 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		j->articles = ast.ms_entries;
 		j->seq_after = w->seq;
 		if (j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_HISTORY || j->op == NA_WOP_PROMOTE) {
+			if (j->op == NA_WOP_SNAP_BEGIN)
+				na_codec_reset_dicts(s->codec); /* the rows bring theirs */
 			pthread_rwlock_wrlock(&s->resize_lock);
+			if (j->op == NA_WOP_SNAP_BEGIN)
+				memcpy(s->hash_key, j->hash_key, 16);
 			memcpy(s->history, j->history, 16);
 			memcpy(s->chain, j->chain, (size_t)j->chain_len * 24);
 			s->chain_len = j->chain_len;
-			s->snapshot_incomplete = j->op == NA_WOP_SNAP_BEGIN;
+			if (j->op == NA_WOP_SNAP_BEGIN)
+				s->snapshot_incomplete = true;
 			pthread_rwlock_unlock(&s->resize_lock);
 		} else if (j->op == NA_WOP_SNAP_END) {
 			s->snapshot_incomplete = false;
@@ -678,6 +677,15 @@ static void *writer_main(void *arg)
 			fail_jobs(first, NULL, NA_CODE_INTERNAL, "an earlier replicated change failed");
 		else
 			commit_group(w, first, NULL);
+		if (w->relaxed) {
+			/* MDB_NOSYNC commits: flush at least once a second, busy or not */
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > w->last_sync) {
+				mdb_env_sync(w->store->env, 1);
+				w->last_sync = now.tv_sec;
+			}
+		}
 		for (na_wjob *j = first; j; j = j->next)
 			if (j->link && j->code != NA_CODE_OK)
 				w->broken_link = j->link;

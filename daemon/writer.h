@@ -132,6 +132,7 @@ typedef struct na_writer {
 	bool have_max;
 	na_buf scratch;           /* decoded articles, reused */
 	uint32_t broken_link;     /* a replication link whose job failed */
+	time_t last_sync;         /* relaxed durability: last mdb_env_sync */
 	/* statistics */
 	uint64_t commits, committed_items;
 } na_writer;

@@ -27,7 +27,9 @@
 #define NA_MAX_BATCH_DEFAULT 10000               /* put_batch items */
 #define NA_RANGE_LIMIT_DEFAULT 100
 #define NA_RANGE_LIMIT_MAX 1000
+#define NA_RANGE_MAX_BYTES (64u << 20)           /* a range page stops growing here */
 #define NA_MAX_FIELDS 64                         /* names in "fields" */
+#define NA_MAX_ARTICLE_FIELDS 4096               /* keys in one article map */
 #define NA_CURSOR_BYTES 16                       /* range cursor (bin) */
 /* Publication times must fall in years 0001..9999 (RFC 3339's range). */
 #define NA_TS_MIN_SEC (-62135596800LL)           /* 0001-01-01T00:00:00Z */
