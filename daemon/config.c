@@ -14,7 +14,7 @@
 #include "mp.h"
 #include "rpc.h"
 
-enum otype { O_STR, O_SIZE, O_U32, O_INT, O_LEVEL, O_DURABILITY };
+enum otype { O_STR, O_SIZE, O_U32, O_INT, O_LEVEL, O_DURABILITY, O_TOKEN, O_BOOL };
 
 typedef struct opt {
 	const char *name;
@@ -60,6 +60,16 @@ static const opt opts[] = {
 	  "the change log is trimmed beyond this size" },
 	{ "metrics_listen", O_STR, F(metrics_listen), 0, 0,
 	  "HOST:PORT serving Prometheus metrics at GET /metrics (off by default)" },
+	{ "token", O_TOKEN, F(tokens), 0, 0,
+	  "ROLE:SECRET (read, write, replicate or admin; 16+ characters); may repeat" },
+	{ "token_file", O_STR, F(token_file), 0, 0,
+	  "file of ROLE:SECRET lines, readable by the service user only" },
+	{ "allow_unauthenticated", O_BOOL, F(allow_unauthenticated), 0, 0,
+	  "yes: listen on a non-loopback address without any token" },
+	{ "follow_token", O_STR, F(follow_token), 0, 0,
+	  "the token a follower presents to its primary (replicate role)" },
+	{ "socket_mode", O_STR, F(socket_mode), 0, 0, "octal mode of the Unix socket [0660]" },
+	{ "socket_group", O_STR, F(socket_group), 0, 0, "group owning the Unix socket" },
 	{ "log_retention_age", O_U32, F(log_retention_age), 0, 86400 * 3650,
 	  "seconds; log entries older than this are trimmed (0 = no age limit)" },
 };
@@ -85,6 +95,7 @@ void na_config_defaults(na_config *c)
 	c->idle_timeout = 0;
 	c->log_retention_bytes = 1 * G;
 	c->log_retention_age = 7 * 86400;
+	snprintf(c->socket_mode, sizeof c->socket_mode, "0660");
 }
 
 static int parse_size(const char *v, size_t *out)
@@ -133,14 +144,40 @@ int na_config_set(na_config *c, const char *name, const char *value, char *err, 
 	char *field = (char *)c + o->off;
 	size_t sz;
 	switch (o->type) {
-	case O_STR:
-		if (strlen(value) >= (o->off == F(listen) || o->off == F(follow) ||
-				      o->off == F(metrics_listen) ? sizeof c->listen : sizeof c->data)) {
+	case O_TOKEN:
+		return na_token_add(&c->tokens, value, err, errlen);
+	case O_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+			*(bool *)field = false;
+		else {
+			snprintf(err, errlen, "%s: expected yes or no, got \"%s\"", o->name, value);
+			return -1;
+		}
+		return 0;
+	case O_STR: {
+		size_t cap = o->off == F(listen) || o->off == F(follow) || o->off == F(metrics_listen)
+				     ? sizeof c->listen
+			     : o->off == F(follow_token) ? sizeof c->follow_token
+			     : o->off == F(socket_mode) ? sizeof c->socket_mode
+			     : o->off == F(socket_group) ? sizeof c->socket_group
+							 : sizeof c->data;
+		if (o->off == F(socket_mode)) {
+			char *e;
+			long m = strtol(value, &e, 8);
+			if (*e || e == value || m < 0 || m > 0777) {
+				snprintf(err, errlen, "socket_mode: expected an octal mode such as 0660");
+				return -1;
+			}
+		}
+		if (strlen(value) >= cap) {
 			snprintf(err, errlen, "%s: value too long", o->name);
 			return -1;
 		}
 		strcpy(field, value);
 		return 0;
+	}
 	case O_LEVEL: {
 		int l = na_log_parse_level(value);
 		if (l < 0) {
@@ -332,6 +369,8 @@ void na_config_usage(FILE *out)
 				snprintf(def, sizeof def, "%u", *(const uint32_t *)field);
 			break;
 		case O_LEVEL: snprintf(def, sizeof def, "info"); break;
+		case O_TOKEN: break;
+		case O_BOOL: snprintf(def, sizeof def, "%s", *(const bool *)field ? "yes" : "no"); break;
 		case O_DURABILITY: snprintf(def, sizeof def, "strict"); break;
 		}
 		fprintf(out, "  %-22s %s%s%s%s\n", flag, o->help, def[0] ? " [" : "", def,

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "auth.h"
+
 typedef struct na_config {
 	char data[512];
 	char listen[256];          /* "" or "none": no TCP listener */
@@ -35,6 +37,12 @@ typedef struct na_config {
 	size_t log_retention_bytes;
 	uint32_t log_retention_age; /* seconds; 0: no age limit */
 	char metrics_listen[256];  /* HOST:PORT for GET /metrics; "" = off */
+	na_tokens tokens;          /* token = ROLE:SECRET lines (and token_file) */
+	char token_file[512];
+	bool allow_unauthenticated;
+	char follow_token[NA_TOKEN_MAX + 1];
+	char socket_mode[8];       /* octal, e.g. 0660 */
+	char socket_group[64];
 } na_config;
 
 void na_config_defaults(na_config *c);

@@ -42,6 +42,8 @@ na_conn *na_conn_new(na_server *s)
 	c->srv = s;
 	c->refs = 1;
 	c->method = -1;
+	/* without tokens everybody may do everything (see auth.c) */
+	c->role = s->cfg.tokens.n ? NA_ROLE_NONE : NA_ROLE_ADMIN;
 	na_scan_init(&c->scan, s->cfg.max_request_bytes, s->cfg.max_depth);
 	msgpack_sbuffer_init(&c->out);
 	c->next = s->conns;

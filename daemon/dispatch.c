@@ -1239,6 +1239,47 @@ static void do_admin(req *q, bool verify)
 	uv_queue_work(q->c->srv->loop, &a->work, admin_work, admin_done);
 }
 
+/* ---- auth ----------------------------------------------------------- */
+
+static void do_auth(req *q)
+{
+	na_conn *c = q->c;
+	na_server *s = c->srv;
+	const char *tok;
+	uint32_t n;
+	if (q->nparams != 1 || na_mp_peek(q->r) != NA_MP_STR || na_mp_str(q->r, &tok, &n)) {
+		BAD(q, "auth: expected one parameter, the token (a string)");
+		return;
+	}
+	if (s->cfg.tokens.n == 0) {
+		msgpack_packer pk = ok_reply(c, q->msgid);
+		msgpack_pack_map(&pk, 1);
+		na_mp_pack_cstr(&pk, "role");
+		na_mp_pack_cstr(&pk, na_role_name(c->role));
+		return;
+	}
+	uint64_t now = uv_now(s->loop);
+	if (na_guard_blocked(&s->guard, c->peer, now)) {
+		na_reply_error(c, q->msgid, NA_CODE_UNAUTHORIZED,
+			       "auth: too many failed attempts from this address; try again later");
+		return;
+	}
+	int role = n <= NA_TOKEN_MAX ? na_tokens_check(&s->cfg.tokens, tok, n) : -1;
+	if (role < 0) {
+		log_warn("%s: failed authentication", c->peer);
+		na_guard_fail(&s->guard, c->peer, now);
+		c->role = NA_ROLE_NONE;
+		na_reply_error(c, q->msgid, NA_CODE_UNAUTHORIZED, "auth: unknown token");
+		return;
+	}
+	c->role = role;
+	log_debug("%s: authenticated as %s", c->peer, na_role_name(role));
+	msgpack_packer pk = ok_reply(c, q->msgid);
+	msgpack_pack_map(&pk, 1);
+	na_mp_pack_cstr(&pk, "role");
+	na_mp_pack_cstr(&pk, na_role_name(role));
+}
+
 /* ---- metrics -------------------------------------------------------- */
 
 static void do_metrics(req *q)
@@ -1379,8 +1420,13 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		{ "ping", 0 }, { "put", 1 }, { "put_batch", 2 }, { "get", 3 }, { "range", 4 },
 		{ "delete", 5 }, { "count", 6 }, { "stats", 7 }, { "replicate", 8 },
 		{ "subscribe", 9 }, { "promote", 10 }, { "backup", 11 }, { "verify", 12 },
-		{ "metrics", 13 },
+		{ "metrics", 13 }, { "auth", 14 },
 	};
+	/* the role each method needs (see auth.c) */
+	static const int needs[] = { NA_ROLE_NONE, NA_ROLE_WRITE, NA_ROLE_WRITE, NA_ROLE_READ,
+				     NA_ROLE_READ, NA_ROLE_WRITE, NA_ROLE_READ, NA_ROLE_READ,
+				     NA_ROLE_REPLICATE, NA_ROLE_REPLICATE, NA_ROLE_ADMIN,
+				     NA_ROLE_ADMIN, NA_ROLE_ADMIN, NA_ROLE_READ, NA_ROLE_NONE };
 	int mid = -1;
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
 		if (na_mp_streq(m, mn, methods[i].name)) {
@@ -1398,6 +1444,13 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	}
 	unsigned pending = c->pending;
 	q.t0 = t0;
+	if (!na_role_allows(c->role, needs[mid])) {
+		na_reply_error(c, q.msgid, NA_CODE_UNAUTHORIZED, "%s needs the %s role%s", q.method,
+			       na_role_name(needs[mid]),
+			       c->role == NA_ROLE_NONE ? "; authenticate first with auth" : "");
+		c->method = -1;
+		return;
+	}
 	if (c->srv->store.snapshot_incomplete && (mid == 3 || mid == 4 || mid == 6)) {
 		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE,
 			       "this follower is receiving a snapshot; its copy is partial until done");
@@ -1435,6 +1488,7 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	case 11: do_admin(&q, false); break;
 	case 12: do_admin(&q, true); break;
 	case 13: do_metrics(&q); break;
+	case 14: do_auth(&q); break;
 	}
 	if (c->pending == pending) /* answered right away */
 		na_metrics_latency(&c->srv->metrics, mid, t0);

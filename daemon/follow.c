@@ -497,8 +497,14 @@ static int on_message(na_follower *f, const uint8_t *msg, size_t len)
 		return -1;
 	if (type == NA_RPC_RESPONSE && n == 4 && f->state == F_HANDSHAKE) {
 		uint64_t id;
-		if (na_mp_u64(&r, &id) || id != 1)
+		if (na_mp_u64(&r, &id) || (id != 1 && id != 2))
 			return -1;
+		if (id == 2) { /* the answer to auth */
+			if (na_mp_peek(&r) == NA_MP_NIL)
+				return 0;
+			log_error("replication from %s: the primary refused follow_token", f->addr);
+			return -1;
+		}
 		if (na_mp_peek(&r) != NA_MP_NIL) {
 			uint32_t em;
 			const char *k, *v;
@@ -657,6 +663,15 @@ static void on_connected(uv_connect_t *req, int status)
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (f->srv->cfg.follow_token[0]) {
+		/* auth (msgid 2) goes first; the server answers requests in order */
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint8(&pk, NA_RPC_REQUEST);
+		msgpack_pack_uint32(&pk, 2);
+		na_mp_pack_cstr(&pk, "auth");
+		msgpack_pack_array(&pk, 1);
+		na_mp_pack_cstr(&pk, f->srv->cfg.follow_token);
+	}
 	msgpack_pack_array(&pk, 4);
 	msgpack_pack_uint8(&pk, NA_RPC_REQUEST);
 	msgpack_pack_uint32(&pk, 1);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <grp.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +60,17 @@ static void reload(na_server *s)
 		changed++;
 	}
 	__atomic_store_n(&s->writer.log_cap, c->log_retention_bytes, __ATOMIC_RELAXED);
+	/* authentication: new connections get the new tokens */
+	if (n.token_file[0] && na_tokens_load_file(&n.tokens, n.token_file, err, sizeof err)) {
+		log_error("SIGHUP: tokens not reloaded: %s", err);
+	} else if (n.tokens.n != c->tokens.n || memcmp(&n.tokens, &c->tokens, sizeof n.tokens) != 0) {
+		log_info("SIGHUP: tokens reloaded (%u configured)", n.tokens.n);
+		c->tokens = n.tokens;
+		changed++;
+	}
+	memset(&n.tokens, 0, sizeof n.tokens);
+	if (strcmp(n.follow_token, c->follow_token) != 0)
+		log_warn("SIGHUP: follow_token changed; it takes effect after a restart");
 #define RESTART(field)                                                                       \
 	if (memcmp(&n.field, &c->field, sizeof n.field) != 0)                                \
 		log_warn("SIGHUP: " #field " changed; it takes effect after a restart");
@@ -71,6 +84,9 @@ static void reload(na_server *s)
 	RESTART(compression_level)
 	RESTART(dict_size)
 	RESTART(metrics_listen)
+	RESTART(allow_unauthenticated)
+	RESTART(socket_mode)
+	RESTART(socket_group)
 #undef RESTART
 	log_info("SIGHUP: configuration reloaded, %d setting%s changed", changed, changed == 1 ? "" : "s");
 }
@@ -146,6 +162,15 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 	memset(s, 0, sizeof *s);
 	s->loop = loop;
 	s->cfg = *cfg;
+	if (cfg->token_file[0]) {
+		char err[600];
+		if (na_tokens_load_file(&s->cfg.tokens, cfg->token_file, err, sizeof err)) {
+			log_error("%s", err);
+			return -1;
+		}
+	}
+	if (getrandom(s->guard.key, 16, 0) != 16)
+		log_warn("getrandom failed; the authentication guard uses a fixed key");
 	na_store_opts so = {
 		.dir = cfg->data,
 		.map_size = cfg->map_size < cfg->max_map_size ? cfg->map_size : cfg->max_map_size,
@@ -301,6 +326,17 @@ int na_server_listen(na_server *s)
 			log_error("listen: \"%s\" is not HOST:PORT with a numeric address", cfg->listen);
 			return -1;
 		}
+		bool loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+		if (!loopback && s->cfg.tokens.n == 0) {
+			if (!s->cfg.allow_unauthenticated) {
+				log_error("refusing to listen on %s without authentication: configure a "
+					  "token (or set allow_unauthenticated = yes)", cfg->listen);
+				return -1;
+			}
+			log_warn("listening on %s WITHOUT AUTHENTICATION (allow_unauthenticated = yes): "
+				 "anyone who can reach it can read, write, back up and promote",
+				 cfg->listen);
+		}
 		uv_tcp_init(s->loop, &s->tcp);
 		s->tcp.data = s;
 		s->have_tcp = true;
@@ -328,7 +364,15 @@ int na_server_listen(na_server *s)
 			log_error("cannot listen on %s: %s", cfg->socket, uv_strerror(rc));
 			return -1;
 		}
-		chmod(cfg->socket, 0660);
+		if (chmod(cfg->socket, (mode_t)strtol(cfg->socket_mode, NULL, 8)) != 0)
+			log_warn("cannot set the mode of %s: %s", cfg->socket, strerror(errno));
+		if (cfg->socket_group[0]) {
+			struct group *g = getgrnam(cfg->socket_group);
+			if (!g || chown(cfg->socket, (uid_t)-1, g->gr_gid) != 0) {
+				log_error("cannot give %s to group %s", cfg->socket, cfg->socket_group);
+				return -1;
+			}
+		}
 		log_info("listening on unix:%s", cfg->socket);
 	}
 	if (!s->have_tcp && !s->have_pipe) {

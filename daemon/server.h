@@ -43,6 +43,7 @@ struct na_conn {
 	void (*sink)(na_conn *c, const void *data, size_t len);
 	struct na_sender *sender; /* set when this client follows our log */
 	int method;                /* metrics: the request being answered (-1: none) */
+	int role;                  /* NA_ROLE_*: what this connection may call */
 	na_conn *prev, *next;
 };
 
@@ -75,6 +76,7 @@ struct na_server {
 	uint64_t inflight;         /* requests waiting for workers/writer */
 	bool stopping, force_close;
 	bool promoting;            /* promote accepted, new history not yet committed */
+	na_guard guard;            /* failed authentications per address */
 	uint64_t stop_ms;          /* uv_now when the stop began */
 	/* replication (replog.c: we are read from; follow.c: we read) */
 	na_sender *senders;

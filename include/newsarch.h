@@ -307,6 +307,12 @@ typedef struct na_options {
 	int connect_timeout_ms;    /* default 5000; <= 0: wait forever */
 	int io_timeout_ms;         /* per call; default 30000; <= 0: forever */
 	size_t max_response_bytes; /* largest reply accepted; default 256 MiB */
+	const char *token;         /* NULL: none; else na_client_connect calls
+	                            * auth with it and fails with
+	                            * NA_EUNAUTHORIZED when the server refuses it.
+	                            * Borrowed: only read during connect. The
+	                            * libuv adapter ignores it: send "auth"
+	                            * with na_uv_call_raw first. */
 } na_options;
 
 /* Fills o with the defaults. */
@@ -322,7 +328,8 @@ void na_options_init(na_options *o);
  * in turn within the connect timeout. opts may be NULL for the defaults.
  * On success *out is a new client; close it with na_client_close().
  * Errors: NA_EINVAL (bad address syntax or out is NULL), NA_ENOMEM,
- * NA_ECONN (resolution failed, refused, unreachable...), NA_ETIMEDOUT.
+ * NA_ECONN (resolution failed, refused, unreachable...), NA_ETIMEDOUT,
+ * NA_EUNAUTHORIZED (opts->token was refused).
  * No client exists after a failure, so there is no errmsg to read: a
  * description goes to errbuf when errbuf is not NULL (see below).
  */

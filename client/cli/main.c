@@ -44,6 +44,8 @@ static const char usage_main[] =
 	"`newsarch COMMAND --help` describes a command. Times (T) are RFC 3339\n"
 	"(2022-01-08T07:52:00Z, 2022-01-08, any offset) or unix seconds.\n"
 	"\n"
+	"environment: NEWSARCH_ADDR (server), NEWSARCH_TOKEN (authenticate with it)\n"
+	"\n"
 	"exit status: 0 ok, 1 not found, 2 usage error, 3 server or connection\n"
 	"error, 4 some input rejected or some article not convertible.\n";
 
@@ -82,6 +84,9 @@ na_client *cli_connect(const cli *c, const char *cmd)
 	char err[512] = "";
 	na_options_init(&o);
 	o.io_timeout_ms = 300000;
+	o.token = getenv("NEWSARCH_TOKEN");
+	if (o.token && !*o.token)
+		o.token = NULL;
 	int rc = na_client_connect_ex(c->addr, &o, &cl, err, sizeof err);
 	if (rc) {
 		cli_err(cmd, "cannot connect to %s: %s", c->addr, err[0] ? err : na_strerror(rc));

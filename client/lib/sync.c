@@ -35,6 +35,7 @@ struct na_client {
 
 void na_options_init(na_options *o)
 {
+	memset(o, 0, sizeof *o);
 	o->connect_timeout_ms = 5000;
 	o->io_timeout_ms = 30000;
 	o->max_response_bytes = NA_MAX_RESPONSE_BYTES;
@@ -197,6 +198,32 @@ int na_client_connect_ex(const char *addr, const na_options *opts, na_client **o
 		return rc;
 	}
 	c->fd = fd;
+	if (o.token) {
+		size_t tl = strlen(o.token);
+		uint8_t params[8 + 300];
+		size_t pl = 0;
+		if (tl > 256) {
+			na_client_close(c);
+			snprintf(errbuf, errlen, "token longer than 256 bytes");
+			return NA_EINVAL;
+		}
+		params[pl++] = 0x91; /* [token] */
+		params[pl++] = 0xd9;
+		params[pl++] = (uint8_t)tl;
+		if (tl > 255) {
+			params[pl - 2] = 0xda;
+			params[pl - 1] = (uint8_t)(tl >> 8);
+			params[pl++] = (uint8_t)tl;
+		}
+		memcpy(params + pl, o.token, tl);
+		pl += tl;
+		rc = na_call_raw(c, "auth", params, pl, NULL, NULL);
+		if (rc) {
+			snprintf(errbuf, errlen, "authentication failed: %s", na_client_errmsg(c));
+			na_client_close(c);
+			return rc;
+		}
+	}
 	*out = c;
 	return 0;
 }
