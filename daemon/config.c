@@ -54,6 +54,8 @@ static const opt opts[] = {
 	{ "max_pending", O_U32, F(max_pending), 1, 1000000,
 	  "requests in progress per connection before reading pauses" },
 	{ "idle_timeout", O_U32, F(idle_timeout), 0, 86400 * 365, "seconds; 0 = never" },
+	{ "request_timeout", O_U32, F(request_timeout), 0, 86400,
+	  "seconds a client may take to finish sending a request it began (slow senders); 0 = never" },
 	{ "follow", O_STR, F(follow), 0, 0,
 	  "replicate from this primary (HOST:PORT or unix:PATH) and serve reads" },
 	{ "log_retention_bytes", O_SIZE, F(log_retention_bytes), 4 * K, 1024 * T,
@@ -93,6 +95,7 @@ void na_config_defaults(na_config *c)
 	c->max_connections = 10000;
 	c->max_pending = 1024;
 	c->idle_timeout = 0;
+	c->request_timeout = 30;
 	c->log_retention_bytes = 1 * G;
 	c->log_retention_age = 7 * 86400;
 	snprintf(c->socket_mode, sizeof c->socket_mode, "0660");

@@ -33,6 +33,7 @@ typedef struct na_config {
 	uint32_t max_connections;
 	uint32_t max_pending;      /* requests in progress per connection */
 	uint32_t idle_timeout;     /* seconds; 0: never */
+	uint32_t request_timeout;  /* seconds to finish sending a begun request; 0: never */
 	char follow[256];          /* primary to follow: HOST:PORT or unix:PATH */
 	size_t log_retention_bytes;
 	uint32_t log_retention_age; /* seconds; 0: no age limit */

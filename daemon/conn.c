@@ -271,6 +271,11 @@ static void process(na_conn *c)
 		memmove(c->in, c->in + off, c->in_len - off);
 		c->in_len -= off;
 	}
+	/* a request begun but not finished starts the slow-sender clock */
+	if (c->in_len == 0 || c->paused)
+		c->partial_since = 0;
+	else if (off || !c->partial_since)
+		c->partial_since = c->srv->loop ? uv_now(c->srv->loop) : 0;
 	na_conn_flush(c);
 	if (over_limits(c))
 		pause_reading(c);

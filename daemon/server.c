@@ -48,6 +48,7 @@ static void reload(na_server *s)
 	LIVE(max_connections, "%u", (unsigned))
 	LIVE(max_pending, "%u", (unsigned))
 	LIVE(idle_timeout, "%u", (unsigned))
+	LIVE(request_timeout, "%u", (unsigned))
 	LIVE(log_retention_bytes, "%zu", (size_t))
 	LIVE(log_retention_age, "%u", (unsigned))
 	LIVE(train_min, "%llu", (unsigned long long))
@@ -144,6 +145,17 @@ static void on_tick(uv_timer_t *t)
 			na_server_maybe_finish(s);
 		}
 		return;
+	}
+	if (s->cfg.request_timeout) {
+		for (na_conn *c = s->conns, *next; c; c = next) {
+			next = c->next;
+			if (c->partial_since && !c->paused &&
+			    now - c->partial_since > s->cfg.request_timeout * 1000ULL) {
+				log_warn("%s: sent part of a request and nothing more for %u s; closing",
+					 c->peer, s->cfg.request_timeout);
+				na_conn_close(c);
+			}
+		}
 	}
 	if (s->cfg.idle_timeout) {
 		for (na_conn *c = s->conns, *next; c; c = next) {

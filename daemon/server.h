@@ -38,6 +38,7 @@ struct na_conn {
 	int refs;                  /* the handle + one per pending request */
 	bool closing, paused, is_unix;
 	uint64_t last_active;      /* loop time (ms) of the last request */
+	uint64_t partial_since;    /* loop time a partial request began waiting; 0: none */
 	char peer[64];
 	/* test hook: when set, replies go here instead of the socket */
 	void (*sink)(na_conn *c, const void *data, size_t len);
