@@ -196,7 +196,7 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 20);
+	msgpack_pack_map(&pk, 21);
 	kv_u64(&pk, "articles", st.articles);
 	kv_u64(&pk, "raw_bytes", st.raw_bytes);
 	kv_u64(&pk, "stored_bytes", st.stored_bytes);
@@ -204,6 +204,7 @@ static void do_stats(req *q)
 	msgpack_pack_double(&pk, st.stored_bytes ? (double)st.raw_bytes / (double)st.stored_bytes : 0.0);
 	kv_u64(&pk, "dictionary", st.dict);
 	kv_u64(&pk, "dictionary_bytes", st.dict_bytes);
+	kv_u64(&pk, "recoded", s->recoded);
 	kv_u64(&pk, "map_size", st.map_size);
 	kv_u64(&pk, "map_used", st.map_used);
 	kv_u64(&pk, "max_map_size", s->store.max_map_size);
@@ -1020,6 +1021,155 @@ out:
 	free(tmp);
 }
 
+/* ---- recompression --------------------------------------------------- */
+
+/*
+ * Articles stored before the first dictionary existed (an import outruns
+ * the training) are re-encoded with it afterwards, a chunk at a time: a
+ * worker reads and re-compresses up to RECODE_SCAN records from a fresh read
+ * transaction, the writer swaps the bytes in place, and the next chunk
+ * starts where this one stopped.
+ */
+#define RECODE_SCAN 4000
+
+typedef struct recode_req {
+	uv_work_t work;
+	na_wjob job;
+	na_server *s;
+	na_key from;
+	bool started, done;
+	uint8_t *blob;
+	size_t blob_len;
+	uint32_t n;
+} recode_req;
+
+static void recode_step(na_server *s, recode_req *r);
+
+static void recode_work(uv_work_t *uw)
+{
+	recode_req *r = uw->data;
+	na_store *st = &r->s->store;
+	uint32_t dict = na_codec_current_dict(st->codec);
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	r->done = true;
+	if (!dict || na_store_rbegin(st, &txn))
+		return;
+	if (mdb_cursor_open(txn, st->articles, &cur)) {
+		na_store_rend(st, txn);
+		return;
+	}
+	MDB_val k = { NA_KEY_BYTES, r->from.b }, v;
+	int rc = r->started ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	if (rc == 0 && r->started && memcmp(k.mv_data, r->from.b, NA_KEY_BYTES) == 0)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	na_buf dec = { 0 };
+	size_t cap = 0;
+	r->blob = NULL;
+	r->blob_len = 0;
+	r->n = 0;
+	uint32_t scanned = 0;
+	while (rc == 0 && scanned < RECODE_SCAN) {
+		na_rec rec;
+		scanned++;
+		memcpy(r->from.b, k.mv_data, NA_KEY_BYTES);
+		if (k.mv_size == NA_KEY_BYTES && na_rec_parse(st->codec, v.mv_data, v.mv_size, &rec) == 0 &&
+		    rec.fmt != NA_REC_ZSTD_DICT && rec.raw_len >= 64 &&
+		    na_store_decode(st, v.mv_data, v.mv_size, &dec.data, &dec.cap, &dec.len) == 0) {
+			size_t need = r->blob_len + NA_KEY_BYTES + 8 + na_codec_bound(dec.len);
+			if (need > cap) {
+				size_t nc = cap ? cap * 2 : (1u << 20);
+				while (nc < need)
+					nc *= 2;
+				uint8_t *nb = realloc(r->blob, nc);
+				if (!nb)
+					break;
+				r->blob = nb;
+				cap = nc;
+			}
+			/* [key][len (8)][record] */
+			uint8_t *p = r->blob + r->blob_len;
+			size_t len;
+			if (na_codec_encode(st->codec, dec.data, dec.len, p + NA_KEY_BYTES + 8, &len) == 0 &&
+			    p[NA_KEY_BYTES + 8] == NA_REC_ZSTD_DICT && len < v.mv_size) {
+				memcpy(p, k.mv_data, NA_KEY_BYTES);
+				na_be64_put(p + NA_KEY_BYTES, len);
+				r->blob_len += NA_KEY_BYTES + 8 + len;
+				r->n++;
+			}
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	r->done = rc != 0;
+	r->started = true;
+	free(dec.data);
+	mdb_cursor_close(cur);
+	na_store_rend(st, txn);
+}
+
+static void recode_written(na_wjob *job)
+{
+	recode_req *r = job->arg;
+	if (job->code == NA_CODE_OK)
+		r->s->recoded += job->nrows;
+	free(job->rows);
+	job->rows = NULL;
+	free(r->blob);
+	r->blob = NULL;
+	if (job->code != NA_CODE_OK || r->done || r->s->stopping) {
+		free(r);
+		return;
+	}
+	recode_step(r->s, r);
+}
+
+static void recode_done(uv_work_t *uw, int status)
+{
+	(void)status;
+	recode_req *r = uw->data;
+	na_server *s = r->s;
+	if (s->stopping || (r->n == 0 && r->done)) {
+		free(r->blob);
+		free(r);
+		return;
+	}
+	memset(&r->job, 0, sizeof r->job);
+	r->job.op = NA_WOP_RECODE;
+	r->job.rows = calloc(r->n ? r->n : 1, sizeof *r->job.rows);
+	if (!r->job.rows) {
+		free(r->blob);
+		free(r);
+		return;
+	}
+	size_t off = 0;
+	for (uint32_t i = 0; i < r->n; i++) {
+		na_srow *row = &r->job.rows[i];
+		memcpy(row->key.b, r->blob + off, NA_KEY_BYTES);
+		row->rec_len = na_be64_get(r->blob + off + NA_KEY_BYTES);
+		row->rec = r->blob + off + NA_KEY_BYTES + 8;
+		off += NA_KEY_BYTES + 8 + row->rec_len;
+	}
+	r->job.nrows = r->n;
+	r->job.done = recode_written;
+	r->job.arg = r;
+	na_writer_submit(&s->writer, &r->job);
+}
+
+static void recode_step(na_server *s, recode_req *r)
+{
+	r->work.data = r;
+	uv_queue_work(s->loop, &r->work, recode_work, recode_done);
+}
+
+static void recode_start(na_server *s)
+{
+	recode_req *r = calloc(1, sizeof *r);
+	if (!r)
+		return;
+	r->s = s;
+	recode_step(s, r);
+}
+
 static void dict_stored(na_wjob *job)
 {
 	train_req *t = job->arg;
@@ -1036,6 +1186,8 @@ static void dict_stored(na_wjob *job)
 		s->trained_at = job->articles;
 		s->dict_raw = s->dict_stored = s->dict_records = 0;
 		s->trained_ratio = 0;
+		if (job->dict_id == 1)
+			recode_start(s); /* what was stored before any dictionary */
 		/* the 'Z' entry took a sequence number: ship it now, not with
 		 * the next write (which may never come) */
 		na_repl_committed(s, job->seq_after);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "follow.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -306,32 +307,125 @@ static int read_key(na_mp *r, na_key *k)
 	return 0;
 }
 
-/* The reply to replicate. */
-static int on_handshake(na_follower *f, na_mp *r)
+/* ---- decoding (pure: see follow.h) ------------------------------------ */
+
+int na_follow_parse_hello(na_mp *r, na_follow_hello *h)
 {
 	uint32_t n;
+	memset(h, 0, sizeof *h);
 	if (na_mp_map(r, &n))
 		return -1;
-	const char *mode = NULL;
-	uint32_t mode_n = 0;
-	const uint8_t *hist = NULL, *chain = NULL, *hkey = NULL;
-	uint32_t hn = 0, cn = 0, kn = 0;
-	uint64_t seq = 0, head = 0;
+	uint32_t hn = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const char *k;
 		uint32_t kl;
 		if (na_mp_str(r, &k, &kl))
 			return -1;
-		if (na_mp_streq(k, kl, "mode")) { if (na_mp_str(r, &mode, &mode_n)) return -1; }
-		else if (na_mp_streq(k, kl, "history")) { if (na_mp_bin(r, &hist, &hn)) return -1; }
-		else if (na_mp_streq(k, kl, "chain")) { if (na_mp_bin(r, &chain, &cn)) return -1; }
-		else if (na_mp_streq(k, kl, "hash_key")) { if (na_mp_bin(r, &hkey, &kn)) return -1; }
-		else if (na_mp_streq(k, kl, "seq")) { if (na_mp_u64(r, &seq)) return -1; }
-		else if (na_mp_streq(k, kl, "head")) { if (na_mp_u64(r, &head)) return -1; }
+		if (na_mp_streq(k, kl, "mode")) { if (na_mp_str(r, &h->mode, &h->mode_n)) return -1; }
+		else if (na_mp_streq(k, kl, "history")) { if (na_mp_bin(r, &h->history, &hn)) return -1; }
+		else if (na_mp_streq(k, kl, "chain")) { if (na_mp_bin(r, &h->chain, &h->chain_bytes)) return -1; }
+		else if (na_mp_streq(k, kl, "hash_key")) { if (na_mp_bin(r, &h->hash_key, &h->hash_key_n)) return -1; }
+		else if (na_mp_streq(k, kl, "seq")) { if (na_mp_u64(r, &h->seq)) return -1; }
+		else if (na_mp_streq(k, kl, "head")) { if (na_mp_u64(r, &h->head)) return -1; }
 		else if (na_mp_skip(r)) return -1;
 	}
-	if (!mode || !hist || hn != 16 || !chain || cn % 24 || cn > 16 * 24)
+	if (!h->mode || !h->history || hn != 16 || !h->chain || h->chain_bytes % 24 ||
+	    h->chain_bytes > 16 * 24)
 		return -1;
+	return 0;
+}
+
+int na_follow_parse_rows(const uint8_t *p, size_t len, na_srow **rows, uint32_t *nrows)
+{
+	na_mp r;
+	na_mp_init(&r, p, len);
+	uint32_t n;
+	/* a row is at least array(2) + bin8(16 key) + bin8: 21 bytes */
+	if (na_mp_array(&r, &n) || n > na_mp_left(&r) / 21)
+		return -1;
+	na_srow *v = calloc(n ? n : 1, sizeof *v);
+	if (!v)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t two, rl;
+		na_srow *row = &v[i];
+		if (na_mp_array(&r, &two) || two != 2 || read_key(&r, &row->key) ||
+		    na_mp_bin(&r, &row->rec, &rl)) {
+			free(v);
+			return -1;
+		}
+		row->rec_len = rl;
+	}
+	*rows = v;
+	*nrows = n;
+	return 0;
+}
+
+int na_follow_parse_log(const uint8_t *p, size_t len, uint32_t np, na_rentry **entries,
+			uint32_t *nentries, bool *has_head, uint64_t *head, uint64_t *time)
+{
+	na_mp r;
+	na_mp_init(&r, p, len);
+	uint32_t n;
+	/* an entry is at least array(3) + seq + "D" + bin8(16 key): 21 bytes */
+	if (np < 1 || na_mp_array(&r, &n) || n > na_mp_left(&r) / 21)
+		return -1;
+	na_rentry *v = calloc(n ? n : 1, sizeof *v);
+	if (!v)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		na_rentry *e = &v[i];
+		uint32_t an, on, bl;
+		const char *op;
+		if (na_mp_array(&r, &an) || an < 3 || na_mp_u64(&r, &e->seq) || na_mp_str(&r, &op, &on) ||
+		    on != 1)
+			goto bad;
+		e->op = (uint8_t)op[0];
+		if (e->op == 'P' && an == 5) {
+			if (read_key(&r, &e->key))
+				goto bad;
+			if (na_mp_peek(&r) == NA_MP_NIL) na_mp_nil(&r);
+			else if (read_key(&r, &e->old)) goto bad;
+			else e->has_old = true;
+			if (na_mp_peek(&r) == NA_MP_NIL) na_mp_nil(&r);
+			else if (na_mp_bin(&r, &e->rec, &bl)) goto bad;
+			else e->rec_len = bl;
+		} else if (e->op == 'D' && an == 3) {
+			if (read_key(&r, &e->key))
+				goto bad;
+		} else if (e->op == 'Z' && an == 4) {
+			uint64_t id;
+			if (na_mp_u64(&r, &id) || id == 0 || id > NA_MAX_DICTS ||
+			    na_mp_bin(&r, &e->dict, &bl) || bl == 0)
+				goto bad;
+			e->dict_id = (uint32_t)id;
+			e->dict_len = bl;
+		} else {
+			goto bad;
+		}
+	}
+	*entries = v;
+	*nentries = n;
+	*has_head = np >= 3 && na_mp_u64(&r, head) == 0 && na_mp_u64(&r, time) == 0;
+	return 0;
+bad:
+	free(v);
+	return -1;
+}
+
+/* ---- the messages -------------------------------------------------------- */
+
+/* The reply to replicate. */
+static int on_handshake(na_follower *f, na_mp *r)
+{
+	na_follow_hello h;
+	if (na_follow_parse_hello(r, &h))
+		return -1;
+	const char *mode = h.mode;
+	uint32_t mode_n = h.mode_n;
+	const uint8_t *hist = h.history, *chain = h.chain, *hkey = h.hash_key;
+	uint32_t cn = h.chain_bytes, kn = h.hash_key_n;
+	uint64_t seq = h.seq, head = h.head;
 	f->head = head;
 	f->backoff = BACKOFF_MIN_MS;
 	na_store *st = &f->srv->store;
@@ -392,31 +486,12 @@ static int on_rows(na_follower *f, const uint8_t *msg, size_t len, size_t params
 	fjob *fj = new_job(f, NA_WOP_SNAP_ROWS, msg, len, &base);
 	if (!fj)
 		return -1;
-	na_mp r;
-	na_mp_init(&r, base + params_off, len - params_off);
-	uint32_t n;
-	/* a row is at least array(2) + bin8(16 key) + bin8: 21 bytes */
-	if (na_mp_array(&r, &n) || n > na_mp_left(&r) / 21) {
+	if (na_follow_parse_rows(base + params_off, len - params_off, &fj->job.rows,
+				 &fj->job.nrows)) {
 		free_job(fj);
 		return -1;
 	}
-	fj->job.rows = calloc(n ? n : 1, sizeof *fj->job.rows);
-	if (!fj->job.rows) {
-		free_job(fj);
-		return -1;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t two, rl;
-		na_srow *row = &fj->job.rows[i];
-		if (na_mp_array(&r, &two) || two != 2 || read_key(&r, &row->key) ||
-		    na_mp_bin(&r, &row->rec, &rl)) {
-			free_job(fj);
-			return -1;
-		}
-		row->rec_len = rl;
-	}
-	fj->job.nrows = n;
-	fj->rows = n;
+	fj->rows = fj->job.nrows;
 	submit(f, fj);
 	return 0;
 }
@@ -427,53 +502,14 @@ static int on_log(na_follower *f, const uint8_t *msg, size_t len, size_t params_
 	fjob *fj = new_job(f, NA_WOP_APPLY, msg, len, &base);
 	if (!fj)
 		return -1;
-	na_mp r;
-	na_mp_init(&r, base + params_off, len - params_off);
-	uint32_t n;
-	/* an entry is at least array(3) + seq + "D" + bin8(16 key): 21 bytes */
-	if (np < 1 || na_mp_array(&r, &n) || n > na_mp_left(&r) / 21) {
-		free_job(fj);
-		return -1;
-	}
-	fj->job.entries = calloc(n ? n : 1, sizeof *fj->job.entries);
-	if (!fj->job.entries) {
-		free_job(fj);
-		return -1;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		na_rentry *e = &fj->job.entries[i];
-		uint32_t an, on, bl;
-		const char *op;
-		if (na_mp_array(&r, &an) || an < 3 || na_mp_u64(&r, &e->seq) || na_mp_str(&r, &op, &on) ||
-		    on != 1)
-			goto bad;
-		e->op = (uint8_t)op[0];
-		if (e->op == 'P' && an == 5) {
-			if (read_key(&r, &e->key))
-				goto bad;
-			if (na_mp_peek(&r) == NA_MP_NIL) na_mp_nil(&r);
-			else if (read_key(&r, &e->old)) goto bad;
-			else e->has_old = true;
-			if (na_mp_peek(&r) == NA_MP_NIL) na_mp_nil(&r);
-			else if (na_mp_bin(&r, &e->rec, &bl)) goto bad;
-			else e->rec_len = bl;
-		} else if (e->op == 'D' && an == 3) {
-			if (read_key(&r, &e->key))
-				goto bad;
-		} else if (e->op == 'Z' && an == 4) {
-			uint64_t id;
-			if (na_mp_u64(&r, &id) || id == 0 || id > NA_MAX_DICTS ||
-			    na_mp_bin(&r, &e->dict, &bl) || bl == 0)
-				goto bad;
-			e->dict_id = (uint32_t)id;
-			e->dict_len = bl;
-		} else {
-			goto bad;
-		}
-	}
-	fj->job.nentries = n;
 	uint64_t head = 0, t = 0;
-	if (np >= 3 && na_mp_u64(&r, &head) == 0 && na_mp_u64(&r, &t) == 0) {
+	bool has_head;
+	if (na_follow_parse_log(base + params_off, len - params_off, np, &fj->job.entries,
+				&fj->job.nentries, &has_head, &head, &t)) {
+		free_job(fj);
+		return -1;
+	}
+	if (has_head) {
 		f->head = head > f->head ? head : f->head;
 		f->head_time = t;
 	}
@@ -481,9 +517,6 @@ static int on_log(na_follower *f, const uint8_t *msg, size_t len, size_t params_
 		f->behind_since = uv_now(f->srv->loop) ? uv_now(f->srv->loop) : 1;
 	submit(f, fj);
 	return 0;
-bad:
-	free_job(fj);
-	return -1;
 }
 
 /* One message from the primary. */

@@ -92,6 +92,7 @@ struct na_server {
 	uint64_t trained_at;       /* article count when the current dict was trained */
 	double trained_ratio;
 	uint64_t dict_raw, dict_stored, dict_records;  /* since the current dict */
+	uint64_t recoded;          /* articles re-encoded with a dictionary */
 };
 
 /* Opens the store and starts the writer; listeners are separate. */

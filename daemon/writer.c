@@ -474,6 +474,25 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 	}
 	case NA_WOP_HISTORY:
 		return put_identity(w, txn, j);
+	case NA_WOP_RECODE:
+		/* A key names one immutable version: if it is still there, its
+		 * content is what was re-encoded, so only the bytes change. No log
+		 * entry: followers keep their own encodings of the same content. */
+		for (uint32_t i = 0; i < j->nrows; i++) {
+			MDB_val k = { NA_KEY_BYTES, j->rows[i].key.b }, v;
+			rc = mdb_get(txn, w->store->articles, &k, &v);
+			if (rc == MDB_NOTFOUND)
+				continue;
+			if (rc)
+				return rc;
+			size_t old = v.mv_size;
+			v.mv_size = j->rows[i].rec_len;
+			v.mv_data = (void *)j->rows[i].rec;
+			if ((rc = mdb_put(txn, w->store->articles, &k, &v, 0)))
+				return rc;
+			w->stored_bytes = w->stored_bytes - old + j->rows[i].rec_len;
+		}
+		return 0;
 	case NA_WOP_TRIM:
 		return apply_trim(w, txn, j);
 	default:

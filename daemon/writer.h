@@ -29,6 +29,7 @@ typedef enum na_wop {
 	NA_WOP_HISTORY,     /* adopt a history id (after the primary's promotion) */
 	NA_WOP_PROMOTE,     /* become a primary under a new history */
 	NA_WOP_TRIM,        /* log retention */
+	NA_WOP_RECODE,      /* store the same articles compressed better */
 } na_wop;
 
 /* A change-log entry as shipped between servers (see replog.c). */
@@ -92,7 +93,7 @@ struct na_wjob {
 	/* NA_WOP_APPLY */
 	na_rentry *entries;
 	uint32_t nentries;
-	/* NA_WOP_SNAP_ROWS */
+	/* NA_WOP_SNAP_ROWS, NA_WOP_RECODE (same content, new record bytes) */
 	na_srow *rows;
 	uint32_t nrows;
 	/* NA_WOP_SNAP_BEGIN, NA_WOP_HISTORY, NA_WOP_PROMOTE: identity; SNAP_END: seq */
