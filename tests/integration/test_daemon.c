@@ -832,8 +832,14 @@ static void test_slow_reader(void **state)
 static void test_dictionary_trained(void **state)
 {
 	(void)state;
+	/* a fresh archive, so the first dictionary is trained during this test */
+	na_test_daemon dd;
+	memset(&dd, 0, sizeof dd);
+	dd.extra[0] = "--train-min";
+	dd.extra[1] = "500";
+	assert_int_equal(na_test_daemon_start(&dd), 0);
 	na_trpc t;
-	conn(&t);
+	na_trpc_init(&t, na_test_connect_tcp(&dd));
 	/* keep writing article-like text until a dictionary is in use */
 	const char *words[] = { "market", "shares", "company", "said", "percent", "billion",
 				"quarter", "profit", "bank", "rates", "trade", "oil", "prices" };
@@ -926,6 +932,7 @@ static void test_dictionary_trained(void **state)
 	if (ratio < 2.0)
 		fail_msg("articles compressed with the dictionary: ratio %.2f", ratio);
 	na_trpc_close(&t);
+	assert_int_equal(na_test_daemon_cleanup(&dd), 0);
 }
 
 #define BIG_N 100000
