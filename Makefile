@@ -109,11 +109,18 @@ run: deps
 	@mkdir -p data
 	./$(B)/newsarchd --data ./data --socket ./data/newsarchd.sock
 
-# `make test`: plain build, then the same suite under ASan+UBSan+LSan.
+# `make test`: plain build, then the same suite under ASan+UBSan+LSan. With
+# FUZZ_SECONDS=N set, every fuzz target then runs for N seconds, each
+# counting as one test (needs clang: FUZZ=1 sh deploy/install-deps.sh).
 test: deps
 	$(MAKE) test-plain
 	$(MAKE) test-asan
-	@sh tests/run.sh --summary build/test-results build-asan/test-results
+	@fz=; if [ -n "$${FUZZ_SECONDS:-}" ]; then \
+		fz=$(FZ)/test-results; rm -f $$fz; \
+		$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60} || true; \
+		[ -f $$fz ] || { mkdir -p $(FZ); echo "failed 1" > $$fz; }; \
+	fi; \
+	sh tests/run.sh --summary build/test-results build-asan/test-results $$fz
 
 test-plain: all $(TESTS)
 	@sh tests/run.sh --build $(B) --results $(B)/test-results

@@ -62,6 +62,7 @@ struct na_follower {
 	unsigned backoff;
 	bool gai_pending, freeing;
 	bool refused;              /* would lose local writes: stopped trying */
+	uint64_t last_rx;          /* loop time of the last bytes from the primary */
 };
 
 typedef struct fjob {
@@ -189,6 +190,36 @@ static void on_retry(uv_timer_t *t)
 		return;
 	}
 	start_connect(f);
+}
+
+/*
+ * The retry timer also watches the link: a connect or handshake that gets
+ * no answer within LINK_TIMEOUT_MS (a peer whose backlog drops our SYNs, a
+ * primary that accepts and never answers), or a link that has been silent
+ * that long although the primary sends a heartbeat every second, is dropped
+ * and retried.
+ */
+#define LINK_TIMEOUT_MS 10000
+
+static void on_watch(uv_timer_t *t)
+{
+	na_follower *f = t->data;
+	if (f->stopping || f->state == F_IDLE)
+		return;
+	uint64_t now = uv_now(f->srv->loop);
+	if (f->gai_pending || now - f->last_rx < LINK_TIMEOUT_MS) {
+		uint64_t left = f->gai_pending ? LINK_TIMEOUT_MS : LINK_TIMEOUT_MS - (now - f->last_rx);
+		uv_timer_start(&f->retry, on_watch, left + 10, 0);
+		return;
+	}
+	drop_link(f, f->state < F_SNAPSHOT ? "no answer from the primary; retrying"
+					   : "the primary has been silent too long; reconnecting");
+}
+
+static void watch(na_follower *f)
+{
+	f->last_rx = uv_now(f->srv->loop);
+	uv_timer_start(&f->retry, on_watch, LINK_TIMEOUT_MS + 10, 0);
 }
 
 static void schedule_retry(na_follower *f)
@@ -668,6 +699,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	f->in_len += (size_t)nread;
+	f->last_rx = uv_now(f->srv->loop);
 	process_input(f);
 }
 
@@ -766,6 +798,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static void start_connect(na_follower *f)
 {
 	f->state = F_CONNECTING;
+	watch(f);
 	f->in_len = 0;
 	f->paused = false; /* a pause belonged to the previous link */
 	if (f->is_unix) {

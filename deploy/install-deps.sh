@@ -4,6 +4,11 @@
 set -eu
 PKGS="build-essential pkg-config liblmdb-dev libuv1-dev libmsgpack-dev libzstd-dev \
 libjansson-dev libinih-dev libsystemd-dev libcmocka-dev zstd"
+# The fuzz targets (make fuzz, or make test with FUZZ_SECONDS set) need
+# clang, its fuzzer runtime and python3 for the seeds: FUZZ=1 adds them.
+if [ "${FUZZ:-}" = 1 ]; then
+	PKGS="$PKGS clang libclang-rt-14-dev python3"
+fi
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -664,7 +664,9 @@ static int emit(dec *d, unsigned depth)
 	case NA_MP_STR: {
 		const char *s = NULL;
 		uint32_t n = 0;
-		na_mp_str(r, &s, &n);
+		if (na_mp_str(r, &s, &n)) /* truncated */
+			return jfail(d->err, d->errcap, NA_JSON_EVALUE, "%s%smalformed MessagePack",
+				    AT(&d->p));
 		if (!na_json_utf8_valid(s, n))
 			return jfail(d->err, d->errcap, NA_JSON_EVALUE, "%s%sstring is not valid UTF-8",
 				    AT(&d->p));
@@ -674,7 +676,9 @@ static int emit(dec *d, unsigned depth)
 	case NA_MP_BIN: {
 		const uint8_t *b = NULL;
 		uint32_t n = 0;
-		na_mp_bin(r, &b, &n);
+		if (na_mp_bin(r, &b, &n)) /* truncated */
+			return jfail(d->err, d->errcap, NA_JSON_EVALUE, "%s%smalformed MessagePack",
+				    AT(&d->p));
 		OUT(puts0(d->out, "{\"$base64\":\"") || na_json_b64_encode(d->out, b, n) ||
 		    puts0(d->out, "\"}"));
 		return 0;
@@ -709,7 +713,9 @@ static int emit(dec *d, unsigned depth)
 			if (na_mp_peek(r) != NA_MP_STR)
 				return jfail(d->err, d->errcap, NA_JSON_EVALUE,
 					    "%s%smap key %u is not a string", AT(&d->p), i);
-			na_mp_str(r, &k, &kn);
+			if (na_mp_str(r, &k, &kn)) /* truncated */
+				return jfail(d->err, d->errcap, NA_JSON_EVALUE,
+					    "%s%smalformed MessagePack", AT(&d->p));
 			if (!na_json_utf8_valid(k, kn))
 				return jfail(d->err, d->errcap, NA_JSON_EVALUE,
 					    "%s%smap key %u is not valid UTF-8", AT(&d->p), i);

@@ -3,31 +3,43 @@
 # `make fuzz FUZZ_SECONDS=N` builds every tests/fuzz/fuzz_*.c with clang and
 # -fsanitize=fuzzer,address,undefined into build-fuzz/, writes seed corpora
 # (tests/fuzz/seeds.py) and runs each target for N seconds. New inputs are
-# kept in build-fuzz/corpus/<target>/, crashes in build-fuzz/crashes/.
+# kept in build-fuzz/corpus/<target>/, crashes in build-fuzz/crashes/. Every
+# target runs even when an earlier one crashed; build-fuzz/test-results
+# counts them (`passed N` / `failed N`, one per target) for tests/run.sh
+# --summary, and the run fails when any target crashed.
 
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FZ := build-fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -g -O1 -std=c17 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
-	-Iinclude -Iproto -Idaemon $(PKG_CFLAGS) $(FUZZ_SAN)
+	-Iinclude -Iproto -Idaemon -Iclient/cli $(PKG_CFLAGS) $(FUZZ_SAN)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(FUZZ_SRC))
 FUZZ_LIB_OBJ := $(patsubst %.c,$(FZ)/obj/%.o,$(PROTO_SRC) $(DAEMON_SRC))
+# the CLI's JSON, time and text-page code (fuzz_json, fuzz_text; jansson)
+FUZZ_CLI_OBJ := $(patsubst %.c,$(FZ)/obj/%.o,client/cli/json.c client/cli/timefmt.c \
+	client/cli/textimport.c)
 
 # the code under test: instrumented for coverage, without libFuzzer's main
 $(FZ)/obj/daemon/%.o: daemon/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 $(FZ)/obj/proto/%.o: proto/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FZ)/obj/client/cli/%.o: client/cli/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 $(FZ)/obj/tests/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
 $(FZ)/fuzz_%: $(FZ)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+$(FZ)/fuzz_json $(FZ)/fuzz_text: $(FUZZ_CLI_OBJ)
+
+-include $(shell find $(FZ)/obj -name '*.d' 2>/dev/null)
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_TARGETS)
@@ -35,10 +47,14 @@ fuzz-build: $(FUZZ_TARGETS)
 fuzz: fuzz-build
 	python3 tests/fuzz/seeds.py $(FZ)/seeds
 	@mkdir -p $(FZ)/crashes
-	@for t in $(FUZZ_TARGETS); do \
+	@rm -f $(FZ)/test-results; p=0; f=0; \
+	for t in $(FUZZ_TARGETS); do \
 		n=$${t##*/}; mkdir -p $(FZ)/corpus/$$n; \
 		echo "== $$n ($(FUZZ_SECONDS) s)"; \
-		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		if $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 			-artifact_prefix=$(FZ)/crashes/$$n- \
-			$(FZ)/corpus/$$n $(FZ)/seeds/$$n || exit 1; \
-	done
+			$(FZ)/corpus/$$n $(FZ)/seeds/$$n; then p=$$((p + 1)); \
+		else f=$$((f + 1)); echo "FAIL $$n: see $(FZ)/crashes/$$n-*"; fi; \
+	done; \
+	printf 'passed %d\nfailed %d\n' $$p $$f > $(FZ)/test-results; \
+	echo "fuzz: $$p passed, $$f failed"; [ $$f -eq 0 ]

@@ -2,7 +2,8 @@
 """Writes seed corpora for the libFuzzer targets in tests/fuzz/.
 
 usage: seeds.py OUTDIR   ->  OUTDIR/fuzz_frame/, fuzz_record/, fuzz_article/,
-                             fuzz_dispatch/ (one file per seed)
+                             fuzz_dispatch/, fuzz_json/, fuzz_text/,
+                             fuzz_follow/ (one file per seed)
 
 A tiny MessagePack encoder is included so the script needs nothing but
 Python 3. Seeds are deterministic.
@@ -174,6 +175,104 @@ def dispatch():
     ]
 
 
+def json_seeds():
+    """JSON articles, msgpack values, RFC 3339 times and base64 for fuzz_json."""
+    js = [
+        '{"guid": "urn:seed:j1", "published": "2021-03-04T05:06:07Z", "title": "Harbour reopens",'
+        ' "body": "Ferries resumed at dawn.\\nTraffic was light.", "authors": ["R. Vale"],'
+        ' "tags": ["transport"], "language": "en"}',
+        '{"guid": "g", "published": 1600000000, "updated": 1600000100.25, "title": "t"}',
+        '{"guid": "g", "published": "1999-12-31 23:59:59.123456789+05:30", "title": "",'
+        ' "x": {"n": null, "b": [true, false], "r": -0.0, "big": 9223372036854775807,'
+        ' "neg": -9223372036854775808, "e": 1e300, "s": "\\u00e9\\u0000\\ud83d\\ude00"}}',
+        '{"guid": "g", "published": {"$ext": -1, "$base64": "AAAAAQ=="}, "title": "t",'
+        ' "bin": {"$base64": "AAEC/w=="}, "ext": {"$ext": 5, "$base64": "YWJj"},'
+        ' "notbin": {"$base64": "AA==", "other": 1}}',
+        '{"guid": "g", "published": "0001-01-01", "title": "t", "d": [[[[[[[[1]]]]]]]]}',
+        '{"guid": "g", "published": "9999-12-31T23:59:59.999999999Z", "title": "t"}',
+        '{"guid": "g", "published": "2020-02-30", "title": "bad day"}',
+        '{"guid": "g", "guid": "h", "published": 0, "title": "dup"}',
+        '{"guid": "", "published": 0, "title": "empty guid"}',
+        '[1, 2, 3]', '{"guid": "g", "published": 0', '',
+    ]
+    times = ["2022-01-08T07:52:00Z", "1987-02-26T15:01:01.79Z", "2000-02-29t12:00z",
+             "2021-06-01T00:00:00+0530", "2021-06-01T00:00-08", "2016-12-31T23:59:60Z",
+             "0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01", "2021-13-01",
+             "2021-01-01T24:00:00Z", "2021-01-01T00:00:00.1234567890Z"]
+    b64 = ["", "QQ==", "QUI=", "QUJD", "QUJDRA==", "QR==", "Q===", "QUJD!A=="]
+    mp = [pack(article(20)), pack(article(21, updated=Ts(-62135596800))),
+          pack({"k": [1, -1, 1 << 63, -(1 << 63), 0.1, 1e16, 123456789.0, None, True]}),
+          pack({"$base64": "AA=="}), pack({"$ext": 1, "$base64": "AA=="}),
+          pack({1: 2}), pack([Raw(b"\xa1\xff")]),
+          pack([Ts(253402300800), Ts(1, 999999999), Ext(7, b"xyz"), b"\x00\x01"]),
+          pack({"a\x00b": "c\x1f\"\\\x7f"}), b"\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00",
+          pack("\u2028") + b"\xc0", b"\xa2\xc3\x28"]
+    return [x.encode() for x in js + times + b64] + mp
+
+
+def text_seeds():
+    """Text pages for fuzz_text; byte 0 picks the options."""
+    pages = [
+        "Home > World > Europe\n\nRiver barges return to the upper canal\n"
+        "By Dana Ostrow and Lee Park, Staff Reporters\n"
+        "Published 13:22 CET, January 8th 2022 | Updated 15:01 CET\n\n"
+        "Barges carried grain past the old locks on Saturday for the first time in a year.\n\n"
+        "The operator said repairs had cost less than planned.\nAdvertisement\n\n"
+        "Related\nOther news\n",
+        "CITY DESK\nCouncil approves new library budget\nJan. 8, 2022 7:52 a.m. ET\n"
+        "Written by Sam Whitfield for The Example Gazette\n"
+        "The council voted 7-2.\nMembers debated late into the night.\n",
+        "\ufeffPosted on March 3, 2023 by Sam Whitfield\r\n"
+        "A quiet week on the markets for small traders\r\n\r\nPrices barely moved.\r\n",
+        "Saturday 8th of January, 2022 09:15 UTC+5:30\nThree words title here\nBody.\n",
+        "08/01/2022 10:00 PT\nA numeric date with a Pacific zone\nText.\n",
+        "Date: 2022/01/08\nAuthor: Q. Example\nNo body lines follow the headline at all\n",
+        "Last updated 2022-01-08T13:22:05+05:30\nOnly an update time on this page\n5 min read\n",
+        "Share\nTweet\nEmail\nNo date anywhere on this page at all\n",
+        "8 January 2022\nshort\n\n\n",
+        "2022-01-08 25:61\nA page with a broken time on the date line\nBody.\n",
+    ]
+    out = []
+    for i, p in enumerate(pages):
+        out.append(bytes([(i * 37) & 0xff]) + p.encode())
+    out.append(b"\x00" + b"Jan 8, 2022\n\xc3\x28 bad utf-8 headline here\n")
+    out.append(b"\x08" + b"A headline\x00with a NUL\n8 January 2022\n")
+    out.append(b"\x10" + b"GMT-4")
+    out.append(b"\x18" + b"+05:30")
+    return out
+
+
+def follow_seeds():
+    """Messages a primary sends its followers (replog.c), for fuzz_follow."""
+    key = bytes(range(16))
+    key2 = bytes(range(16, 32))
+    hist = b"H" * 16
+    chain = b"C" * 16 + struct.pack(">Q", 42)
+
+    def notify(method, params):
+        return pack([2, method, params])
+
+    rec = b"\x00\x05hello"  # a stored record: plain, 5 bytes
+    return [
+        pack([1, 1, None, {"mode": "stream", "history": hist, "chain": b"", "seq": 7, "head": 9}]),
+        pack([1, 1, None, {"mode": "snapshot", "history": hist, "chain": chain,
+                           "hash_key": b"K" * 16, "seq": 3, "head": 3, "extra": [1, 2]}]),
+        pack([1, 2, None, True]),
+        pack([1, 1, {"code": "unauthorized", "message": "no"}, None]),
+        notify("log", [[[1, "P", key, None, rec], [2, "P", key2, key, None],
+                        [3, "D", key], [4, "Z", 1, b"dictionary bytes"]], 10, 1700000000000]),
+        notify("log", [[]]),
+        notify("log", [[[5, "Z", 4097, b"x"]]]),
+        notify("log", [[[6, "X", key]], 1]),
+        notify("rows", [[[key, rec], [key2, b""]]]),
+        notify("rows", [[[key, rec, b"extra"]]]),
+        notify("heartbeat", [10, 1700000000000]),
+        notify("dict", [1, b"dict"]),
+        notify("snapshot_end", [12]),
+        pack([2, "log", [Raw(b"\xdd\x7f\xff\xff\xff")]]),
+    ]
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -181,7 +280,10 @@ def main():
     sets = {"fuzz_frame": [b"\x20\xff\x12\x34" + f for f in frames() + articles()],
             "fuzz_record": records(),
             "fuzz_article": articles(),
-            "fuzz_dispatch": dispatch()}
+            "fuzz_dispatch": dispatch(),
+            "fuzz_json": json_seeds(),
+            "fuzz_text": text_seeds(),
+            "fuzz_follow": follow_seeds()}
     for name, seeds in sets.items():
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)

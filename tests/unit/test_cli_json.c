@@ -299,6 +299,19 @@ static void test_export_refusals(void **st)
 	msgpack_pack_int(&pk, 1);
 	assert_export_error(&sb, "malformed");
 	msgpack_sbuffer_destroy(&sb);
+	/* regression (fuzz_json): a truncated string, map key or bin went on
+	 * as a NULL pointer into the UTF-8 check, the quoting or base64 (UBSan) */
+	static const char *const truncated[] = {
+		"\xaf\xb4JDRA==",          /* str of 15, 7 bytes */
+		"\x81\xa9" "body",         /* key of 9, 4 bytes */
+		"\x92\xc0\xc5\xc7\x03:x", /* bin16 of 50947, 3 bytes */
+	};
+	for (size_t i = 0; i < sizeof truncated / sizeof *truncated; i++) {
+		msgpack_sbuffer_init(&sb);
+		msgpack_sbuffer_write(&sb, truncated[i], strlen(truncated[i]));
+		assert_export_error(&sb, "malformed");
+		msgpack_sbuffer_destroy(&sb);
+	}
 }
 
 static void test_export_plain_values(void **st)
