@@ -605,11 +605,14 @@ static int on_message(na_follower *f, const uint8_t *msg, size_t len)
 	}
 	if (na_mp_streq(m, mn, "log") && f->state == F_STREAMING)
 		return on_log(f, msg, len, off, np);
-	if (f->state != F_SNAPSHOT)
+	bool dict = na_mp_streq(m, mn, "dict");
+	/* dictionaries come ahead of the records that need them, also while
+	 * streaming (a record re-encoded after its 'Z' entry was written) */
+	if (f->state != F_SNAPSHOT && !(dict && f->state == F_STREAMING))
 		return -1;
 	if (na_mp_streq(m, mn, "rows"))
 		return np == 1 ? on_rows(f, msg, len, off) : -1;
-	if (na_mp_streq(m, mn, "dict")) {
+	if (dict) {
 		const uint8_t *base;
 		fjob *fj = new_job(f, NA_WOP_SNAP_DICT, msg, len, &base);
 		if (!fj)

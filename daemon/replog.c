@@ -462,6 +462,23 @@ static int log_chunk(na_sender *x)
 		if (e[0] == 'P' && (v.mv_size == 17 || v.mv_size == 33)) {
 			MDB_val ak = { NA_KEY_BYTES, (void *)(e + 1) }, av;
 			int gr = mdb_get(txn, st->articles, &ak, &av);
+			na_rec rh;
+			/* The bytes shipped are today's: a record re-encoded after a
+			 * dictionary appeared may name a dictionary whose 'Z' entry
+			 * comes later in the log. Send such dictionaries first. */
+			if (!x->subscribe && gr == 0 &&
+			    na_rec_parse(st->codec, av.mv_data, av.mv_size, &rh) == 0 &&
+			    rh.fmt == NA_REC_ZSTD_DICT)
+				while (x->dict_sent < rh.dict) {
+					if (send_dict(x, txn, x->dict_sent + 1) != 0 &&
+					    x->dict_sent + 1 == rh.dict) {
+						rc = -1;
+						break;
+					}
+					x->dict_sent++;
+				}
+			if (rc)
+				break;
 			if (x->subscribe && gr == 0 &&
 			    na_store_decode(st, av.mv_data, av.mv_size, &dec.data, &dec.cap, &dec.len))
 				gr = MDB_NOTFOUND;

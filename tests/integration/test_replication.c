@@ -980,18 +980,6 @@ static void watch_follower(const rstats *fs, void *arg)
 static void test_link_cut_resumes_without_snapshot(void **state)
 {
 	(void)state;
-	/*
-	 * Known bug, not fixed yet: in roughly a third of the runs, the
-	 * follower's first write transaction after the link comes back fails
-	 * with MDB_CORRUPTED ("Located page was wrong type") and it never
-	 * converges. Skipped, loudly, unless NEWSARCH_RUN_KNOWN_BUGS is set,
-	 * until the cause is found (see the open replication issue).
-	 */
-	if (!getenv("NEWSARCH_RUN_KNOWN_BUGS")) {
-		fprintf(stderr, "SKIPPED test_link_cut_resumes_without_snapshot: known intermittent "
-				"follower failure after a link cut (set NEWSARCH_RUN_KNOWN_BUGS=1 to run)\n");
-		skip();
-	}
 	start_daemon(0, NULL);
 	ingest_sync(0, "cut0", 0, 2000, 300, 500);
 	PROXY = na_proxy_start(D[0].port);
