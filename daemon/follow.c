@@ -96,13 +96,6 @@ static void maybe_free(na_follower *f)
 	uv_close((uv_handle_t *)&f->retry, on_retry_closed);
 }
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- sending ----------------------------------------------------------- */
 
 typedef struct fwrite {
@@ -904,7 +897,6 @@ void na_follow_stats(na_server *s, msgpack_packer *pk)
 	na_mp_pack_cstr(pk, "lag_seconds");
 	msgpack_pack_double(pk, f->behind_since && f->head > f->applied
 				    ? (double)(now - f->behind_since) / 1000.0 : 0.0);
-	(void)wall_ms;
 }
 
 void na_follow_metrics(na_server *s, FILE *f)

@@ -78,7 +78,6 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 				(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid);
 			problems++;
 		}
-		na_key found;
 		uint8_t hb[8];
 		na_be64_put(hb, na_store_guid_hash(s, info.guid, info.guid_len));
 		MDB_val ik = { 8, hb }, iv = { NA_KEY_BYTES, k.mv_data };
@@ -90,7 +89,6 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 			problems++;
 		}
 		mdb_cursor_close(ic);
-		(void)found;
 	}
 	mdb_cursor_close(cur);
 

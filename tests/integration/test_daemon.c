@@ -742,21 +742,6 @@ static void test_restart_persistence(void **state)
 	na_trpc_close(&t);
 }
 
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	long kb = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 static void test_slow_reader(void **state)
 {
 	(void)state;
@@ -788,7 +773,7 @@ static void test_slow_reader(void **state)
 		assert_int_equal(na_trpc_call(&t, "put_batch", 1, &p.sb, &err, &res), 1);
 		p_free(&p);
 	}
-	long before = rss_kb(d2.pid);
+	long before = na_test_rss_kb(d2.pid);
 	/* a reader that asks for 2,000 pages of ~4 MiB and reads nothing */
 	int fd = na_test_connect_tcp(&d2);
 	int one = 1 << 16;
@@ -819,7 +804,7 @@ static void test_slow_reader(void **state)
 		assert_int_equal(na_trpc_call(&t, "count", 0, NULL, &err, &res), 1);
 		assert_int_equal(res.via.u64, 1000);
 	}
-	long after = rss_kb(d2.pid);
+	long after = na_test_rss_kb(d2.pid);
 	/* 2,000 x 4 MiB would be 8 GB; the cap is 1 MiB plus one reply */
 	if (after - before > 200 * 1024)
 		fail_msg("server RSS grew from %ld to %ld kB", before, after);

@@ -48,21 +48,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	long kb = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -150,7 +135,7 @@ static void test_thousand_connections(void **state)
 		assert_int_equal(na_trpc_call(&t, "put_batch", 1, &sb, &err, &res), 1);
 		msgpack_sbuffer_destroy(&sb);
 	}
-	long rss_start = rss_kb(d.pid);
+	long rss_start = na_test_rss_kb(d.pid);
 
 	/* a client that asks for big ranges and never reads */
 	int hog = na_test_connect_tcp(&d);
@@ -221,7 +206,7 @@ static void test_thousand_connections(void **state)
 			send_request(c, next_id++, &rnd);
 		}
 		if (now_ns() - last_rss > 1000000000ULL) {
-			long r = rss_kb(d.pid);
+			long r = na_test_rss_kb(d.pid);
 			if (r > rss_peak)
 				rss_peak = r;
 			last_rss = now_ns();

@@ -42,6 +42,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
+#include "daemon.h"
 #include "testrpc.h"
 
 extern char **environ;
@@ -77,21 +78,6 @@ static const char *src_dir(void)
 {
 	const char *s = getenv("NEWSARCH_SRC");
 	return s && *s ? s : ".";
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int port = -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
 }
 
 static int connect_port(int port)
@@ -368,7 +354,7 @@ static int svc_init(svc *s)
 	snprintf(s->sock, sizeof s->sock, "%s/newsarchd.sock", s->dir);
 	snprintf(s->nsock, sizeof s->nsock, "%s/notify.sock", s->dir);
 	snprintf(s->log, sizeof s->log, "%s/daemon.log", s->dir);
-	s->port = free_port();
+	s->port = na_test_free_port();
 	if (s->port < 0)
 		return -1;
 	snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
@@ -1697,9 +1683,9 @@ static void test_metrics(void **state)
 	(void)state;
 	svc *s = &SV[0];
 	assert_int_equal(svc_init(s), 0);
-	int mport = free_port();
+	int mport = na_test_free_port();
 	for (int i = 0; i < 10 && mport == s->port; i++)
-		mport = free_port();
+		mport = na_test_free_port();
 	assert_true(mport > 0 && mport != s->port);
 	char ml[64];
 	snprintf(ml, sizeof ml, "127.0.0.1:%d", mport);

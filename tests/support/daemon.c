@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int free_port(void)
+int na_test_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
@@ -34,6 +34,21 @@ static int free_port(void)
 		port = ntohs(a.sin_port);
 	close(fd);
 	return port;
+}
+
+long na_test_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kb = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
 }
 
 static void dump_log(const na_test_daemon *d)
@@ -144,7 +159,7 @@ int na_test_daemon_start(na_test_daemon *d)
 	snprintf(d->sock, sizeof d->sock, "%s/newsarchd.sock", d->dir);
 	snprintf(d->log, sizeof d->log, "%s/daemon.log", d->dir);
 	snprintf(d->uaddr, sizeof d->uaddr, "unix:%s", d->sock);
-	d->port = free_port();
+	d->port = na_test_free_port();
 	if (d->port < 0)
 		return -1;
 	snprintf(d->addr, sizeof d->addr, "127.0.0.1:%d", d->port);

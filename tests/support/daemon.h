@@ -39,6 +39,10 @@ void na_test_daemon_kill(na_test_daemon *d);
  * the daemon did not exit with status 0 (its log is then printed): under
  * the sanitizers that is how a leak or memory error in the daemon shows. */
 int na_test_daemon_cleanup(na_test_daemon *d);
+/* A TCP port on 127.0.0.1 that nothing listens on right now; -1 on failure. */
+int na_test_free_port(void);
+/* VmRSS of a process in kB, -1 if unknown. */
+long na_test_rss_kb(pid_t pid);
 /* A blocking TCP connection to the daemon; -1 on failure. */
 int na_test_connect_tcp(const na_test_daemon *d);
 /* A blocking Unix-socket connection to the daemon; -1 on failure. */
