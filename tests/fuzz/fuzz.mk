@@ -2,13 +2,16 @@
 #   include tests/fuzz/fuzz.mk
 # `make fuzz FUZZ_SECONDS=N` builds every tests/fuzz/fuzz_*.c with clang and
 # -fsanitize=fuzzer,address,undefined into build-fuzz/, writes seed corpora
-# (tests/fuzz/seeds.py) and runs each target for N seconds. New inputs are
-# kept in build-fuzz/corpus/<target>/, crashes in build-fuzz/crashes/. Every
-# target runs even when an earlier one crashed; build-fuzz/test-results
-# counts them (`passed N` / `failed N`, one per target) for tests/run.sh
-# --summary, and the run fails when any target crashed.
+# (tests/fuzz/seeds.py) and runs each target for N seconds, FUZZ_JOBS of
+# them at a time (tests/fuzz/run.sh). New inputs are kept in
+# build-fuzz/corpus/<target>/, crashes in build-fuzz/crashes/. Every target
+# runs even when another crashed; build-fuzz/test-results counts them
+# (`passed N` / `failed N`, one per target) for tests/run.sh --summary, and
+# the run fails when any target crashed.
 
 FUZZ_SECONDS ?= 60
+# targets run side by side, one per core by default
+FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 FUZZ_CC ?= clang
 FZ := build-fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -46,15 +49,4 @@ fuzz-build: $(FUZZ_TARGETS)
 
 fuzz: fuzz-build
 	python3 tests/fuzz/seeds.py $(FZ)/seeds
-	@mkdir -p $(FZ)/crashes
-	@rm -f $(FZ)/test-results; p=0; f=0; \
-	for t in $(FUZZ_TARGETS); do \
-		n=$${t##*/}; mkdir -p $(FZ)/corpus/$$n; \
-		echo "== $$n ($(FUZZ_SECONDS) s)"; \
-		if $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			-artifact_prefix=$(FZ)/crashes/$$n- \
-			$(FZ)/corpus/$$n $(FZ)/seeds/$$n; then p=$$((p + 1)); \
-		else f=$$((f + 1)); echo "FAIL $$n: see $(FZ)/crashes/$$n-*"; fi; \
-	done; \
-	printf 'passed %d\nfailed %d\n' $$p $$f > $(FZ)/test-results; \
-	echo "fuzz: $$p passed, $$f failed"; [ $$f -eq 0 ]
+	@sh tests/fuzz/run.sh $(FZ) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
