@@ -634,7 +634,19 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			commit_group(w, j, j->next);
 		return;
 	}
-	if (rc == NA_WRITER_EGAP) {
+	if (rc == ENOSPC || rc == EDQUOT) {
+		/* the filesystem is full (or over quota): nothing of this
+		 * transaction reached the file, and LMDB keeps the last committed
+		 * state; retry one job at a time so what fits goes in */
+		if (first->next != stop) {
+			for (na_wjob *j = first; j != stop; j = j->next)
+				commit_group(w, j, j->next);
+			return;
+		}
+		log_error("write transaction failed: %s", strerror(rc));
+		fail_jobs(first, stop, NA_CODE_NO_SPACE,
+			  "the filesystem holding the archive is full; reads still work");
+	} else if (rc == NA_WRITER_EGAP) {
 		fail_jobs(first, stop, NA_CODE_INTERNAL, "replication gap");
 	} else if (rc) {
 		log_error("write transaction failed: %s", mdb_strerror(rc));

@@ -1,18 +1,22 @@
 /*
  * test_limits.c - limits that protect the server: slow senders are cut off
  * after request_timeout, connections beyond max_connections get an error
- * and are closed, and a full archive (max_map_size) refuses writes with
- * NO_SPACE while reads go on, then accepts writes again after deletes.
+ * and are closed, and a full archive refuses writes with NO_SPACE while
+ * reads go on, then accepts writes again after deletes: once when the map
+ * reaches max_map_size, once (as root) when the filesystem under the data
+ * directory, a small tmpfs, runs out of space.
  */
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,7 +98,8 @@ static void test_max_connections(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
 
-static int put_batch(na_trpc *t, int first, int n, uint64_t *seed, char *code, size_t codelen)
+static int put_batch(na_trpc *t, int first, int n, uint64_t *seed, char *code, size_t codelen,
+		     const char *why)
 {
 	msgpack_sbuffer p;
 	msgpack_packer pk;
@@ -122,31 +127,32 @@ static int put_batch(na_trpc *t, int first, int n, uint64_t *seed, char *code, s
 	int ok = 0;
 	for (uint32_t i = 0; i < res.via.array.size; i++) {
 		const msgpack_object *e = na_obj_get(&res.via.array.ptr[i], "error");
-		if (e)
+		if (e) {
 			na_obj_code(e, code, codelen);
-		else
+			/* the message says which limit was hit */
+			const msgpack_object *m = na_obj_get(e, "message");
+			assert_non_null(m);
+			assert_int_equal(m->type, MSGPACK_OBJECT_STR);
+			assert_non_null(memmem(m->via.str.ptr, m->via.str.size, why, strlen(why)));
+		} else
 			ok++;
 	}
 	return ok;
 }
 
-static void test_disk_full(void **state)
+/* Fills the archive of a started daemon until writes fail with NO_SPACE and
+ * a message containing `why`; then checks that reads work and everything
+ * stored is intact, that deleting half makes writes work again, and that
+ * the offline verify of `datadir` passes once the daemon stopped. */
+static void fill_until_full(na_test_daemon *d, const char *datadir, const char *why)
 {
-	(void)state;
-	na_test_daemon d;
-	memset(&d, 0, sizeof d);
-	d.extra[0] = "--map-size";
-	d.extra[1] = "1M";
-	d.extra[2] = "--max-map-size";
-	d.extra[3] = "4M";
-	assert_int_equal(na_test_daemon_start(&d), 0);
 	na_trpc t;
-	na_trpc_init(&t, na_test_connect_tcp(&d));
+	na_trpc_init(&t, na_test_connect_tcp(d));
 	uint64_t seed = 0x9e3779b97f4a7c15ULL;
 	char code[32] = "";
 	int stored = 0;
-	for (int round = 0; round < 400 && !code[0]; round++)
-		stored += put_batch(&t, stored, 10, &seed, code, sizeof code);
+	for (int round = 0; round < 4000 && !code[0]; round++)
+		stored += put_batch(&t, stored, 10, &seed, code, sizeof code, why);
 	assert_string_equal(code, "NO_SPACE");
 	assert_true(stored > 0);
 	/* reads keep working, and what was stored is intact */
@@ -178,22 +184,81 @@ static void test_disk_full(void **state)
 		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
 	}
 	code[0] = 0;
-	assert_int_equal(put_batch(&t, 100000, 5, &seed, code, sizeof code), 5);
+	assert_int_equal(put_batch(&t, 100000, 5, &seed, code, sizeof code, why), 5);
 	na_trpc_close(&t);
 	/* nothing is corrupted */
-	assert_int_equal(na_test_daemon_stop(&d), 0);
+	assert_int_equal(na_test_daemon_stop(d), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		if (null >= 0)
 			dup2(null, 1);
-		execl(getenv("NEWSARCHD"), "newsarchd", "--verify", "--data", d.data, (char *)NULL);
+		execl(getenv("NEWSARCHD"), "newsarchd", "--verify", "--data", datadir, (char *)NULL);
 		_exit(127);
 	}
 	int st;
 	waitpid(pid, &st, 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* The map reaches max_map_size. */
+static void test_disk_full(void **state)
+{
+	(void)state;
+	na_test_daemon d;
+	memset(&d, 0, sizeof d);
+	d.extra[0] = "--map-size";
+	d.extra[1] = "1M";
+	d.extra[2] = "--max-map-size";
+	d.extra[3] = "4M";
+	assert_int_equal(na_test_daemon_start(&d), 0);
+	fill_until_full(&d, d.data, "max_map_size");
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
+}
+
+/* The filesystem fills up long before the map does: the data directory is
+ * a 3 MiB tmpfs (needs root to mount; skipped otherwise). The teardown
+ * stops the daemon and unmounts even when an assertion failed. */
+static struct {
+	na_test_daemon d;
+	char mnt[64];
+	bool mounted;
+} fs;
+
+static void test_filesystem_full(void **state)
+{
+	(void)state;
+	memset(&fs, 0, sizeof fs);
+	snprintf(fs.mnt, sizeof fs.mnt, "/tmp/newsarch-tmpfs-XXXXXX");
+	if (geteuid() != 0 || !mkdtemp(fs.mnt)) {
+		skip();
+		return;
+	}
+	if (mount("tmpfs", fs.mnt, "tmpfs", 0, "size=3m,mode=0700") != 0) {
+		rmdir(fs.mnt);
+		skip();
+		return;
+	}
+	fs.mounted = true;
+	fs.d.extra[0] = "--data";
+	fs.d.extra[1] = fs.mnt;
+	fs.d.extra[2] = "--map-size";
+	fs.d.extra[3] = "64M";
+	assert_int_equal(na_test_daemon_start(&fs.d), 0);
+	fill_until_full(&fs.d, fs.mnt, "filesystem");
+	assert_int_equal(na_test_daemon_cleanup(&fs.d), 0);
+}
+
+static int filesystem_teardown(void **state)
+{
+	(void)state;
+	if (fs.d.dir[0])
+		na_test_daemon_cleanup(&fs.d);
+	if (fs.mounted) {
+		umount2(fs.mnt, MNT_DETACH);
+		rmdir(fs.mnt);
+	}
+	return 0;
 }
 
 int main(void)
@@ -202,6 +267,7 @@ int main(void)
 		cmocka_unit_test(test_slow_sender_is_cut_off),
 		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test(test_disk_full),
+		cmocka_unit_test_teardown(test_filesystem_full, filesystem_teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
