@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "log.h"
 #include "rpc.h"
@@ -609,6 +610,26 @@ static int grow_map(na_writer *w)
 	return 0;
 }
 
+/* LMDB reports a short write of its pages as EIO, which is what a full
+ * filesystem gives once part of a transaction fit. Call it full when the
+ * space left to us is under 1% of the filesystem (at least 1 MiB, at most
+ * 64 MiB): a short write leaves next to nothing. */
+static bool fs_full(na_store *s)
+{
+	const char *path = NULL;
+	struct statvfs vfs;
+	if (mdb_env_get_path(s->env, &path) || !path || statvfs(path, &vfs))
+		return false;
+	uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	uint64_t floor = total / 100;
+	if (floor < ((uint64_t)1 << 20))
+		floor = (uint64_t)1 << 20;
+	if (floor > ((uint64_t)64 << 20))
+		floor = (uint64_t)64 << 20;
+	return avail < floor;
+}
+
 static void fail_jobs(na_wjob *first, na_wjob *stop, int code, const char *msg)
 {
 	for (na_wjob *j = first; j != stop; j = j->next) {
@@ -634,16 +655,17 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			commit_group(w, j, j->next);
 		return;
 	}
-	if (rc == ENOSPC || rc == EDQUOT) {
-		/* the filesystem is full (or over quota): nothing of this
-		 * transaction reached the file, and LMDB keeps the last committed
-		 * state; retry one job at a time so what fits goes in */
+	if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store))) {
+		/* the filesystem is full (or over quota): the commit did not reach
+		 * the meta page, so LMDB keeps the last committed state; retry one
+		 * job at a time so what fits goes in */
 		if (first->next != stop) {
 			for (na_wjob *j = first; j != stop; j = j->next)
 				commit_group(w, j, j->next);
 			return;
 		}
-		log_error("write transaction failed: %s", strerror(rc));
+		log_error("write refused: the filesystem holding the archive is full (%s)",
+			  strerror(rc));
 		fail_jobs(first, stop, NA_CODE_NO_SPACE,
 			  "the filesystem holding the archive is full; reads still work");
 	} else if (rc == NA_WRITER_EGAP) {

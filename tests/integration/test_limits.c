@@ -1,7 +1,8 @@
 /*
  * test_limits.c - limits that protect the server: slow senders are cut off
  * after request_timeout, connections beyond max_connections get an error
- * and are closed, and a full archive refuses writes with NO_SPACE while
+ * and are closed, idle connections are closed after idle_timeout (feed
+ * subscribers excepted), and a full archive refuses writes with NO_SPACE while
  * reads go on, then accepts writes again after deletes: once when the map
  * reaches max_map_size, once (as root) when the filesystem under the data
  * directory, a small tmpfs, runs out of space.
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,7 +135,9 @@ static int put_batch(na_trpc *t, int first, int n, uint64_t *seed, char *code, s
 			const msgpack_object *m = na_obj_get(e, "message");
 			assert_non_null(m);
 			assert_int_equal(m->type, MSGPACK_OBJECT_STR);
-			assert_non_null(memmem(m->via.str.ptr, m->via.str.size, why, strlen(why)));
+			if (!memmem(m->via.str.ptr, m->via.str.size, why, strlen(why)))
+				fail_msg("%.*s: %.*s (expected a message naming %s)", (int)strlen(code),
+					 code, (int)m->via.str.size, m->via.str.ptr, why);
 		} else
 			ok++;
 	}
@@ -261,11 +265,67 @@ static int filesystem_teardown(void **state)
 	return 0;
 }
 
+/* idle_timeout closes a connection that sent nothing for that long, but not
+ * a change-feed subscriber, which only receives. The subscriber is opened
+ * first, so it has been idle longer than the plain connection when that
+ * one is closed; a later put reaching it proves it is still open. */
+static void test_idle_timeout(void **state)
+{
+	(void)state;
+	na_test_daemon d;
+	memset(&d, 0, sizeof d);
+	d.extra[0] = "--idle-timeout";
+	d.extra[1] = "1";
+	assert_int_equal(na_test_daemon_start(&d), 0);
+	msgpack_sbuffer p;
+	msgpack_packer pk;
+	msgpack_object err, res;
+	na_trpc sub;
+	na_trpc_init(&sub, na_test_connect_tcp(&d));
+	msgpack_sbuffer_init(&p);
+	msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 0);
+	assert_int_equal(na_trpc_call(&sub, "subscribe", 1, &p, &err, &res), 1);
+	msgpack_sbuffer_destroy(&p);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+
+	int fd = na_test_connect_tcp(&d);
+	assert_true(fd >= 0);
+	na_trpc plain;
+	na_trpc_init(&plain, fd);
+	ping_ok(&plain);
+	/* wait (bounded) for the server to close the idle connection */
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	assert_int_equal(poll(&pf, 1, 20000), 1);
+	char b;
+	assert_int_equal(recv(fd, &b, 1, 0), 0);
+	na_trpc_close(&plain);
+
+	/* the subscriber still receives */
+	na_trpc w;
+	na_trpc_init(&w, na_test_connect_tcp(&d));
+	uint64_t seed = 1;
+	char code[32];
+	assert_int_equal(put_batch(&w, 0, 1, &seed, code, sizeof code, ""), 1);
+	na_trpc_close(&w);
+	bool got = false;
+	for (int k = 0; k < 100 && !got; k++) {
+		msgpack_object o;
+		assert_int_equal(na_trpc_read(&sub, &o), 1);
+		got = o.type == MSGPACK_OBJECT_ARRAY && o.via.array.size == 3 &&
+		      na_obj_streq(&o.via.array.ptr[1], "log");
+	}
+	assert_true(got);
+	na_trpc_close(&sub);
+	assert_int_equal(na_test_daemon_cleanup(&d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_slow_sender_is_cut_off),
 		cmocka_unit_test(test_max_connections),
+		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_disk_full),
 		cmocka_unit_test_teardown(test_filesystem_full, filesystem_teardown),
 	};
