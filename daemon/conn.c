@@ -406,10 +406,52 @@ static int grow_in(na_conn *c)
 	return 0;
 }
 
+/*
+ * The first byte from a client on the TLS port must begin a TLS handshake
+ * record (0x16). Anything else is refused at once rather than left to wait
+ * for bytes that never come: in particular a plaintext MessagePack-RPC
+ * client (its requests begin with an array header), which is told in
+ * plaintext where it went wrong. 0, or -1 when the connection was closed.
+ */
+static int tls_sniff(na_conn *c, uint8_t first)
+{
+	if (first == 0x16)
+		return 0;
+	bool rpc = (first & 0xf0) == 0x90 || first == 0xdc || first == 0xdd;
+	log_warn("%s: not a TLS ClientHello (first byte 0x%02x%s); closing the connection",
+		 c->peer, first, rpc ? ": a plaintext MessagePack-RPC client on the TLS port?" : "");
+	c->srv->metrics.tls_errors++;
+	if (rpc) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_uint8(&pk, NA_RPC_NOTIFY);
+		na_mp_pack_cstr(&pk, "error");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_map(&pk, 2);
+		na_mp_pack_cstr(&pk, "code");
+		na_mp_pack_cstr(&pk, "BAD_REQUEST");
+		na_mp_pack_cstr(&pk, "message");
+		na_mp_pack_cstr(&pk, "this port speaks TLS: connect with tls://HOST:PORT");
+		uv_buf_t ub = uv_buf_init(sb.data, (unsigned)sb.size);
+		uv_try_write(&c->h.stream, &ub, 1);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	na_conn_close(c);
+	return -1;
+}
+
 /* Ciphertext arrived: decrypt all of it into c->in, then frame as usual. */
 static void tls_input(na_conn *c, const uint8_t *p, size_t n)
 {
 	bool was_done = na_tls_handshake_done(c->tls);
+	if (!c->tls_started) {
+		c->tls_started = true;
+		if (tls_sniff(c, p[0]))
+			return;
+	}
 	if (na_tls_feed(c->tls, p, n)) {
 		log_warn("%s: out of memory for TLS input; closing the connection", c->peer);
 		na_conn_close(c);

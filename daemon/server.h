@@ -38,6 +38,7 @@ struct na_conn {
 	size_t parked_bytes;       /* copies of reads waiting for min_seq */
 	int refs;                  /* the handle + one per pending request */
 	bool closing, paused, is_unix;
+	bool tls_started;          /* the first TLS bytes were checked */
 	uint64_t last_active;      /* loop time (ms) of the last request */
 	uint64_t partial_since;    /* loop time a partial request began waiting; 0: none */
 	char peer[64];

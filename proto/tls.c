@@ -33,12 +33,20 @@ struct na_tls {
 	char err[256];
 };
 
-/* The most useful description of what OpenSSL's error queue holds. */
+/* The most useful description of what OpenSSL's error queue holds: a
+ * system error (a file that cannot be opened) first, else the last one. */
 static void queue_msg(char *buf, size_t len, const char *what)
 {
-	unsigned long e, last = 0;
-	while ((e = ERR_get_error()) != 0)
+	unsigned long e, last = 0, sys = 0;
+	while ((e = ERR_get_error()) != 0) {
+		if (ERR_SYSTEM_ERROR(e) && !sys)
+			sys = e;
 		last = e;
+	}
+	if (sys) {
+		snprintf(buf, len, "%s: %s", what, strerror(ERR_GET_REASON(sys)));
+		return;
+	}
 	const char *r = last ? ERR_reason_error_string(last) : NULL;
 	if (r)
 		snprintf(buf, len, "%s: %s", what, r);
