@@ -12,7 +12,9 @@
  *   4. Protocol core    na_proto: the request/response machinery with no I/O,
  *                       for plugging the protocol into any event loop.
  *                       The libuv adapter (newsarch_uv.h) is built on it, and
- *                       so is the synchronous client.
+ *                       so is the synchronous client. It carries no TLS:
+ *                       both clients add TLS (tls:// addresses, OpenSSL 3)
+ *                       between it and the socket.
  *
  * Conventions
  *
