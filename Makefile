@@ -8,7 +8,7 @@ CC ?= cc
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := lmdb libuv msgpack libzstd jansson inih libsystemd
+PKGS := lmdb libuv msgpack libzstd jansson inih libsystemd openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -13,8 +13,9 @@
 #include "log.h"
 #include "mp.h"
 #include "rpc.h"
+#include "tls.h"
 
-enum otype { O_STR, O_SIZE, O_U32, O_INT, O_LEVEL, O_DURABILITY, O_TOKEN, O_BOOL };
+enum otype { O_STR, O_SIZE, O_U32, O_INT, O_LEVEL, O_DURABILITY, O_TOKEN, O_BOOL, O_VERIFY };
 
 typedef struct opt {
 	const char *name;
@@ -57,7 +58,7 @@ static const opt opts[] = {
 	{ "request_timeout", O_U32, F(request_timeout), 0, 86400,
 	  "seconds a client may take to finish sending a request it began (slow senders); 0 = never" },
 	{ "follow", O_STR, F(follow), 0, 0,
-	  "replicate from this primary (HOST:PORT or unix:PATH) and serve reads" },
+	  "replicate from this primary (HOST:PORT, tls://HOST:PORT or unix:PATH) and serve reads" },
 	{ "log_retention_bytes", O_SIZE, F(log_retention_bytes), 4 * K, 1024 * T,
 	  "the change log is trimmed beyond this size" },
 	{ "metrics_listen", O_STR, F(metrics_listen), 0, 0,
@@ -74,6 +75,22 @@ static const opt opts[] = {
 	{ "socket_group", O_STR, F(socket_group), 0, 0, "group owning the Unix socket" },
 	{ "log_retention_age", O_U32, F(log_retention_age), 0, 86400 * 3650,
 	  "seconds; log entries older than this are trimmed (0 = no age limit)" },
+	{ "tls_listen", O_STR, F(tls_listen), 0, 0,
+	  "TCP address HOST:PORT of a TLS listener beside listen (off by default)" },
+	{ "tls_cert", O_STR, F(tls_cert), 0, 0, "PEM certificate chain of the TLS listener" },
+	{ "tls_key", O_STR, F(tls_key), 0, 0, "PEM private key of tls_cert" },
+	{ "tls_ca", O_STR, F(tls_ca), 0, 0,
+	  "PEM CA file: client certificates are verified against it (and a tls:// follow "
+	  "without follow_tls_ca)" },
+	{ "tls_verify_client", O_VERIFY, F(tls_verify_client), 0, 0,
+	  "no | optional | require: client certificates on the TLS listener" },
+	{ "follow_tls_ca", O_STR, F(follow_tls_ca), 0, 0,
+	  "PEM CA file for a tls:// primary [tls_ca, else the system's CAs]" },
+	{ "follow_tls_cert", O_STR, F(follow_tls_cert), 0, 0,
+	  "client certificate a follower presents to a tls:// primary" },
+	{ "follow_tls_key", O_STR, F(follow_tls_key), 0, 0, "private key of follow_tls_cert" },
+	{ "follow_tls_name", O_STR, F(follow_tls_name), 0, 0,
+	  "name the primary's certificate must carry [the host in follow]" },
 };
 
 void na_config_defaults(na_config *c)
@@ -160,7 +177,8 @@ int na_config_set(na_config *c, const char *name, const char *value, char *err, 
 		}
 		return 0;
 	case O_STR: {
-		size_t cap = o->off == F(listen) || o->off == F(follow) || o->off == F(metrics_listen)
+		size_t cap = o->off == F(listen) || o->off == F(follow) || o->off == F(metrics_listen) ||
+				     o->off == F(tls_listen) || o->off == F(follow_tls_name)
 				     ? sizeof c->listen
 			     : o->off == F(follow_token) ? sizeof c->follow_token
 			     : o->off == F(socket_mode) ? sizeof c->socket_mode
@@ -191,6 +209,19 @@ int na_config_set(na_config *c, const char *name, const char *value, char *err, 
 		*(int *)field = l;
 		return 0;
 	}
+	case O_VERIFY:
+		if (strcmp(value, "no") == 0)
+			*(int *)field = NA_TLS_VERIFY_NO;
+		else if (strcmp(value, "optional") == 0)
+			*(int *)field = NA_TLS_VERIFY_OPTIONAL;
+		else if (strcmp(value, "require") == 0)
+			*(int *)field = NA_TLS_VERIFY_REQUIRE;
+		else {
+			snprintf(err, errlen, "%s: expected no, optional or require, got \"%s\"",
+				 o->name, value);
+			return -1;
+		}
+		return 0;
 	case O_DURABILITY:
 		if (strcmp(value, "strict") == 0)
 			*(bool *)field = false;
@@ -375,6 +406,7 @@ void na_config_usage(FILE *out)
 		case O_TOKEN: break;
 		case O_BOOL: snprintf(def, sizeof def, "%s", *(const bool *)field ? "yes" : "no"); break;
 		case O_DURABILITY: snprintf(def, sizeof def, "strict"); break;
+		case O_VERIFY: snprintf(def, sizeof def, "no"); break;
 		}
 		fprintf(out, "  %-22s %s%s%s%s\n", flag, o->help, def[0] ? " [" : "", def,
 			def[0] ? "]" : "");

@@ -44,6 +44,16 @@ typedef struct na_config {
 	char follow_token[NA_TOKEN_MAX + 1];
 	char socket_mode[8];       /* octal, e.g. 0660 */
 	char socket_group[64];
+	/* TLS (tls.c): a second TCP listener speaking TLS, and the follower's link */
+	char tls_listen[256];      /* HOST:PORT; "": no TLS listener */
+	char tls_cert[512];        /* PEM chain, leaf first */
+	char tls_key[512];
+	char tls_ca[512];          /* CAs for client certificates (and follow_tls_ca's default) */
+	int tls_verify_client;     /* NA_TLS_VERIFY_NO / _OPTIONAL / _REQUIRE */
+	char follow_tls_ca[512];   /* "": tls_ca, else the system's trust store */
+	char follow_tls_cert[512]; /* client certificate presented to the primary */
+	char follow_tls_key[512];
+	char follow_tls_name[256]; /* name to verify; "": the host in follow */
 } na_config;
 
 void na_config_defaults(na_config *c);

@@ -11,6 +11,16 @@
  * server never buffers more than one maximal request plus one read per
  * client, and never more replies than the output cap plus one reply.
  *
+ * TLS: a connection from the TLS listener has an engine (proto/tls.h) between
+ * the socket and the same machinery: ciphertext read from the socket is fed
+ * to it and the plaintext lands in c->in, so framing, limits and pausing
+ * work unchanged; replies in c->out are encrypted in chunks of TLS_CHUNK
+ * just before they are written, so out_queued counts ciphertext and the
+ * output cap keeps holding. Pausing stops socket reads, hence decryption.
+ * The handshake is bounded by request_timeout from the accept (server.c's
+ * tick), and by idle_timeout like any connection. A handshake or record
+ * error is logged with OpenSSL's reason and closes only that connection.
+ *
  * Lifetime: a connection holds one reference for its handle and one per
  * request in progress. It is freed when the handle is closed and the last
  * request has finished (whose reply is then dropped).
@@ -24,6 +34,7 @@
 #include "server.h"
 
 #define READ_CHUNK 65536
+#define TLS_CHUNK (256u << 10) /* plaintext encrypted per write */
 
 typedef struct wreq {
 	uv_write_t req;
@@ -52,6 +63,7 @@ na_conn *na_conn_new(na_server *s)
 	s->conns = c;
 	s->nconns++;
 	c->last_active = s->loop ? uv_now(s->loop) : 0;
+	c->accepted_ms = c->last_active;
 	snprintf(c->peer, sizeof c->peer, "?");
 	return c;
 }
@@ -71,6 +83,7 @@ void na_conn_unref(na_conn *c)
 	s->nconns--;
 	free(c->in);
 	msgpack_sbuffer_destroy(&c->out);
+	na_tls_free(c->tls);
 	free(c);
 	if (s->stopping)
 		na_server_maybe_finish(s);
@@ -91,6 +104,17 @@ void na_conn_close(na_conn *c)
 	if (c->sink) {
 		na_conn_unref(c);
 		return;
+	}
+	if (c->tls && c->out_queued == 0) {
+		/* say goodbye properly when it costs nothing (best effort) */
+		const uint8_t *b;
+		size_t n;
+		na_tls_shutdown(c->tls);
+		na_tls_output(c->tls, &b, &n);
+		if (n) {
+			uv_buf_t ub = uv_buf_init((char *)b, (unsigned)n);
+			uv_try_write(&c->h.stream, &ub, 1);
+		}
 	}
 	uv_close(&c->h.handle, on_close);
 }
@@ -147,9 +171,117 @@ static void on_write(uv_write_t *req, int status)
 		na_repl_pump(c->sender);
 }
 
+/* Writes len bytes of data (malloc'd, taken) from offset done on. */
+static void queue_write(na_conn *c, char *data, size_t len, size_t done)
+{
+	wreq *w = malloc(sizeof *w);
+	if (!w) {
+		free(data);
+		na_conn_close(c);
+		return;
+	}
+	w->c = c;
+	if (done) {
+		w->len = len - done;
+		w->data = malloc(w->len);
+		if (!w->data) {
+			free(w);
+			free(data);
+			na_conn_close(c);
+			return;
+		}
+		memcpy(w->data, data + done, w->len);
+		free(data);
+	} else {
+		w->len = len;
+		w->data = data;
+	}
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+	c->out_queued += w->len;
+	int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+	if (rc < 0) {
+		c->out_queued -= w->len;
+		free(w->data);
+		free(w);
+		na_conn_close(c);
+	}
+}
+
+/* Sends the ciphertext the engine holds. -1 when the connection closed. */
+static int tls_send(na_conn *c)
+{
+	size_t len;
+	uint8_t *b = na_tls_output_release(c->tls, &len);
+	if (!b) {
+		if (len == 0)
+			return 0;
+		na_conn_close(c); /* out of memory */
+		return -1;
+	}
+	size_t done = 0;
+	if (c->out_queued == 0) {
+		uv_buf_t ub = uv_buf_init((char *)b, (unsigned)len);
+		int n = uv_try_write(&c->h.stream, &ub, 1);
+		if (n > 0)
+			done = (size_t)n;
+		if (done == len) {
+			free(b);
+			return 0;
+		}
+	}
+	queue_write(c, (char *)b, len, done);
+	return c->closing ? -1 : 0;
+}
+
+/* A fatal TLS error: log why, let the alert go out, hang up. */
+static void tls_fail(na_conn *c)
+{
+	const char *why = na_tls_errmsg(c->tls);
+	log_warn("%s: %s; closing the connection", c->peer, why[0] ? why : "TLS error");
+	c->srv->metrics.tls_errors++;
+	const uint8_t *b;
+	size_t n;
+	na_tls_output(c->tls, &b, &n);
+	if (n && c->out_queued == 0) {
+		uv_buf_t ub = uv_buf_init((char *)b, (unsigned)n);
+		uv_try_write(&c->h.stream, &ub, 1);
+	}
+	na_tls_consume(c->tls, n);
+	na_conn_close(c);
+}
+
+static void tls_flush(na_conn *c)
+{
+	if (c->out.size && na_tls_handshake_done(c->tls)) {
+		c->srv->metrics.bytes_out += c->out.size;
+		for (size_t off = 0; off < c->out.size;) {
+			size_t n = c->out.size - off < TLS_CHUNK ? c->out.size - off : TLS_CHUNK;
+			if (na_tls_write(c->tls, c->out.data + off, n)) {
+				tls_fail(c);
+				return;
+			}
+			off += n;
+			if (tls_send(c))
+				return;
+		}
+		c->out.size = 0;
+		if (c->out.alloc > READ_CHUNK) {
+			msgpack_sbuffer_destroy(&c->out);
+			msgpack_sbuffer_init(&c->out);
+		}
+	}
+	tls_send(c);
+}
+
 void na_conn_flush(na_conn *c)
 {
-	if (c->out.size == 0 || c->closing)
+	if (c->closing)
+		return;
+	if (c->tls) {
+		tls_flush(c);
+		return;
+	}
+	if (c->out.size == 0)
 		return;
 	c->srv->metrics.bytes_out += c->out.size;
 	if (c->sink) {
@@ -172,35 +304,9 @@ void na_conn_flush(na_conn *c)
 			return;
 		}
 	}
-	wreq *w = malloc(sizeof *w);
-	if (!w) {
-		na_conn_close(c);
-		return;
-	}
-	w->c = c;
-	if (done) {
-		w->len = c->out.size - done;
-		w->data = malloc(w->len);
-		if (!w->data) {
-			free(w);
-			na_conn_close(c);
-			return;
-		}
-		memcpy(w->data, c->out.data + done, w->len);
-		c->out.size = 0;
-	} else {
-		w->len = c->out.size;
-		w->data = msgpack_sbuffer_release(&c->out);
-	}
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-	c->out_queued += w->len;
-	int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
-	if (rc < 0) {
-		c->out_queued -= w->len;
-		free(w->data);
-		free(w);
-		na_conn_close(c);
-	}
+	size_t len = c->out.size;
+	char *data = msgpack_sbuffer_release(&c->out);
+	queue_write(c, data, len, done);
 }
 
 void na_conn_send(na_conn *c, msgpack_sbuffer *out)
@@ -282,10 +388,115 @@ static void process(na_conn *c)
 	na_conn_unref(c);
 }
 
+/* ciphertext lands here and is fed to the engine at once (one loop thread) */
+static uint8_t tls_rbuf[READ_CHUNK];
+
+static int grow_in(na_conn *c)
+{
+	if (c->in_cap - c->in_len >= READ_CHUNK / 4)
+		return 0;
+	size_t want = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+	if (want < c->in_len + READ_CHUNK)
+		want = c->in_len + READ_CHUNK;
+	uint8_t *n = realloc(c->in, want);
+	if (!n)
+		return -1;
+	c->in = n;
+	c->in_cap = want;
+	return 0;
+}
+
+/*
+ * The first byte from a client on the TLS port must begin a TLS handshake
+ * record (0x16). Anything else is refused at once rather than left to wait
+ * for bytes that never come: in particular a plaintext MessagePack-RPC
+ * client (its requests begin with an array header), which is told in
+ * plaintext where it went wrong. 0, or -1 when the connection was closed.
+ */
+static int tls_sniff(na_conn *c, uint8_t first)
+{
+	if (first == 0x16)
+		return 0;
+	bool rpc = (first & 0xf0) == 0x90 || first == 0xdc || first == 0xdd;
+	log_warn("%s: not a TLS ClientHello (first byte 0x%02x%s); closing the connection",
+		 c->peer, first, rpc ? ": a plaintext MessagePack-RPC client on the TLS port?" : "");
+	c->srv->metrics.tls_errors++;
+	if (rpc) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_uint8(&pk, NA_RPC_NOTIFY);
+		na_mp_pack_cstr(&pk, "error");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_map(&pk, 2);
+		na_mp_pack_cstr(&pk, "code");
+		na_mp_pack_cstr(&pk, "BAD_REQUEST");
+		na_mp_pack_cstr(&pk, "message");
+		na_mp_pack_cstr(&pk, "this port speaks TLS: connect with tls://HOST:PORT");
+		uv_buf_t ub = uv_buf_init(sb.data, (unsigned)sb.size);
+		uv_try_write(&c->h.stream, &ub, 1);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	na_conn_close(c);
+	return -1;
+}
+
+/* Ciphertext arrived: decrypt all of it into c->in, then frame as usual. */
+static void tls_input(na_conn *c, const uint8_t *p, size_t n)
+{
+	bool was_done = na_tls_handshake_done(c->tls);
+	if (!c->tls_started) {
+		c->tls_started = true;
+		if (tls_sniff(c, p[0]))
+			return;
+	}
+	if (na_tls_feed(c->tls, p, n)) {
+		log_warn("%s: out of memory for TLS input; closing the connection", c->peer);
+		na_conn_close(c);
+		return;
+	}
+	for (;;) {
+		if (grow_in(c)) {
+			log_warn("%s: out of memory for TLS input; closing the connection", c->peer);
+			na_conn_close(c);
+			return;
+		}
+		size_t got;
+		int rc = na_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, &got);
+		if (rc == NA_TLS_EOF) {
+			tls_send(c);
+			if (!c->closing)
+				na_conn_close(c);
+			return;
+		}
+		if (rc) {
+			tls_fail(c);
+			return;
+		}
+		if (got == 0)
+			break;
+		c->in_len += got;
+	}
+	if (!was_done && na_tls_handshake_done(c->tls)) {
+		char d[300];
+		na_tls_describe(c->tls, d, sizeof d);
+		log_debug("%s: TLS established: %s", c->peer, d);
+	}
+	process(c); /* ends with na_conn_flush: handshake replies go out there */
+	if (!c->closing && c->out.size == 0)
+		tls_send(c);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	(void)hint;
 	na_conn *c = h->data;
+	if (c->tls) {
+		*buf = uv_buf_init((char *)tls_rbuf, sizeof tls_rbuf);
+		return;
+	}
 	if (c->in_cap - c->in_len < READ_CHUNK) {
 		size_t want = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
 		if (want < c->in_len + READ_CHUNK)
@@ -303,7 +514,6 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
-	(void)buf;
 	na_conn *c = st->data;
 	if (nread < 0) {
 		if (nread != UV_EOF)
@@ -313,10 +523,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	c->in_len += (size_t)nread;
 	c->srv->metrics.bytes_in += (size_t)nread;
 	c->last_active = uv_now(c->srv->loop);
-	process(c);
+	if (c->tls)
+		tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
+	else {
+		c->in_len += (size_t)nread;
+		process(c);
+	}
 	/* an idle client keeps no input buffer (1,000 idle clients cost no
 	 * 64 MiB); the next read allocates one again */
 	if (c->in_len == 0) {
@@ -404,6 +618,8 @@ void na_server_shutdown(na_server *s)
 		close_handle((uv_handle_t *)&s->tcp);
 	if (s->have_pipe)
 		close_handle((uv_handle_t *)&s->pipe);
+	if (s->have_tls)
+		close_handle((uv_handle_t *)&s->tls_tcp);
 	if (s->have_metrics)
 		close_handle((uv_handle_t *)&s->metrics_tcp);
 	for (na_conn *c = s->conns; c; c = c->next)

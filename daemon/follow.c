@@ -11,6 +11,15 @@
  * message, a gap or a failed job drops the link, and the follower reconnects
  * with capped, jittered exponential backoff, resuming from its stored
  * position. Reads are served throughout.
+ *
+ * TLS (follow = tls://HOST:PORT): at every connection attempt the follower
+ * builds a client context from follow_tls_ca (else tls_ca, else the system's
+ * CAs) and its optional client certificate, and puts the TLS engine
+ * (proto/tls.h) between the socket and the decoder. The primary's chain and
+ * name (follow_tls_name, else the host) are verified; a refused certificate
+ * is logged with the reason and retried with the same backoff as any
+ * failed connection. Requests queued before the handshake finishes wait in
+ * `early` and go out when it does.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,6 +46,9 @@ struct na_follower {
 	char host[200];
 	char port[16];
 	bool is_unix;
+	bool use_tls;              /* follow = tls://... */
+	na_tls *tls;               /* the link's TLS session */
+	msgpack_sbuffer early;     /* plaintext waiting for the TLS handshake */
 	union {
 		uv_handle_t h;
 		uv_stream_t s;
@@ -83,6 +95,8 @@ static void on_retry_closed(uv_handle_t *h)
 {
 	na_follower *f = h->data;
 	free(f->in);
+	na_tls_free(f->tls);
+	msgpack_sbuffer_destroy(&f->early);
 	free(f);
 }
 
@@ -111,24 +125,57 @@ static void on_written(uv_write_t *req, int status)
 	free(w);
 }
 
+static void write_raw(na_follower *f, char *data, size_t len)
+{
+	fwrite_t *w = malloc(sizeof *w);
+	if (!w) {
+		free(data);
+		return;
+	}
+	w->data = data;
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+	if (uv_write(&w->req, &f->h.s, &b, 1, on_written) != 0) {
+		free(w->data);
+		free(w);
+	}
+}
+
+/* Sends the ciphertext the TLS engine holds. */
+static void tls_send(na_follower *f)
+{
+	size_t len;
+	uint8_t *b = na_tls_output_release(f->tls, &len);
+	if (b)
+		write_raw(f, (char *)b, len);
+}
+
+static void drop_link(na_follower *f, const char *why);
+
 static void send_bytes(na_follower *f, msgpack_sbuffer *sb)
 {
 	if (!f->open || f->state < F_HANDSHAKE) {
 		msgpack_sbuffer_destroy(sb);
 		return;
 	}
-	fwrite_t *w = malloc(sizeof *w);
-	if (!w) {
+	if (f->tls) {
+		if (!na_tls_handshake_done(f->tls)) {
+			msgpack_sbuffer_write(&f->early, sb->data, sb->size);
+			msgpack_sbuffer_destroy(sb);
+			return;
+		}
+		int rc = na_tls_write(f->tls, sb->data, sb->size);
 		msgpack_sbuffer_destroy(sb);
+		if (rc) {
+			char why[320];
+			snprintf(why, sizeof why, "TLS: %s", na_tls_errmsg(f->tls));
+			drop_link(f, why);
+			return;
+		}
+		tls_send(f);
 		return;
 	}
 	size_t len = sb->size;
-	w->data = msgpack_sbuffer_release(sb);
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-	if (uv_write(&w->req, &f->h.s, &b, 1, on_written) != 0) {
-		free(w->data);
-		free(w);
-	}
+	write_raw(f, msgpack_sbuffer_release(sb), len);
 }
 
 static void send_ack(na_follower *f)
@@ -153,6 +200,9 @@ static void on_closed(uv_handle_t *h)
 	na_follower *f = h->data;
 	f->open = false;
 	f->in_len = 0;
+	na_tls_free(f->tls);
+	f->tls = NULL;
+	msgpack_sbuffer_clear(&f->early);
 	if (f->stopping) {
 		maybe_free(f);
 		return;
@@ -667,10 +717,76 @@ static void process_input(na_follower *f)
 	f->in_len -= off;
 }
 
+/* ciphertext from the primary, fed to the engine at once (one loop thread) */
+static uint8_t tls_rbuf[65536];
+
+static int grow_in(na_follower *f)
+{
+	if (f->in_cap - f->in_len >= 65536)
+		return 0;
+	size_t want = f->in_cap ? f->in_cap * 2 : 262144;
+	if (want < f->in_len + 65536)
+		want = f->in_len + 65536;
+	uint8_t *n = realloc(f->in, want);
+	if (!n)
+		return -1;
+	f->in = n;
+	f->in_cap = want;
+	return 0;
+}
+
+/* Ciphertext arrived: decrypt it into f->in. 0, or -1 after dropping the link. */
+static int tls_input(na_follower *f, const uint8_t *p, size_t n)
+{
+	bool was_done = na_tls_handshake_done(f->tls);
+	if (na_tls_feed(f->tls, p, n)) {
+		drop_link(f, "out of memory for TLS input");
+		return -1;
+	}
+	for (;;) {
+		if (grow_in(f)) {
+			drop_link(f, "out of memory for TLS input");
+			return -1;
+		}
+		size_t got;
+		int rc = na_tls_read(f->tls, f->in + f->in_len, f->in_cap - f->in_len, &got);
+		if (rc == NA_TLS_EOF) {
+			drop_link(f, "primary closed the TLS session");
+			return -1;
+		}
+		if (rc) {
+			tls_send(f); /* the alert */
+			log_error("replication from %s: TLS: %s; retrying", f->addr,
+				  na_tls_errmsg(f->tls));
+			drop_link(f, NULL);
+			return -1;
+		}
+		if (got == 0)
+			break;
+		f->in_len += got;
+	}
+	if (!was_done && na_tls_handshake_done(f->tls)) {
+		char d[300];
+		na_tls_describe(f->tls, d, sizeof d);
+		log_info("replication from %s: TLS established (%s)", f->addr, d);
+		if (f->early.size) {
+			msgpack_sbuffer early = f->early;
+			msgpack_sbuffer_init(&f->early);
+			send_bytes(f, &early);
+		}
+	}
+	tls_send(f);
+	return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	(void)hint;
 	na_follower *f = h->data;
+	if (f->tls) {
+		*buf = uv_buf_init((char *)tls_rbuf, sizeof tls_rbuf);
+		return;
+	}
 	if (f->in_cap - f->in_len < 65536) {
 		size_t want = f->in_cap ? f->in_cap * 2 : 262144;
 		if (want < f->in_len + 65536)
@@ -688,14 +804,18 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
-	(void)buf;
 	na_follower *f = st->data;
 	if (nread < 0) {
 		drop_link(f, nread == UV_EOF ? "primary closed the connection" : uv_strerror((int)nread));
 		return;
 	}
-	f->in_len += (size_t)nread;
 	f->last_rx = uv_now(f->srv->loop);
+	if (f->tls) {
+		if (nread == 0 || tls_input(f, (const uint8_t *)buf->base, (size_t)nread))
+			return;
+	} else {
+		f->in_len += (size_t)nread;
+	}
 	process_input(f);
 }
 
@@ -719,6 +839,25 @@ static void on_connected(uv_connect_t *req, int status)
 	na_scan_init(&f->scan, MAX_MESSAGE, NA_MP_DEPTH_CEILING);
 	if (!f->is_unix)
 		uv_tcp_nodelay(&f->h.tcp, 1);
+	if (f->use_tls) {
+		/* a fresh context each time: renewed files apply on reconnect */
+		na_tls_ctx *x;
+		char err[1024];
+		if (na_tls_follow_ctx(&f->srv->cfg, &x, err, sizeof err)) {
+			log_error("replication from %s: %s", f->addr, err);
+			drop_link(f, NULL);
+			return;
+		}
+		const char *name = f->srv->cfg.follow_tls_name[0] ? f->srv->cfg.follow_tls_name
+								     : f->host;
+		int rc = na_tls_new(x, name, &f->tls);
+		na_tls_ctx_free(x);
+		if (rc) {
+			drop_link(f, "cannot start TLS (bad follow_tls_name, or out of memory)");
+			return;
+		}
+		tls_send(f); /* the ClientHello */
+	}
 	na_store *st = &f->srv->store;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -818,6 +957,25 @@ int na_follow_start(na_server *s, const char *addr)
 		return -1;
 	f->srv = s;
 	snprintf(f->addr, sizeof f->addr, "%s", addr);
+	msgpack_sbuffer_init(&f->early);
+	if (strncmp(addr, "tls://", 6) == 0) {
+		char err[1024];
+		na_tls_ctx *x;
+		addr += 6;
+		f->use_tls = true;
+		if (strncmp(addr, "unix:", 5) == 0) {
+			log_error("follow: TLS over a Unix socket is not supported (use unix:PATH)");
+			free(f);
+			return -1;
+		}
+		/* check the files now, so a broken setting stops the start */
+		if (na_tls_follow_ctx(&s->cfg, &x, err, sizeof err)) {
+			log_error("follow: %s", err);
+			free(f);
+			return -1;
+		}
+		na_tls_ctx_free(x);
+	}
 	if (strncmp(addr, "unix:", 5) == 0) {
 		f->is_unix = true;
 		snprintf(f->host, sizeof f->host, "%s", addr + 5);
@@ -833,7 +991,8 @@ int na_follow_start(na_server *s, const char *addr)
 		}
 		if (!colon || !he || he == h || (size_t)(he - h) >= sizeof f->host ||
 		    strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof f->port) {
-			log_error("follow: \"%s\" is not HOST:PORT, [V6]:PORT or unix:PATH", addr);
+			log_error("follow: \"%s\" is not HOST:PORT, [V6]:PORT, tls://HOST:PORT or "
+				  "unix:PATH", f->addr);
 			free(f);
 			return -1;
 		}

@@ -77,6 +77,9 @@ int na_metrics_render(na_server *s, char **out, size_t *len)
 	gauge(f, "newsarch_connections_accepted_total", "Connections accepted.", "counter",
 	      (double)m->accepted);
 	gauge(f, "newsarch_connections", "Open client connections.", "gauge", (double)s->nconns);
+	gauge(f, "newsarch_tls_errors_total",
+	      "TLS connections closed because the handshake or a record failed.", "counter",
+	      (double)m->tls_errors);
 	na_store_stats st;
 	if (na_store_stats_get(&s->store, &st) == 0) {
 		gauge(f, "newsarch_articles", "Articles in the archive.", "gauge", (double)st.articles);

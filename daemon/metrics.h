@@ -20,6 +20,7 @@ typedef struct na_metrics {
 	uint64_t lat[NA_M__COUNT][NA_M_BUCKETS + 1];
 	double lat_sum[NA_M__COUNT];
 	uint64_t bytes_in, bytes_out, accepted;
+	uint64_t tls_errors;        /* TLS handshakes or sessions that failed */
 } na_metrics;
 
 struct na_server;

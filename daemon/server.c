@@ -70,6 +70,7 @@ static void reload(na_server *s)
 		changed++;
 	}
 	memset(&n.tokens, 0, sizeof n.tokens);
+	changed += na_tls_reload(s, &n);
 	if (strcmp(n.follow_token, c->follow_token) != 0)
 		log_warn("SIGHUP: follow_token changed; it takes effect after a restart");
 #define RESTART(field)                                                                       \
@@ -88,6 +89,7 @@ static void reload(na_server *s)
 	RESTART(allow_unauthenticated)
 	RESTART(socket_mode)
 	RESTART(socket_group)
+	RESTART(tls_listen)
 #undef RESTART
 	log_info("SIGHUP: configuration reloaded, %d setting%s changed", changed, changed == 1 ? "" : "s");
 }
@@ -149,6 +151,13 @@ static void on_tick(uv_timer_t *t)
 	if (s->cfg.request_timeout) {
 		for (na_conn *c = s->conns, *next; c; c = next) {
 			next = c->next;
+			if (c->tls && !c->closing && !na_tls_handshake_done(c->tls) &&
+			    now - c->accepted_ms > s->cfg.request_timeout * 1000ULL) {
+				log_warn("%s: TLS handshake not finished within %u s (request_timeout); "
+					 "closing", c->peer, s->cfg.request_timeout);
+				na_conn_close(c);
+				continue;
+			}
 			if (c->partial_since && !c->paused &&
 			    now - c->partial_since > s->cfg.request_timeout * 1000ULL) {
 				log_warn("%s: sent part of a request and nothing more for %u s; closing",
@@ -278,6 +287,22 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_tcp_nodelay(&c->h.tcp, 1);
 	peer_name(c);
 	s->metrics.accepted++;
+	if (server == (uv_stream_t *)&s->tls_tcp) {
+		if (s->nconns > s->cfg.max_connections) {
+			/* no plaintext notification on a TLS port: just hang up */
+			log_warn("%s: refused: %u connections is the limit", c->peer,
+				 s->cfg.max_connections);
+			na_conn_close(c);
+			return;
+		}
+		if (na_tls_new(s->tls_ctx, NULL, &c->tls) != 0) {
+			log_warn("%s: cannot set up TLS (out of memory); closing", c->peer);
+			na_conn_close(c);
+			return;
+		}
+		na_conn_start(c);
+		return;
+	}
 	if (s->nconns > s->cfg.max_connections) {
 		/* no request yet, so no msgid: a notification says why */
 		msgpack_packer pk;
@@ -325,41 +350,60 @@ static int parse_hostport(const char *a, char *host, size_t hl, int *port)
 	return 0;
 }
 
+/* Binds and listens on a TCP address; 0 or -1 (logged). what: option name. */
+static int listen_tcp(na_server *s, uv_tcp_t *h, bool *have, const char *what, const char *addr,
+		      bool tls)
+{
+	char host[128];
+	int port;
+	struct sockaddr_storage ss;
+	if (parse_hostport(addr, host, sizeof host, &port) ||
+	    (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+	     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
+		log_error("%s: \"%s\" is not HOST:PORT with a numeric address", what, addr);
+		return -1;
+	}
+	bool loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+	if (!loopback && s->cfg.tokens.n == 0) {
+		if (tls && s->cfg.tls_verify_client == NA_TLS_VERIFY_REQUIRE) {
+			log_warn("%s: no token configured: every client holding a certificate signed "
+				 "by tls_ca may read, write, back up and promote", addr);
+		} else if (!s->cfg.allow_unauthenticated) {
+			log_error("refusing to listen on %s without authentication: configure a "
+				  "token%s (or set allow_unauthenticated = yes)", addr,
+				  tls ? " or tls_verify_client = require" : "");
+			return -1;
+		} else {
+			log_warn("listening on %s WITHOUT AUTHENTICATION (allow_unauthenticated = yes): "
+				 "anyone who can reach it can read, write, back up and promote", addr);
+		}
+	}
+	uv_tcp_init(s->loop, h);
+	h->data = s;
+	*have = true;
+	int rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+	if (rc) {
+		log_error("cannot listen on %s: %s", addr, uv_strerror(rc));
+		return -1;
+	}
+	log_info("listening on %s%s", tls ? "tls://" : "", addr);
+	return 0;
+}
+
 int na_server_listen(na_server *s)
 {
 	const na_config *cfg = &s->cfg;
 	if (cfg->listen[0] && strcmp(cfg->listen, "none") != 0) {
-		char host[128];
-		int port;
-		struct sockaddr_storage ss;
-		if (parse_hostport(cfg->listen, host, sizeof host, &port) ||
-		    (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-		     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
-			log_error("listen: \"%s\" is not HOST:PORT with a numeric address", cfg->listen);
+		if (listen_tcp(s, &s->tcp, &s->have_tcp, "listen", cfg->listen, false))
 			return -1;
-		}
-		bool loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
-		if (!loopback && s->cfg.tokens.n == 0) {
-			if (!s->cfg.allow_unauthenticated) {
-				log_error("refusing to listen on %s without authentication: configure a "
-					  "token (or set allow_unauthenticated = yes)", cfg->listen);
-				return -1;
-			}
-			log_warn("listening on %s WITHOUT AUTHENTICATION (allow_unauthenticated = yes): "
-				 "anyone who can reach it can read, write, back up and promote",
-				 cfg->listen);
-		}
-		uv_tcp_init(s->loop, &s->tcp);
-		s->tcp.data = s;
-		s->have_tcp = true;
-		int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0);
-		if (rc == 0)
-			rc = uv_listen((uv_stream_t *)&s->tcp, 511, on_connection);
-		if (rc) {
-			log_error("cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
+	}
+	if (cfg->tls_listen[0]) {
+		if (na_tls_setup(s))
 			return -1;
-		}
-		log_info("listening on %s", cfg->listen);
+		if (listen_tcp(s, &s->tls_tcp, &s->have_tls, "tls_listen", cfg->tls_listen, true))
+			return -1;
 	}
 	if (cfg->socket[0]) {
 		struct stat st;
@@ -387,8 +431,8 @@ int na_server_listen(na_server *s)
 		}
 		log_info("listening on unix:%s", cfg->socket);
 	}
-	if (!s->have_tcp && !s->have_pipe) {
-		log_error("nothing to listen on: set listen or socket");
+	if (!s->have_tcp && !s->have_pipe && !s->have_tls) {
+		log_error("nothing to listen on: set listen, tls_listen or socket");
 		return -1;
 	}
 	if (cfg->metrics_listen[0]) {
@@ -414,5 +458,6 @@ void na_server_free(na_server *s)
 {
 	if (s->cfg.socket[0] && s->have_pipe)
 		unlink(s->cfg.socket);
+	na_tls_teardown(s);
 	na_store_close(&s->store);
 }

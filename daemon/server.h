@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "mp.h"
 #include "store.h"
+#include "tls.h"
 #include "writer.h"
 
 typedef struct na_server na_server;
@@ -37,6 +38,7 @@ struct na_conn {
 	size_t parked_bytes;       /* copies of reads waiting for min_seq */
 	int refs;                  /* the handle + one per pending request */
 	bool closing, paused, is_unix;
+	bool tls_started;          /* the first TLS bytes were checked */
 	uint64_t last_active;      /* loop time (ms) of the last request */
 	uint64_t partial_since;    /* loop time a partial request began waiting; 0: none */
 	char peer[64];
@@ -45,6 +47,8 @@ struct na_conn {
 	struct na_sender *sender; /* set when this client follows our log */
 	int method;                /* metrics: the request being answered (-1: none) */
 	int role;                  /* NA_ROLE_*: what this connection may call */
+	na_tls *tls;               /* set on connections from the TLS listener */
+	uint64_t accepted_ms;      /* loop time of the accept (TLS handshake deadline) */
 	na_conn *prev, *next;
 };
 
@@ -66,6 +70,9 @@ struct na_server {
 	uv_timer_t watchdog;
 	uv_tcp_t metrics_tcp;
 	bool have_metrics;
+	uv_tcp_t tls_tcp;          /* the TLS listener (tls_listen) */
+	bool have_tls;
+	na_tls_ctx *tls_ctx;       /* certificate, key and client policy; replaced on SIGHUP */
 	na_metrics metrics;
 	uint64_t ticks;
 	int argc;                  /* for SIGHUP: the flags, read again */
@@ -117,6 +124,17 @@ void na_conn_unref(na_conn *c);
 void na_conn_request_done(na_conn *c);
 /* During a stop: closes what can be closed, ends the loop when all is. */
 void na_server_maybe_finish(na_server *s);
+
+/* tlsconf.c: the daemon's TLS settings (the engine is proto/tls.c) */
+/* Builds s->tls_ctx from the configuration. 0 or -1 (logged). */
+int na_tls_setup(na_server *s);
+/* SIGHUP: rebuilds the context from n's files and policy; on success the
+ * new one serves new connections and n's TLS settings are copied into
+ * s->cfg; on failure the old one stays (logged). Returns settings changed. */
+int na_tls_reload(na_server *s, const na_config *n);
+/* A client context for the follower's tls:// link from cfg. 0 or -1 with err. */
+int na_tls_follow_ctx(const na_config *cfg, na_tls_ctx **out, char *err, size_t errlen);
+void na_tls_teardown(na_server *s);
 
 /* replog.c */
 void na_repl_start(na_conn *c, uint32_t msgid, na_mp *r, uint32_t nparams, bool subscribe);

@@ -12,7 +12,9 @@
  *   4. Protocol core    na_proto: the request/response machinery with no I/O,
  *                       for plugging the protocol into any event loop.
  *                       The libuv adapter (newsarch_uv.h) is built on it, and
- *                       so is the synchronous client.
+ *                       so is the synchronous client. It carries no TLS:
+ *                       both clients add TLS (tls:// addresses, OpenSSL 3)
+ *                       between it and the socket.
  *
  * Conventions
  *
@@ -68,6 +70,12 @@ extern "C" {
 #define NA_ECLOSED (-6)   /* the client was closed while the call was pending
                            * (asynchronous API only) */
 #define NA_ENOFIELD (-7)  /* the article has no such field */
+#define NA_ETLS (-8)      /* TLS failed: the handshake (e.g. the server's
+                           * certificate was refused: unknown CA, expired,
+                           * wrong name; or the server refused ours), a TLS
+                           * option file could not be loaded, or a record
+                           * was corrupt. The message says which. The
+                           * connection is gone, as with NA_ECONN. */
 
 /*
  * Server errors (-101 .. -110): the server answered with an error map
@@ -313,6 +321,23 @@ typedef struct na_options {
 	                            * Borrowed: only read during connect. The
 	                            * libuv adapter ignores it: send "auth"
 	                            * with na_uv_call_raw first. */
+	/*
+	 * TLS, used when the address is "tls://host:port" (ignored otherwise).
+	 * All are C strings or NULL, borrowed: read only while connecting.
+	 * The server's certificate chain is always verified, and so is its
+	 * name: tls_server_name, else the host of the address (an IP address
+	 * must appear in the certificate's IP SANs). There is deliberately no
+	 * option to skip verification: to trust a self-signed server, pass
+	 * its certificate as tls_ca_file. TLS 1.2 is the minimum version.
+	 */
+	const char *tls_ca_file;     /* PEM file of trusted CAs; NULL: the
+	                              * system's default trust store */
+	const char *tls_cert_file;   /* PEM client certificate (chain), for
+	                              * servers that require one; NULL: none */
+	const char *tls_key_file;    /* its private key (PEM, unencrypted);
+	                              * required with tls_cert_file */
+	const char *tls_server_name; /* name to verify and send as SNI;
+	                              * NULL: the host of the address */
 } na_options;
 
 /* Fills o with the defaults. */
@@ -322,13 +347,21 @@ void na_options_init(na_options *o);
  * Connects to a server. addr is one of
  *   "host:port"        a host name or IPv4 address and a TCP port,
  *   "[v6addr]:port"    an IPv6 address and a port,
+ *   "tls://host:port"  (or "tls://[v6addr]:port") the same over TLS, with
+ *                      the tls_* options of opts (the server's
+ *                      tls_listen port, not its plaintext one),
  *   "unix:/path"       a Unix stream socket,
- * or NULL for "127.0.0.1:7411". Host names are resolved with getaddrinfo
+ * or NULL for "127.0.0.1:7411". With TLS the handshake completes within the
+ * connect timeout before this returns. Under TLS 1.3 a server that requires
+ * a client certificate may refuse a missing or untrusted one only after
+ * the handshake: the first call then fails with NA_ETLS. Host names are resolved with getaddrinfo
  * (this may block beyond the connect timeout); every address found is tried
  * in turn within the connect timeout. opts may be NULL for the defaults.
  * On success *out is a new client; close it with na_client_close().
  * Errors: NA_EINVAL (bad address syntax or out is NULL), NA_ENOMEM,
  * NA_ECONN (resolution failed, refused, unreachable...), NA_ETIMEDOUT,
+ * NA_ETLS (a TLS file could not be loaded, or the handshake failed: the
+ * description names the cause, e.g. "certificate has expired"),
  * NA_EUNAUTHORIZED (opts->token was refused).
  * No client exists after a failure, so there is no errmsg to read: a
  * description goes to errbuf when errbuf is not NULL (see below).

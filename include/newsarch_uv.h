@@ -59,25 +59,33 @@ typedef struct na_uv_reply {
 
 typedef void (*na_uv_cb)(na_uv_client *c, const na_uv_reply *r, void *ud);
 
-/* status: 0 when connected, else NA_ECONN, NA_ETIMEDOUT or NA_ECLOSED;
- * errmsg describes the failure (borrowed, valid during the callback). */
+/* status: 0 when connected (for tls://, once the TLS handshake is done),
+ * else NA_ECONN, NA_ETIMEDOUT, NA_ETLS (handshake failed or the server's
+ * certificate was refused) or NA_ECLOSED; errmsg describes the failure
+ * (borrowed, valid during the callback). */
 typedef void (*na_uv_connect_cb)(na_uv_client *c, int status, const char *errmsg, void *ud);
 
 /*
- * Starts connecting to addr (same forms as na_client_connect; host names are
- * resolved with uv_getaddrinfo and the first address is used). opts may be
- * NULL. On success *out is the client and cb(ud) will be called exactly once
+ * Starts connecting to addr (same forms as na_client_connect, tls:// with
+ * the tls_* options included; host names are resolved with uv_getaddrinfo
+ * and the first address is used). opts may be NULL; its strings are only
+ * read during this call (the TLS files are loaded here, the server name is
+ * copied). On success *out is the client and cb(ud) will be called exactly once
  * when the connection is made or has failed. Calls may be queued right
  * away: they are sent once connected (and fail with the connect error).
  *
  * connect_timeout_ms bounds the connect. io_timeout_ms: when calls are
  * pending and nothing arrives from the server for that long, the
  * connection is declared failed and every pending call gets NA_ETIMEDOUT.
+ * With TLS the handshake runs within connect_timeout_ms; calls queued
+ * meanwhile are sent once it is done.
  *
  * Whatever happens, the client must be released with na_uv_client_close
  * (also after a failed connect); its memory is freed on a later loop turn.
  * Errors (cb not called, no client): NA_EINVAL (NULL loop/cb/out, bad
- * address syntax), NA_ENOMEM, NA_ECONN (libuv refused to start).
+ * address syntax), NA_ENOMEM, NA_ECONN (libuv refused to start), NA_ETLS
+ * (a tls_* file could not be loaded, or tls_server_name is longer than
+ * 255 bytes; na_client_connect_ex with the same options gives the reason).
  */
 int na_uv_client_connect(uv_loop_t *loop, const char *addr, const na_options *opts,
 			 na_uv_connect_cb cb, void *ud, na_uv_client **out);

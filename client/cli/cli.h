@@ -25,6 +25,9 @@ enum {
 
 typedef struct cli {
 	const char *addr;        /* -s ADDR */
+	/* TLS for tls:// addresses: --cacert, --cert, --key, --servername
+	 * (or NEWSARCH_CACERT, NEWSARCH_CERT, NEWSARCH_KEY, NEWSARCH_SERVERNAME) */
+	const char *cacert, *cert, *key, *servername;
 	int argc;
 	char **argv;             /* the command's arguments, argv[0] = command */
 } cli;
@@ -35,6 +38,9 @@ void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 /* Connects the synchronous client; prints the reason and returns NULL on
  * failure. */
 na_client *cli_connect(const cli *c, const char *cmd);
+
+/* Copies the TLS settings into o's tls_* fields. */
+void cli_tls_options(const cli *c, na_options *o);
 
 /* Exit status for a library error code. */
 int cli_exit_for(int err);

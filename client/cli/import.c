@@ -433,7 +433,10 @@ int cmd_import(cli *c)
 		if (strcmp(im.files[i], "-") && !stat(im.files[i], &st) && S_ISREG(st.st_mode))
 			total += (uint64_t)st.st_size;
 	}
-	int rc = na_pipe_open(&im.pipe, c->addr, 5000);
+	na_options tls;
+	na_options_init(&tls);
+	cli_tls_options(c, &tls);
+	int rc = na_pipe_open(&im.pipe, c->addr, 5000, &tls);
 	if (rc) {
 		cli_err("import", "%s", im.pipe.err);
 		return EXIT_SERVER;

@@ -21,10 +21,18 @@
 #define MAX_PUT_BYTES ((size_t)64 << 20)
 
 static const char usage_main[] =
-	"usage: newsarch [-s ADDR] COMMAND [ARGS]\n"
+	"usage: newsarch [-s ADDR] [TLS OPTIONS] COMMAND [ARGS]\n"
 	"\n"
-	"Talks to a newsarchd server. ADDR is host:port, [v6addr]:port or unix:/path;\n"
+	"Talks to a newsarchd server. ADDR is host:port, [v6addr]:port, unix:/path,\n"
+	"or tls://host:port for the server's TLS listener;\n"
 	"default: $NEWSARCH_ADDR, else " NA_DEFAULT_ADDR ".\n"
+	"\n"
+	"TLS options (with a tls:// address; the server's certificate and name are\n"
+	"always verified):\n"
+	"  --cacert FILE             trusted CAs, PEM (default: the system's)\n"
+	"  --cert FILE --key FILE    client certificate and key, PEM\n"
+	"  --servername NAME         name the server's certificate must carry\n"
+	"                            (default: the host in ADDR)\n"
 	"\n"
 	"commands:\n"
 	"  ping                      check that the server answers\n"
@@ -44,7 +52,8 @@ static const char usage_main[] =
 	"`newsarch COMMAND --help` describes a command. Times (T) are RFC 3339\n"
 	"(2022-01-08T07:52:00Z, 2022-01-08, any offset) or unix seconds.\n"
 	"\n"
-	"environment: NEWSARCH_ADDR (server), NEWSARCH_TOKEN (authenticate with it)\n"
+	"environment: NEWSARCH_ADDR (server), NEWSARCH_TOKEN (authenticate with it),\n"
+	"NEWSARCH_CACERT, NEWSARCH_CERT, NEWSARCH_KEY, NEWSARCH_SERVERNAME (TLS options)\n"
 	"\n"
 	"exit status: 0 ok, 1 not found, 2 usage error, 3 server or connection\n"
 	"error, 4 some input rejected or some article not convertible.\n";
@@ -77,12 +86,21 @@ int cli_exit_for(int err)
 	return EXIT_SERVER;
 }
 
+void cli_tls_options(const cli *c, na_options *o)
+{
+	o->tls_ca_file = c->cacert;
+	o->tls_cert_file = c->cert;
+	o->tls_key_file = c->key;
+	o->tls_server_name = c->servername;
+}
+
 na_client *cli_connect(const cli *c, const char *cmd)
 {
 	na_options o;
 	na_client *cl = NULL;
 	char err[512] = "";
 	na_options_init(&o);
+	cli_tls_options(c, &o);
 	o.io_timeout_ms = 300000;
 	o.token = getenv("NEWSARCH_TOKEN");
 	if (o.token && !*o.token)
@@ -942,19 +960,38 @@ int main(int argc, char **argv)
 	cli c = { .addr = getenv("NEWSARCH_ADDR") };
 	if (!c.addr || !*c.addr)
 		c.addr = NA_DEFAULT_ADDR;
+	const char **envs[] = { &c.cacert, &c.cert, &c.key, &c.servername };
+	const char *envnames[] = { "NEWSARCH_CACERT", "NEWSARCH_CERT", "NEWSARCH_KEY",
+				   "NEWSARCH_SERVERNAME" };
+	for (int i = 0; i < 4; i++) {
+		const char *v = getenv(envnames[i]);
+		*envs[i] = v && *v ? v : NULL;
+	}
+	enum { O_CACERT = 256, O_CERT, O_KEY, O_SERVERNAME };
 	static const struct option gopts[] = { { "help", no_argument, NULL, 'h' },
-		{ "server", required_argument, NULL, 's' }, { 0 } };
+		{ "server", required_argument, NULL, 's' },
+		{ "cacert", required_argument, NULL, O_CACERT },
+		{ "cert", required_argument, NULL, O_CERT },
+		{ "key", required_argument, NULL, O_KEY },
+		{ "servername", required_argument, NULL, O_SERVERNAME }, { 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "+hs:", gopts, NULL)) != -1) {
-		if (ch == 'h') {
+		switch (ch) {
+		case 'h':
 			fputs(usage_main, stdout);
 			return EXIT_OKAY;
+		case 's': c.addr = optarg; continue;
+		case O_CACERT: c.cacert = optarg; continue;
+		case O_CERT: c.cert = optarg; continue;
+		case O_KEY: c.key = optarg; continue;
+		case O_SERVERNAME: c.servername = optarg; continue;
+		default:
+			fputs(usage_main, stderr);
+			return EXIT_USAGE;
 		}
-		if (ch == 's') {
-			c.addr = optarg;
-			continue;
-		}
-		fputs(usage_main, stderr);
+	}
+	if (!c.cert != !c.key) {
+		cli_err(NULL, "--cert and --key go together");
 		return EXIT_USAGE;
 	}
 	if (optind >= argc) {

@@ -1,5 +1,8 @@
 /*
- * pipeline.c - a pipelined connection for the CLI: socket + na_proto + poll.
+ * pipeline.c - a pipelined connection for the CLI: socket + na_proto + poll,
+ * with the TLS engine (proto/tls.h) in between for tls:// addresses: the
+ * core's output is encrypted once the handshake is done, and what arrives
+ * is decrypted before the core sees it.
  */
 #include "pipeline.h"
 
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "rpc.h"
+#include "tls.h"
 
 static int64_t now_ms(void)
 {
@@ -62,7 +66,7 @@ static void auth_done(const na_response *r, void *ud)
 		snprintf(pp->err, sizeof pp->err, "authentication failed: %s", r->errmsg);
 }
 
-int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms)
+int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms, const na_options *tls)
 {
 	memset(pp, 0, sizeof *pp);
 	pp->fd = -1;
@@ -70,6 +74,15 @@ int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms)
 	if (!addr)
 		addr = NA_DEFAULT_ADDR;
 	int fd = -1;
+	const char *full = addr;
+	bool use_tls = !strncmp(addr, "tls://", 6);
+	if (use_tls) {
+		addr += 6;
+		if (!strncmp(addr, "unix:", 5)) {
+			snprintf(pp->err, sizeof pp->err, "%s: TLS is for TCP addresses", full);
+			return NA_EINVAL;
+		}
+	}
 	if (!strncmp(addr, "unix:", 5)) {
 		struct sockaddr_un sun = { .sun_family = AF_UNIX };
 		if (strlen(addr + 5) >= sizeof sun.sun_path) {
@@ -131,10 +144,31 @@ int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (use_tls) {
+			na_tls_ctx *x;
+			char m[1024];
+			if (na_tls_ctx_client(tls ? tls->tls_ca_file : NULL, tls ? tls->tls_cert_file : NULL,
+					      tls ? tls->tls_key_file : NULL, &x, m, sizeof m)) {
+				snprintf(pp->err, sizeof pp->err, "TLS: %.500s", m);
+				close(fd);
+				return NA_ETLS;
+			}
+			const char *name = tls && tls->tls_server_name ? tls->tls_server_name : host;
+			int trc = na_tls_new(x, name, &pp->tls);
+			na_tls_ctx_free(x);
+			if (trc) {
+				snprintf(pp->err, sizeof pp->err, "TLS: cannot start a session for \"%s\"",
+					 name);
+				close(fd);
+				return NA_ETLS;
+			}
+		}
 	}
 	int rc = na_proto_new(NA_MAX_RESPONSE_BYTES, &pp->p);
 	if (rc) {
 		close(fd);
+		na_tls_free(pp->tls);
+		pp->tls = NULL;
 		snprintf(pp->err, sizeof pp->err, "%s", na_strerror(rc));
 		return rc;
 	}
@@ -166,6 +200,57 @@ static int lost(na_pipe *pp, int code, const char *why)
 	return code;
 }
 
+static int tls_lost(na_pipe *pp, int rc)
+{
+	char m[400];
+	if (rc == NA_TLS_EOF)
+		return lost(pp, NA_ECONN, "the server closed the connection");
+	snprintf(m, sizeof m, "TLS: %s", rc == NA_TLS_NOMEM ? "out of memory" : na_tls_errmsg(pp->tls));
+	return lost(pp, NA_ETLS, m);
+}
+
+/* TLS: moves the core's output into the engine once the handshake is done;
+ * then points out/olen at the ciphertext to send. */
+static int tls_out(na_pipe *pp, const uint8_t **out, size_t *olen)
+{
+	na_proto_output(pp->p, out, olen);
+	if (*olen && na_tls_handshake_done(pp->tls)) {
+		int rc = na_tls_write(pp->tls, *out, *olen);
+		if (rc)
+			return tls_lost(pp, rc);
+		na_proto_consume(pp->p, *olen);
+	}
+	na_tls_output(pp->tls, out, olen);
+	return 0;
+}
+
+/* TLS: r bytes of ciphertext arrived; decrypt them into the core. */
+static int tls_in(na_pipe *pp, const uint8_t *buf, size_t r)
+{
+	uint8_t plain[1 << 14];
+	if (na_tls_feed(pp->tls, buf, r))
+		return lost(pp, NA_ENOMEM, "out of memory");
+	for (;;) {
+		size_t got;
+		int rc = na_tls_read(pp->tls, plain, sizeof plain, &got);
+		if (rc) {
+			const uint8_t *o;
+			size_t on;
+			na_tls_output(pp->tls, &o, &on); /* the alert, best effort */
+			if (on && send(pp->fd, o, on, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+				on = 0;
+			return tls_lost(pp, rc);
+		}
+		if (got == 0)
+			return 0;
+		rc = na_proto_feed(pp->p, plain, got);
+		if (rc) {
+			snprintf(pp->err, sizeof pp->err, "%s", na_proto_errmsg(pp->p));
+			return rc;
+		}
+	}
+}
+
 int na_pipe_pump(na_pipe *pp, int timeout_ms)
 {
 	int dead = na_proto_dead(pp->p);
@@ -173,7 +258,13 @@ int na_pipe_pump(na_pipe *pp, int timeout_ms)
 		return dead;
 	const uint8_t *out;
 	size_t olen;
-	na_proto_output(pp->p, &out, &olen);
+	if (pp->tls) {
+		int rc = tls_out(pp, &out, &olen);
+		if (rc)
+			return rc;
+	} else {
+		na_proto_output(pp->p, &out, &olen);
+	}
 	struct pollfd pfd = { .fd = pp->fd, .events = POLLIN | (olen ? POLLOUT : 0) };
 	int n = poll(&pfd, 1, timeout_ms);
 	if (n < 0) {
@@ -184,14 +275,17 @@ int na_pipe_pump(na_pipe *pp, int timeout_ms)
 	if (n == 0)
 		return 0;
 	if (pfd.revents & POLLOUT) {
-		na_proto_output(pp->p, &out, &olen);
+		if (!pp->tls)
+			na_proto_output(pp->p, &out, &olen);
 		ssize_t w = send(pp->fd, out, olen, MSG_NOSIGNAL);
 		if (w < 0 && errno != EAGAIN && errno != EINTR) {
 			char m[300];
 			snprintf(m, sizeof m, "connection lost while sending: %s", strerror(errno));
 			return lost(pp, NA_ECONN, m);
 		}
-		if (w > 0)
+		if (w > 0 && pp->tls)
+			na_tls_consume(pp->tls, (size_t)w);
+		else if (w > 0)
 			na_proto_consume(pp->p, (size_t)w);
 	}
 	if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -199,7 +293,8 @@ int na_pipe_pump(na_pipe *pp, int timeout_ms)
 		for (int i = 0; i < 64; i++) {
 			ssize_t r = recv(pp->fd, buf, sizeof buf, 0);
 			if (r > 0) {
-				int rc = na_proto_feed(pp->p, buf, (size_t)r);
+				int rc = pp->tls ? tls_in(pp, buf, (size_t)r)
+						 : na_proto_feed(pp->p, buf, (size_t)r);
 				if (rc) {
 					snprintf(pp->err, sizeof pp->err, "%s", na_proto_errmsg(pp->p));
 					return rc;
@@ -248,6 +343,8 @@ void na_pipe_close(na_pipe *pp)
 	if (pp->p)
 		na_proto_free(pp->p);
 	pp->p = NULL;
+	na_tls_free(pp->tls);
+	pp->tls = NULL;
 	if (pp->fd >= 0)
 		close(pp->fd);
 	pp->fd = -1;

@@ -10,16 +10,21 @@
 
 #include "newsarch.h"
 
+struct na_tls;
+
 typedef struct na_pipe {
 	int fd;
 	na_proto *p;
+	struct na_tls *tls;     /* tls:// addresses: the engine between */
 	int io_timeout_ms;      /* no progress for this long: NA_ETIMEDOUT */
 	char err[512];
 } na_pipe;
 
-/* Connects to addr ("host:port", "[v6]:port", "unix:/path"). 0 or a
- * negative NA_E* code with pp->err set. */
-int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms);
+/* Connects to addr ("host:port", "[v6]:port", "tls://host:port",
+ * "unix:/path"). With tls://, tls (may be NULL) gives the tls_* options of
+ * na_options; the handshake then runs in the first pumps, before the
+ * queued requests go out. 0 or a negative NA_E* code with pp->err set. */
+int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms, const na_options *tls);
 
 /*
  * Moves bytes: writes pending output, reads and feeds replies (callbacks

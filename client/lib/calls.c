@@ -501,6 +501,15 @@ int na__addr_parse(const char *addr, na__addr *out, char *err, size_t errlen)
 	memset(out, 0, sizeof *out);
 	if (!addr)
 		addr = NA_DEFAULT_ADDR;
+	if (strncmp(addr, "tls://", 6) == 0) {
+		addr += 6;
+		out->tls = 1;
+		if (strncmp(addr, "unix:", 5) == 0) {
+			snprintf(err, errlen, "bad address \"tls://%s\": TLS is for TCP (use unix:/path "
+					      "without tls://)", addr);
+			return NA_EINVAL;
+		}
+	}
 	if (strncmp(addr, "unix:", 5) == 0) {
 		const char *path = addr + 5;
 		size_t n = strlen(path);

@@ -27,6 +27,7 @@ const char *na_strerror(int err)
 	case NA_EPROTO: return "protocol error in the server's reply";
 	case NA_ECLOSED: return "client closed";
 	case NA_ENOFIELD: return "no such field";
+	case NA_ETLS: return "TLS failed";
 	case NA_EBADREQ: return "server: bad request";
 	case NA_EUNKNOWNMETHOD: return "server: unknown method";
 	case NA_ENOTFOUND: return "server: not found";

@@ -91,11 +91,13 @@ NA_HIDDEN int na__page_article(na_mp *r, na_article *a);
 
 typedef struct na__addr {
 	int is_unix;
+	int tls;               /* "tls://" prefix */
 	char host[256];
 	char port[16];
 	char path[108];
 } na__addr;
 
+/* Parses the address forms of na_client_connect ("tls://" sets out->tls). */
 NA_HIDDEN int na__addr_parse(const char *addr, na__addr *out, char *err, size_t errlen);
 
 #endif

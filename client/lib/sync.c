@@ -1,8 +1,14 @@
 /*
  * sync.c - the blocking client: a non-blocking socket driven with poll(2)
  * around the protocol core, and the range iterator.
+ *
+ * With a tls:// address the TLS engine (proto/tls.h) sits between the
+ * socket and the core: the core's output is encrypted before it is sent,
+ * and what arrives is decrypted before the core sees it. The handshake is
+ * finished inside connect, within the connect timeout.
  */
 #include "internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -23,6 +29,7 @@
 
 struct na_client {
 	int fd;
+	na_tls *tls;           /* tls:// connections */
 	na_proto *proto;
 	na_options opts;
 	int dead;              /* 0, or the code the connection died with */
@@ -31,6 +38,7 @@ struct na_client {
 	char *arena;           /* batch error messages of the last call */
 	char errmsg[ERRMSG_MAX];
 	uint8_t rbuf[RBUF];
+	uint8_t pbuf[RBUF];    /* plaintext decrypted from rbuf */
 };
 
 void na_options_init(na_options *o)
@@ -155,6 +163,113 @@ static int open_socket(const na__addr *a, const char *addr, int timeout_ms, int 
 	return rc;
 }
 
+/* Sends what the engine holds, waiting for the socket until deadline.
+ * 0, NA_ECONN or NA_ETIMEDOUT (e set). */
+static int tls_send_all(na_tls *t, int fd, int64_t deadline, int *e)
+{
+	for (;;) {
+		const uint8_t *b;
+		size_t n;
+		na_tls_output(t, &b, &n);
+		if (n == 0)
+			return 0;
+		ssize_t s = send(fd, b, n, MSG_NOSIGNAL);
+		if (s > 0) {
+			na_tls_consume(t, (size_t)s);
+			continue;
+		}
+		if (s < 0 && errno == EINTR)
+			continue;
+		if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			int pn = poll(&pfd, 1, left_ms(deadline));
+			if (pn == 0) {
+				*e = ETIMEDOUT;
+				return NA_ETIMEDOUT;
+			}
+			continue;
+		}
+		*e = s < 0 ? errno : EPIPE;
+		return NA_ECONN;
+	}
+}
+
+/* Runs the TLS handshake on c->fd. Plaintext that arrives with the end of
+ * the handshake goes to the core. 0 or an NA_E* code with errbuf set. */
+static int tls_handshake(na_client *c, const na__addr *a, const na_options *o, const char *addr,
+			 char *errbuf, size_t errlen)
+{
+	int64_t deadline = o->connect_timeout_ms > 0 ? now_ms() + o->connect_timeout_ms : -1;
+	na_tls_ctx *x;
+	char m[1024];
+	if (na_tls_ctx_client(o->tls_ca_file, o->tls_cert_file, o->tls_key_file, &x, m, sizeof m)) {
+		snprintf(errbuf, errlen, "TLS: %s", m);
+		return NA_ETLS;
+	}
+	const char *name = o->tls_server_name && *o->tls_server_name ? o->tls_server_name : a->host;
+	int rc = na_tls_new(x, name, &c->tls);
+	na_tls_ctx_free(x);
+	if (rc) {
+		snprintf(errbuf, errlen, rc == NA_TLS_NOMEM ? "out of memory"
+							    : "TLS: bad server name \"%s\"", name);
+		return rc == NA_TLS_NOMEM ? NA_ENOMEM : NA_ETLS;
+	}
+	int e = 0;
+	while (!na_tls_handshake_done(c->tls)) {
+		rc = tls_send_all(c->tls, c->fd, deadline, &e);
+		if (rc)
+			break;
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		int pn = poll(&pfd, 1, left_ms(deadline));
+		if (pn < 0 && errno == EINTR)
+			continue;
+		if (pn == 0) {
+			rc = NA_ETIMEDOUT;
+			break;
+		}
+		ssize_t n = recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (n <= 0) {
+			e = n < 0 ? errno : 0;
+			rc = NA_ECONN;
+			break;
+		}
+		if (na_tls_feed(c->tls, c->rbuf, (size_t)n)) {
+			snprintf(errbuf, errlen, "out of memory");
+			return NA_ENOMEM;
+		}
+		for (;;) {
+			size_t got;
+			int r = na_tls_read(c->tls, c->pbuf, sizeof c->pbuf, &got);
+			if (r) {
+				tls_send_all(c->tls, c->fd, deadline, &e); /* the alert */
+				snprintf(errbuf, errlen, "TLS handshake with %s failed: %s", addr,
+					 r == NA_TLS_EOF ? "the server closed the session"
+							 : na_tls_errmsg(c->tls));
+				return NA_ETLS;
+			}
+			if (got == 0)
+				break;
+			if (na_proto_feed(c->proto, c->pbuf, got)) {
+				snprintf(errbuf, errlen, "%s", na_proto_errmsg(c->proto));
+				return NA_EPROTO;
+			}
+		}
+	}
+	if (rc == 0)
+		rc = tls_send_all(c->tls, c->fd, deadline, &e);
+	if (rc == NA_ETIMEDOUT)
+		snprintf(errbuf, errlen, "TLS handshake with %s: no answer within %d ms", addr,
+			 o->connect_timeout_ms);
+	else if (rc == NA_ECONN && e)
+		snprintf(errbuf, errlen, "TLS handshake with %s: %s", addr, strerror(e));
+	else if (rc == NA_ECONN)
+		snprintf(errbuf, errlen, "TLS handshake with %s: the server closed the connection "
+					 "(is it a TLS port?)", addr);
+	return rc;
+}
+
 int na_client_connect_ex(const char *addr, const na_options *opts, na_client **out,
 			 char *errbuf, size_t errlen)
 {
@@ -198,6 +313,13 @@ int na_client_connect_ex(const char *addr, const na_options *opts, na_client **o
 		return rc;
 	}
 	c->fd = fd;
+	if (a.tls) {
+		rc = tls_handshake(c, &a, &o, addr, errbuf, errlen);
+		if (rc) {
+			na_client_close(c);
+			return rc;
+		}
+	}
 	if (o.token) {
 		size_t tl = strlen(o.token);
 		uint8_t params[8 + 300];
@@ -237,6 +359,16 @@ void na_client_close(na_client *c)
 {
 	if (!c)
 		return;
+	if (c->tls && c->fd >= 0 && !c->dead) {
+		/* close_notify, if the socket takes it right away */
+		const uint8_t *b;
+		size_t n;
+		na_tls_shutdown(c->tls);
+		na_tls_output(c->tls, &b, &n);
+		if (n && send(c->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			n = 0;
+	}
+	na_tls_free(c->tls);
 	if (c->fd >= 0)
 		close(c->fd);
 	na_proto_free(c->proto);
@@ -296,6 +428,36 @@ static void conn_lost(na_client *c, int err, const char *what, int e)
 /* Sends what can be sent without blocking. */
 static void flush_out(na_client *c)
 {
+	if (c->tls) {
+		const uint8_t *b;
+		size_t n;
+		na_proto_output(c->proto, &b, &n);
+		if (n) {
+			int rc = na_tls_write(c->tls, b, n);
+			if (rc) {
+				conn_lost(c, rc == NA_TLS_NOMEM ? NA_ENOMEM : NA_ETLS,
+					  rc == NA_TLS_NOMEM ? "out of memory" : na_tls_errmsg(c->tls), 0);
+				return;
+			}
+			na_proto_consume(c->proto, n);
+		}
+		for (;;) {
+			na_tls_output(c->tls, &b, &n);
+			if (n == 0)
+				return;
+			ssize_t s = send(c->fd, b, n, MSG_NOSIGNAL);
+			if (s > 0) {
+				na_tls_consume(c->tls, (size_t)s);
+				continue;
+			}
+			if (s < 0 && errno == EINTR)
+				continue;
+			if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return;
+			conn_lost(c, NA_ECONN, "send", s < 0 ? errno : EPIPE);
+			return;
+		}
+	}
 	for (;;) {
 		const uint8_t *b;
 		size_t n;
@@ -316,11 +478,48 @@ static void flush_out(na_client *c)
 	}
 }
 
+/* n bytes of ciphertext in c->rbuf: decrypt them into the core. */
+static void tls_in(na_client *c, size_t n)
+{
+	if (na_tls_feed(c->tls, c->rbuf, n)) {
+		conn_lost(c, NA_ENOMEM, "out of memory", 0);
+		return;
+	}
+	for (;;) {
+		size_t got;
+		int r = na_tls_read(c->tls, c->pbuf, sizeof c->pbuf, &got);
+		if (r == NA_TLS_EOF) {
+			conn_lost(c, NA_ECONN, "connection closed by the server", 0);
+			return;
+		}
+		if (r) {
+			char m[400];
+			snprintf(m, sizeof m, "TLS: %s", na_tls_errmsg(c->tls));
+			conn_lost(c, NA_ETLS, m, 0);
+			return;
+		}
+		if (got == 0)
+			break;
+		int rc = na_proto_feed(c->proto, c->pbuf, got);
+		if (rc) { /* protocol error: the core failed every call */
+			close(c->fd);
+			c->fd = -1;
+			c->dead = rc;
+			return;
+		}
+	}
+	flush_out(c); /* whatever the engine wants to say back */
+}
+
 /* Reads what is there without blocking, until w is done. */
 static void read_in(na_client *c, waiter *w)
 {
 	while (!w->done && c->fd >= 0) {
 		ssize_t n = recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
+		if (n > 0 && c->tls) {
+			tls_in(c, (size_t)n);
+			continue;
+		}
 		if (n > 0) {
 			int rc = na_proto_feed(c->proto, c->rbuf, (size_t)n);
 			if (rc) { /* protocol error: the core failed every call */
@@ -376,6 +575,9 @@ static int call(na_client *c, const char *method, const msgpack_sbuffer *params)
 			return NA_ETIMEDOUT;
 		}
 		na_proto_output(c->proto, &b, &n);
+		if (c->tls && n == 0) {
+			na_tls_output(c->tls, &b, &n);
+		}
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN | (n ? POLLOUT : 0) };
 		int pn = poll(&pfd, 1, tmo);
 		if (pn < 0 && errno == EINTR)

@@ -1,9 +1,17 @@
 /*
  * uv.c - the libuv adapter: moves the protocol core's bytes over a uv
  * stream and turns raw responses into typed replies.
+ *
+ * TLS (tls:// addresses): the TLS engine (proto/tls.h) sits between the
+ * stream and the core. The client context is built from the files when
+ * na_uv_client_connect is called; the handshake runs after the TCP connect,
+ * still in S_CONNECTING and under the connect timer, and the connect
+ * callback reports success only when it has finished. Calls queued before
+ * then stay in the core's output until the session is up.
  */
 #include "internal.h"
 #include "newsarch_uv.h"
+#include "tls.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,7 +43,11 @@ struct na_uv_client {
 	na_uv_connect_cb ccb;
 	void *cud;
 	char *wbuf;
+	na_tls_ctx *tls_ctx;   /* tls:// until the session exists */
+	na_tls *tls;
+	char tls_name[256];    /* the name to verify */
 	char rbuf[RBUF];
+	char pbuf[RBUF];       /* plaintext decrypted from rbuf */
 };
 
 static void maybe_free(na_uv_client *c)
@@ -43,6 +55,8 @@ static void maybe_free(na_uv_client *c)
 	if (c->refs > 0)
 		return;
 	na_proto_free(c->proto);
+	na_tls_free(c->tls);
+	na_tls_ctx_free(c->tls_ctx);
 	free(c->wbuf);
 	free(c);
 }
@@ -74,7 +88,7 @@ static void conn_fail(na_uv_client *c, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(m, sizeof m, fmt, ap);
 	va_end(ap);
-	if (c->state == S_CONNECTED)
+	if (c->state == S_CONNECTED || c->tls)
 		uv_read_stop(&c->io.s);
 	c->state = S_DEAD;
 	uv_timer_stop(&c->timer);
@@ -141,7 +155,7 @@ static void on_write(uv_write_t *req, int status)
 	free(c->wbuf);
 	c->wbuf = NULL;
 	c->writing = false;
-	if (c->state != S_CONNECTED)
+	if (c->state != S_CONNECTED && !(c->tls && c->state == S_CONNECTING))
 		return;
 	if (status < 0) {
 		conn_fail(c, NA_ECONN, "write: %s", uv_strerror(status));
@@ -150,8 +164,49 @@ static void on_write(uv_write_t *req, int status)
 	flush(c);
 }
 
+/* TLS: encrypts the core's output once the session is up, and writes the
+ * engine's ciphertext (handshake messages included). */
+static void tls_flush(na_uv_client *c)
+{
+	const uint8_t *p;
+	size_t n;
+	if (c->state == S_CONNECTED) {
+		na_proto_output(c->proto, &p, &n);
+		if (n) {
+			int rc = na_tls_write(c->tls, p, n);
+			if (rc) {
+				conn_fail(c, rc == NA_TLS_NOMEM ? NA_ENOMEM : NA_ETLS, "TLS: %s",
+					  rc == NA_TLS_NOMEM ? "out of memory" : na_tls_errmsg(c->tls));
+				return;
+			}
+			na_proto_consume(c->proto, n);
+		}
+	}
+	uint8_t *b = na_tls_output_release(c->tls, &n);
+	if (!b) {
+		if (n)
+			conn_fail(c, NA_ENOMEM, "out of memory for the write buffer");
+		return;
+	}
+	c->wbuf = (char *)b;
+	uv_buf_t buf = uv_buf_init(c->wbuf, (unsigned)n);
+	c->wreq.data = c;
+	int rc = uv_write(&c->wreq, &c->io.s, &buf, 1, on_write);
+	if (rc < 0) {
+		free(c->wbuf);
+		c->wbuf = NULL;
+		conn_fail(c, NA_ECONN, "write: %s", uv_strerror(rc));
+		return;
+	}
+	c->writing = true;
+}
+
 static void flush(na_uv_client *c)
 {
+	if (c->tls && !c->writing && (c->state == S_CONNECTED || c->state == S_CONNECTING)) {
+		tls_flush(c);
+		return;
+	}
 	if (c->state != S_CONNECTED || c->writing)
 		return;
 	const uint8_t *b;
@@ -185,10 +240,68 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
+/* TLS: nread bytes of ciphertext in rbuf. */
+static void tls_read(na_uv_client *c, size_t nread)
+{
+	bool was_done = na_tls_handshake_done(c->tls);
+	if (na_tls_feed(c->tls, c->rbuf, nread)) {
+		conn_fail(c, NA_ENOMEM, "out of memory for TLS input");
+		return;
+	}
+	for (;;) {
+		size_t got;
+		int rc = na_tls_read(c->tls, c->pbuf, sizeof c->pbuf, &got);
+		if (rc == NA_TLS_EOF) {
+			conn_fail(c, NA_ECONN, "connection closed by the server");
+			return;
+		}
+		if (rc) {
+			if (!c->writing) /* the alert, if the socket is free */
+				tls_flush(c);
+			if (was_done)
+				conn_fail(c, NA_ETLS, "TLS: %s", na_tls_errmsg(c->tls));
+			else
+				conn_fail(c, NA_ETLS, "TLS handshake with %s failed: %s", c->tls_name,
+					  na_tls_errmsg(c->tls));
+			return;
+		}
+		if (!was_done && na_tls_handshake_done(c->tls)) {
+			was_done = true;
+			uv_timer_stop(&c->timer);
+			c->state = S_CONNECTED;
+			report_connect(c, 0, "");
+			if (c->state != S_CONNECTED)
+				return; /* closed by the callback */
+		}
+		if (got == 0)
+			break;
+		rc = na_proto_feed(c->proto, c->pbuf, got);
+		if (c->state != S_CONNECTED)
+			return; /* a callback closed the client */
+		if (rc) { /* bad reply: the core failed every call */
+			uv_read_stop(&c->io.s);
+			uv_timer_stop(&c->timer);
+			c->state = S_DEAD;
+			return;
+		}
+	}
+	flush(c);
+	arm_io(c, c->state == S_CONNECTED);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	na_uv_client *c = s->data;
 	(void)buf;
+	if (c->tls && c->state == S_CONNECTING && nread < 0) {
+		conn_fail(c, NA_ETLS, "TLS handshake with %s: the server closed the connection "
+				      "(is it a TLS port?)", c->tls_name);
+		return;
+	}
+	if (c->tls && (c->state == S_CONNECTED || c->state == S_CONNECTING) && nread > 0) {
+		tls_read(c, (size_t)nread);
+		return;
+	}
 	if (c->state != S_CONNECTED)
 		return;
 	if (nread > 0) {
@@ -224,6 +337,20 @@ static void on_connect(uv_connect_t *req, int status)
 	int rc = uv_read_start(&c->io.s, on_alloc, on_read);
 	if (rc < 0) {
 		conn_fail(c, NA_ECONN, "read: %s", uv_strerror(rc));
+		return;
+	}
+	if (c->tls_ctx) {
+		/* the handshake, still under the connect timer */
+		if (c->io.h.type == UV_TCP)
+			uv_tcp_nodelay(&c->io.tcp, 1);
+		rc = na_tls_new(c->tls_ctx, c->tls_name, &c->tls);
+		na_tls_ctx_free(c->tls_ctx);
+		c->tls_ctx = NULL;
+		if (rc) {
+			conn_fail(c, NA_ETLS, "TLS: cannot start a session for \"%s\"", c->tls_name);
+			return;
+		}
+		flush(c); /* the ClientHello */
 		return;
 	}
 	uv_timer_stop(&c->timer);
@@ -281,8 +408,24 @@ int na_uv_client_connect(uv_loop_t *loop, const char *addr, const na_options *op
 		free(c);
 		return rc;
 	}
+	if (c->addr.tls) {
+		const char *name = c->opts.tls_server_name && *c->opts.tls_server_name
+					   ? c->opts.tls_server_name
+					   : c->addr.host;
+		if (strlen(name) >= sizeof c->tls_name ||
+		    na_tls_ctx_client(c->opts.tls_ca_file, c->opts.tls_cert_file,
+				      c->opts.tls_key_file, &c->tls_ctx, err, sizeof err)) {
+			free(c);
+			return NA_ETLS;
+		}
+		memcpy(c->tls_name, name, strlen(name) + 1);
+	}
+	/* the borrowed strings are not kept */
+	c->opts.token = c->opts.tls_ca_file = c->opts.tls_cert_file = c->opts.tls_key_file =
+		c->opts.tls_server_name = NULL;
 	rc = na_proto_new(c->opts.max_response_bytes, &c->proto);
 	if (rc) {
+		na_tls_ctx_free(c->tls_ctx);
 		free(c);
 		return rc;
 	}
@@ -292,6 +435,7 @@ int na_uv_client_connect(uv_loop_t *loop, const char *addr, const na_options *op
 	c->state = S_CONNECTING;
 	if ((c->addr.is_unix ? uv_pipe_init(loop, &c->io.pipe, 0) : uv_tcp_init(loop, &c->io.tcp)) < 0) {
 		na_proto_free(c->proto);
+		na_tls_ctx_free(c->tls_ctx);
 		free(c);
 		return NA_ECONN;
 	}
