@@ -65,9 +65,19 @@ static void reload(na_server *s)
 	if (n.token_file[0] && na_tokens_load_file(&n.tokens, n.token_file, err, sizeof err)) {
 		log_error("SIGHUP: tokens not reloaded: %s", err);
 	} else if (n.tokens.n != c->tokens.n || memcmp(&n.tokens, &c->tokens, sizeof n.tokens) != 0) {
-		log_info("SIGHUP: tokens reloaded (%u configured)", n.tokens.n);
-		c->tokens = n.tokens;
-		changed++;
+		/* the rule applied at start holds after a reload too: dropping
+		 * the last token must not open a non-loopback listener */
+		const char *exposed = na_server_exposed(s, n.tokens.n, c->tls_verify_client);
+		if (exposed) {
+			log_error("SIGHUP: tokens not reloaded, the current %u stay: without a token "
+				  "anyone reaching %s could read, write, back up and promote (set "
+				  "allow_unauthenticated = yes and restart if that is intended)",
+				  c->tokens.n, exposed);
+		} else {
+			log_info("SIGHUP: tokens reloaded (%u configured)", n.tokens.n);
+			c->tokens = n.tokens;
+			changed++;
+		}
 	}
 	memset(&n.tokens, 0, sizeof n.tokens);
 	changed += na_tls_reload(s, &n);
@@ -350,6 +360,17 @@ static int parse_hostport(const char *a, char *host, size_t hl, int *port)
 	return 0;
 }
 
+const char *na_server_exposed(const na_server *s, unsigned ntokens, int verify)
+{
+	if (ntokens > 0 || s->cfg.allow_unauthenticated)
+		return NULL;
+	if (s->tcp_public)
+		return s->cfg.listen;
+	if (s->tls_public && verify != NA_TLS_VERIFY_REQUIRE)
+		return s->cfg.tls_listen;
+	return NULL;
+}
+
 /* Binds and listens on a TCP address; 0 or -1 (logged). what: option name. */
 static int listen_tcp(na_server *s, uv_tcp_t *h, bool *have, const char *what, const char *addr,
 		      bool tls)
@@ -364,10 +385,15 @@ static int listen_tcp(na_server *s, uv_tcp_t *h, bool *have, const char *what, c
 		return -1;
 	}
 	bool loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+	if (tls)
+		s->tls_public = !loopback;
+	else
+		s->tcp_public = !loopback;
 	if (!loopback && s->cfg.tokens.n == 0) {
 		if (tls && s->cfg.tls_verify_client == NA_TLS_VERIFY_REQUIRE) {
 			log_warn("%s: no token configured: every client holding a certificate signed "
-				 "by tls_ca may read, write, back up and promote", addr);
+				 "by tls_ca may read, write, back up and promote (tls_ca must be a "
+				 "private CA for client certificates)", addr);
 		} else if (!s->cfg.allow_unauthenticated) {
 			log_error("refusing to listen on %s without authentication: configure a "
 				  "token%s (or set allow_unauthenticated = yes)", addr,

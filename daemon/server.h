@@ -65,6 +65,7 @@ struct na_server {
 	uv_tcp_t tcp;
 	uv_pipe_t pipe;
 	bool have_tcp, have_pipe;
+	bool tcp_public, tls_public; /* listen / tls_listen bound to a non-loopback address */
 	uv_signal_t sig[3];
 	uv_timer_t tick;
 	uv_timer_t watchdog;
@@ -110,6 +111,13 @@ int na_server_listen(na_server *s);
 void na_server_shutdown(na_server *s);
 /* Frees what init allocated; call after the loop has stopped. */
 void na_server_free(na_server *s);
+/*
+ * The authentication rule of the listeners, for SIGHUP: with ntokens tokens
+ * and client-certificate policy verify, would a non-loopback listener bound
+ * at start serve anyone as admin without allow_unauthenticated? Returns
+ * that listener's address (borrowed from s->cfg), or NULL when none would.
+ */
+const char *na_server_exposed(const na_server *s, unsigned ntokens, int verify);
 
 /* conn.c */
 na_conn *na_conn_new(na_server *s);

@@ -11,7 +11,13 @@
  * tls_verify_client, re-reading the files, so a renewed certificate at the
  * same path is picked up without a restart. New connections get the new
  * context; established ones keep theirs (each SSL holds a reference). If the
- * new files do not load, the old context stays and the error is logged.
+ * new files do not load, the old context stays and the error is logged. The
+ * same happens when the new tls_verify_client would leave a non-loopback
+ * TLS listener without any authentication (no token, policy below require):
+ * the rule checked at start (server.c) is not undone by a reload. Tokens and
+ * the policy are each checked against the other's current value, so a
+ * SIGHUP that changes both in a way that is only safe together keeps one of
+ * them (logged); a second SIGHUP then applies it.
  *
  * The follower builds its client context at every connection attempt from
  * the current settings, so renewed CA or client certificate files (and
@@ -59,6 +65,16 @@ int na_tls_reload(na_server *s, const na_config *n)
 		    strcmp(c->tls_ca, n->tls_ca) || c->tls_verify_client != n->tls_verify_client)
 			log_warn("SIGHUP: TLS settings changed but no TLS listener runs (tls_listen "
 				 "takes effect after a restart)");
+		return changed;
+	}
+	/* a weaker client policy must not open a non-loopback TLS listener
+	 * that has no token behind it (the rule applied at start) */
+	const char *exposed = na_server_exposed(s, c->tokens.n, n->tls_verify_client);
+	if (exposed) {
+		log_error("SIGHUP: TLS settings not reloaded, keeping the current certificate and "
+			  "tls_verify_client = %s: with tls_verify_client = %s and no token anyone "
+			  "reaching %s could read, write, back up and promote",
+			  verify_names[c->tls_verify_client], verify_names[n->tls_verify_client], exposed);
 		return changed;
 	}
 	na_tls_ctx *x;

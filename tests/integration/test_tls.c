@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -558,6 +559,93 @@ static void test_sighup_reloads_certificate(void **st)
 	na_client_close(old);
 }
 
+/* ---- SIGHUP cannot undo the listen-time authentication rule --------------- */
+
+static void write_conf(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fchmod(fileno(f), 0600), 0);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * The daemon counts only 127.0.0.0/8 and ::1 as loopback, so listening on
+ * the IPv4-mapped loopback address [::ffff:127.0.0.1] applies the rules for
+ * a public address while staying reachable from this machine alone.
+ * 1. A public plaintext listener with a token: a reload that drops the
+ *    last token is refused and the token keeps guarding every connection.
+ * 2. A public TLS listener without tokens, allowed because
+ *    tls_verify_client = require: a reload to "no" is refused and clients
+ *    without a certificate stay out.
+ */
+static void test_sighup_keeps_authentication(void **st)
+{
+	(void)st;
+	char conf[300], line[1200], l0[64], l1[64], taddr[64];
+	/* 1 */
+	snprintf(conf, sizeof conf, "%s/auth0.conf", certdir);
+	write_conf(conf, "token = admin:reload-test-secret-0123456789\n");
+	int p0 = na_test_free_port();
+	assert_true(p0 > 0);
+	snprintf(l0, sizeof l0, "[::ffff:127.0.0.1]:%d", p0);
+	na_test_daemon *d = &D[0];
+	memset(d, 0, sizeof *d);
+	d->extra[0] = "--config";
+	d->extra[1] = conf;
+	d->extra[2] = "--listen";
+	d->extra[3] = l0;
+	d->extra[4] = NULL;
+	assert_int_equal(na_test_daemon_start(d), 0);
+	write_conf(conf, "# no token any more\n");
+	kill(d->pid, SIGHUP);
+	wait_log(0, "tokens not reloaded", 1);
+	assert_int_equal(log_count(0, "tokens reloaded"), 0);
+	na_client *c = must_connect(d->uaddr, (tlsopt){ 0 });
+	uint64_t n;
+	assert_int_equal(na_count(c, NULL, NULL, &n), NA_EUNAUTHORIZED);
+	na_client_close(c);
+
+	/* 2 */
+	snprintf(conf, sizeof conf, "%s/auth1.conf", certdir);
+	snprintf(line, sizeof line, "tls_ca = %s\ntls_verify_client = require\n", C.ca);
+	write_conf(conf, line);
+	int p1 = na_test_free_port();
+	assert_true(p1 > 0);
+	snprintf(l1, sizeof l1, "[::ffff:127.0.0.1]:%d", p1);
+	snprintf(taddr, sizeof taddr, "tls://127.0.0.1:%d", p1);
+	d = &D[1];
+	memset(d, 0, sizeof *d);
+	int k = 0;
+	d->extra[k++] = "--config";
+	d->extra[k++] = conf;
+	d->extra[k++] = "--tls-listen";
+	d->extra[k++] = l1;
+	d->extra[k++] = "--tls-cert";
+	d->extra[k++] = C.server_cert;
+	d->extra[k++] = "--tls-key";
+	d->extra[k++] = C.server_key;
+	d->extra[k] = NULL;
+	assert_int_equal(na_test_daemon_start(d), 0);
+	assert_true(log_count(1, "no token configured") >= 1);
+	expect_refused_client(taddr, (tlsopt){ .ca = C.ca }, "certificate required");
+	snprintf(line, sizeof line, "tls_ca = %s\ntls_verify_client = no\n", C.ca);
+	write_conf(conf, line);
+	kill(d->pid, SIGHUP);
+	wait_log(1, "TLS settings not reloaded", 1);
+	expect_refused_client(taddr, (tlsopt){ .ca = C.ca }, "certificate required");
+	c = must_connect(taddr, (tlsopt){ .ca = C.ca, .cert = C.client_cert, .key = C.client_key });
+	assert_int_equal(na_count(c, NULL, NULL, &n), 0);
+	na_client_close(c);
+	/* "optional" is refused the same way */
+	snprintf(line, sizeof line, "tls_ca = %s\ntls_verify_client = optional\n", C.ca);
+	write_conf(conf, line);
+	kill(d->pid, SIGHUP);
+	wait_log(1, "TLS settings not reloaded", 2);
+	expect_refused_client(taddr, (tlsopt){ .ca = C.ca }, "certificate required");
+}
+
 /* ---- replication over TLS ------------------------------------------------- */
 
 typedef struct fstate {
@@ -916,6 +1004,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage_and_stalled_handshakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sighup_reloads_certificate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sighup_keeps_authentication, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_over_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_refuses_wrong_primary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_tls_settings_stop_the_start, setup, teardown),
