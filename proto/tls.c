@@ -251,16 +251,20 @@ int na_tls_new(na_tls_ctx *x, const char *name, na_tls **out)
 		return 0;
 	}
 	SSL_set_connect_state(t->ssl);
-	if (set(name)) {
-		unsigned char ip[16];
-		bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
-		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name)
-			       : SSL_set_tlsext_host_name(t->ssl, name) == 1 &&
-					 SSL_set1_host(t->ssl, name) == 1;
-		if (!ok) {
-			na_tls_free(t);
-			return NA_TLS_ERROR;
-		}
+	/* no name, no session: a chain check alone would accept any
+	 * certificate the CAs ever signed, for any host */
+	if (!set(name)) {
+		na_tls_free(t);
+		return NA_TLS_ERROR;
+	}
+	unsigned char ip[16];
+	bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+	int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name)
+		       : SSL_set_tlsext_host_name(t->ssl, name) == 1 &&
+				 SSL_set1_host(t->ssl, name) == 1;
+	if (!ok) {
+		na_tls_free(t);
+		return NA_TLS_ERROR;
 	}
 	/* the ClientHello */
 	int r = SSL_do_handshake(t->ssl);

@@ -70,9 +70,10 @@ void na_tls_ctx_free(na_tls_ctx *x);
 /*
  * A connection. For a client context, name is the server name to verify
  * (an IP address literal is verified against IP SANs; a DNS name against
- * DNS SANs and sent as SNI); the ClientHello is ready in na_tls_output()
- * at once. For a server context name is ignored (NULL). 0, or NA_TLS_NOMEM
- * / NA_TLS_ERROR (*out untouched).
+ * DNS SANs and sent as SNI) and is required: NULL or "" is NA_TLS_ERROR,
+ * as is a name OpenSSL does not accept; the ClientHello is ready in
+ * na_tls_output() at once. For a server context name is ignored (NULL).
+ * 0, or NA_TLS_NOMEM / NA_TLS_ERROR (*out untouched).
  */
 int na_tls_new(na_tls_ctx *x, const char *name, na_tls **out);
 void na_tls_free(na_tls *t);

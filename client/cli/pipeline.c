@@ -153,7 +153,9 @@ int na_pipe_open(na_pipe *pp, const char *addr, int connect_timeout_ms, const na
 				close(fd);
 				return NA_ETLS;
 			}
-			const char *name = tls && tls->tls_server_name ? tls->tls_server_name : host;
+			const char *name = tls && tls->tls_server_name && *tls->tls_server_name
+						   ? tls->tls_server_name
+						   : host;
 			int trc = na_tls_new(x, name, &pp->tls);
 			na_tls_ctx_free(x);
 			if (trc) {

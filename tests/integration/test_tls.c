@@ -920,6 +920,14 @@ static void test_cli_over_tls(void **st)
 	run_cli(&r, NULL, "-s", TADDR[0], "--cacert", C.wrong_ca, "import", imp, NULL);
 	assert_int_equal(r.status, 3);
 	expect_in(r.err, "certificate");
+	/* an empty --servername means the host in the address, for the sync
+	 * and pipelined paths alike (never "no name check") */
+	run_cli(&r, NULL, "-s", TADDR[0], "--cacert", C.ca, "--servername", "", "count", NULL);
+	if (r.status != 0)
+		fail_msg("count with --servername \"\": %d %s", r.status, r.err);
+	run_cli(&r, NULL, "-s", TADDR[0], "--cacert", C.ca, "--servername", "", "import", imp, NULL);
+	if (r.status != 0)
+		fail_msg("import with --servername \"\": %d %s", r.status, r.err);
 	/* usage errors */
 	run_cli(&r, NULL, "-s", TADDR[0], "--cert", C.client_cert, "ping", NULL);
 	assert_int_equal(r.status, 2);

@@ -173,6 +173,18 @@ static void test_refusals(void **st)
 	assert_non_null(strstr(na_tls_errmsg(cl), "mismatch"));
 	na_tls_free(cl);
 	na_tls_free(sv);
+	/* no name at all: a client session would check the chain only, so
+	 * there is none (a certificate for another host must not pass) */
+	na_tls_ctx *cx;
+	char err[512];
+	if (na_tls_ctx_client(C.ca, NULL, NULL, &cx, err, sizeof err))
+		fail_msg("client ctx: %s", err);
+	na_tls *t = NULL;
+	assert_int_equal(na_tls_new(cx, NULL, &t), NA_TLS_ERROR);
+	assert_null(t);
+	assert_int_equal(na_tls_new(cx, "", &t), NA_TLS_ERROR);
+	assert_null(t);
+	na_tls_ctx_free(cx);
 }
 
 static void test_garbage(void **st)
