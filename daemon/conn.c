@@ -144,6 +144,10 @@ static void resume_reading(na_conn *c)
 		return;
 	c->paused = false;
 	process(c);  /* requests that waited in the buffer first */
+	if (c->tls_eof && !c->paused && !c->closing) {
+		na_conn_close(c); /* the peer said close_notify after them */
+		return;
+	}
 	if (!c->paused && !c->closing && !c->sink)
 		uv_read_start(&c->h.stream, on_alloc, on_read);
 }
@@ -457,6 +461,7 @@ static void tls_input(na_conn *c, const uint8_t *p, size_t n)
 		na_conn_close(c);
 		return;
 	}
+	bool eof = false;
 	for (;;) {
 		if (grow_in(c)) {
 			log_warn("%s: out of memory for TLS input; closing the connection", c->peer);
@@ -466,10 +471,8 @@ static void tls_input(na_conn *c, const uint8_t *p, size_t n)
 		size_t got;
 		int rc = na_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, &got);
 		if (rc == NA_TLS_EOF) {
-			tls_send(c);
-			if (!c->closing)
-				na_conn_close(c);
-			return;
+			eof = true;
+			break;
 		}
 		if (rc) {
 			tls_fail(c);
@@ -484,9 +487,17 @@ static void tls_input(na_conn *c, const uint8_t *p, size_t n)
 		na_tls_describe(c->tls, d, sizeof d);
 		log_debug("%s: TLS established: %s", c->peer, d);
 	}
+	/* requests that arrived before a close_notify are served like those
+	 * before a plaintext end of file: dispatched, then the hang-up */
 	process(c); /* ends with na_conn_flush: handshake replies go out there */
 	if (!c->closing && c->out.size == 0)
 		tls_send(c);
+	if (eof && !c->closing) {
+		if (c->paused)
+			c->tls_eof = true; /* the rest when reading resumes, then hang up */
+		else
+			na_conn_close(c);
+	}
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)

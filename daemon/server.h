@@ -39,6 +39,7 @@ struct na_conn {
 	int refs;                  /* the handle + one per pending request */
 	bool closing, paused, is_unix;
 	bool tls_started;          /* the first TLS bytes were checked */
+	bool tls_eof;              /* close_notify came while paused: close once drained */
 	uint64_t last_active;      /* loop time (ms) of the last request */
 	uint64_t partial_since;    /* loop time a partial request began waiting; 0: none */
 	char peer[64];

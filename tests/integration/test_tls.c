@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +34,8 @@
 #include "mp.h"
 #include "newsarch.h"
 #include "newsarch_uv.h"
+#include "testrpc.h"
+#include "tls.h"
 
 #define WAIT_MS 60000
 #define BASE_SEC 1600000000
@@ -461,6 +464,89 @@ static void test_garbage_and_stalled_handshakes(void **st)
 	/* nor does a new one */
 	c = must_connect(TADDR[0], (tlsopt){ .ca = C.ca });
 	check_get(c, 1);
+	na_client_close(c);
+}
+
+/* ---- requests followed at once by close_notify ----------------------------- */
+
+/* Sends everything the engine holds on a blocking socket. */
+static void send_all(int fd, na_tls *t)
+{
+	const uint8_t *b;
+	size_t n;
+	na_tls_output(t, &b, &n);
+	while (n > 0) {
+		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+		assert_true(w > 0);
+		na_tls_consume(t, (size_t)w);
+		na_tls_output(t, &b, &n);
+	}
+}
+
+/*
+ * A client that sends a put and its close_notify in one write (a script
+ * piping one request into a TLS tool does that) gets the put stored, as a
+ * plaintext client that sends a put and closes does: the server used to
+ * see the close_notify in the same read and hang up without serving what
+ * came before it.
+ */
+static void test_request_then_close_notify(void **st)
+{
+	(void)st;
+	start_tls(0, C.server_cert, C.server_key, NULL);
+	int fd = connect_port(TP[0]);
+	assert_true(fd >= 0);
+	na_tls_ctx *cx;
+	char err[512];
+	if (na_tls_ctx_client(C.ca, NULL, NULL, &cx, err, sizeof err))
+		fail_msg("client ctx: %s", err);
+	na_tls *t;
+	assert_int_equal(na_tls_new(cx, "127.0.0.1", &t), 0);
+	na_tls_ctx_free(cx);
+	uint8_t buf[16384];
+	size_t got;
+	long long end = mono_ms() + WAIT_MS;
+	while (!na_tls_handshake_done(t)) {
+		send_all(fd, t);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		assert_true(mono_ms() < end);
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t r = recv(fd, buf, sizeof buf, 0);
+		assert_true(r > 0);
+		assert_int_equal(na_tls_feed(t, buf, (size_t)r), 0);
+		assert_int_equal(na_tls_read(t, buf, sizeof buf, &got), 0);
+	}
+	/* the client's last handshake message, the put and the close_notify:
+	 * one send, so one read on the server in practice */
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint32(&pk, 1);
+	na_mp_pack_cstr(&pk, "put");
+	msgpack_pack_array(&pk, 1);
+	na_pack_article(&pk, "tls-then-close", BASE_SEC, 0, "sent with its close_notify", NULL);
+	assert_int_equal(na_tls_write(t, sb.data, sb.size), 0);
+	msgpack_sbuffer_destroy(&sb);
+	na_tls_shutdown(t);
+	send_all(fd, t);
+	assert_int_equal(wait_eof(fd), 0);
+	close(fd);
+	na_tls_free(t);
+	/* the put was served (its commit may land just after the hang-up) */
+	na_client *c = must_connect(D[0].addr, (tlsopt){ 0 });
+	end = mono_ms() + WAIT_MS;
+	na_article *a = NULL;
+	int rc;
+	while ((rc = na_get(c, "tls-then-close", 14, NULL, 0, &a)) == NA_ENOTFOUND &&
+	       mono_ms() < end)
+		poll_pause();
+	if (rc)
+		fail_msg("the put sent with close_notify was not stored: %s", na_strerror(rc));
+	na_article_free(a);
 	na_client_close(c);
 }
 
@@ -1010,6 +1096,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refused_certificates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_certificates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_stalled_handshakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_then_close_notify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sighup_reloads_certificate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sighup_keeps_authentication, setup, teardown),
