@@ -770,9 +770,12 @@ static int tls_input(na_follower *f, const uint8_t *p, size_t n)
 		na_tls_describe(f->tls, d, sizeof d);
 		log_info("replication from %s: TLS established (%s)", f->addr, d);
 		if (f->early.size) {
+			uint32_t gen = f->gen;
 			msgpack_sbuffer early = f->early;
 			msgpack_sbuffer_init(&f->early);
 			send_bytes(f, &early);
+			if (gen != f->gen)
+				return -1; /* the send failed and dropped the link */
 		}
 	}
 	tls_send(f);
