@@ -14,9 +14,13 @@
  * TLS: a connection from the TLS listener has an engine (proto/tls.h) between
  * the socket and the same machinery: ciphertext read from the socket is fed
  * to it and the plaintext lands in c->in, so framing, limits and pausing
- * work unchanged; replies in c->out are encrypted in chunks of TLS_CHUNK
- * just before they are written, so out_queued counts ciphertext and the
- * output cap keeps holding. Pausing stops socket reads, hence decryption.
+ * work unchanged; at each flush the replies in c->out are encrypted, in
+ * chunks of at most TLS_CHUNK bytes of plaintext, and every chunk's
+ * ciphertext is handed to the socket (uv_try_write, then uv_write) before
+ * the next is made; c->out is freed once all of it is encrypted. So
+ * out_queued counts ciphertext, the output cap holds as for plaintext, and
+ * a reply exists twice (plaintext and ciphertext) only within one flush of
+ * one connection. Pausing stops socket reads, hence decryption.
  * The handshake is bounded by request_timeout from the accept (server.c's
  * tick), and by idle_timeout like any connection. A handshake or record
  * error is logged with OpenSSL's reason and closes only that connection.
