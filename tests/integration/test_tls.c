@@ -900,6 +900,52 @@ static void test_bad_tls_settings_stop_the_start(void **st)
 	assert_true(log_count(0, "/nonexistent/ca.pem") >= 1);
 	na_test_daemon_cleanup(d);
 	memset(d, 0, sizeof *d);
+
+	/* the authentication rule at start, on the IPv4-mapped loopback
+	 * address (non-loopback to the daemon, see
+	 * test_sighup_keeps_authentication): without a token a public TLS
+	 * listener needs tls_verify_client = require ... */
+	char pub[64];
+	snprintf(pub, sizeof pub, "[::ffff:127.0.0.1]:%d", port);
+	const char *policy[] = { "no", "optional" };
+	for (int i = 0; i < 2; i++) {
+		int k = 0;
+		d->extra[k++] = "--tls-listen";
+		d->extra[k++] = pub;
+		d->extra[k++] = "--tls-cert";
+		d->extra[k++] = C.server_cert;
+		d->extra[k++] = "--tls-key";
+		d->extra[k++] = C.server_key;
+		d->extra[k++] = "--tls-ca";
+		d->extra[k++] = C.ca;
+		d->extra[k++] = "--tls-verify-client";
+		d->extra[k++] = policy[i];
+		d->extra[k] = NULL;
+		assert_int_not_equal(na_test_daemon_start(d), 0);
+		assert_true(log_count(0, "refusing to listen on [::ffff:127.0.0.1]") >= 1);
+		na_test_daemon_cleanup(d);
+		memset(d, 0, sizeof *d);
+	}
+	/* ... and "require" on the TLS side does not cover a public plaintext
+	 * listener beside it */
+	int k = 0;
+	d->extra[k++] = "--listen";
+	d->extra[k++] = pub;
+	d->extra[k++] = "--tls-listen";
+	d->extra[k++] = l;
+	d->extra[k++] = "--tls-cert";
+	d->extra[k++] = C.server_cert;
+	d->extra[k++] = "--tls-key";
+	d->extra[k++] = C.server_key;
+	d->extra[k++] = "--tls-ca";
+	d->extra[k++] = C.ca;
+	d->extra[k++] = "--tls-verify-client";
+	d->extra[k++] = "require";
+	d->extra[k] = NULL;
+	assert_int_not_equal(na_test_daemon_start(d), 0);
+	assert_true(log_count(0, "refusing to listen on [::ffff:127.0.0.1]") >= 1);
+	na_test_daemon_cleanup(d);
+	memset(d, 0, sizeof *d);
 }
 
 /* ---- the CLI --------------------------------------------------------------- */
