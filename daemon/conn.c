@@ -385,8 +385,11 @@ static void process(na_conn *c)
 		memmove(c->in, c->in + off, c->in_len - off);
 		c->in_len -= off;
 	}
-	/* a request begun but not finished starts the slow-sender clock */
-	if (c->in_len == 0 || c->paused)
+	/* a request begun but not finished starts the slow-sender clock; over
+	 * TLS so does a record begun but not finished (else a peer could hold
+	 * the connection by dribbling one record's bytes) */
+	bool partial = c->in_len > 0 || (c->tls && na_tls_input_partial(c->tls));
+	if (!partial || c->paused)
 		c->partial_since = 0;
 	else if (off || !c->partial_since)
 		c->partial_since = c->srv->loop ? uv_now(c->srv->loop) : 0;

@@ -433,6 +433,11 @@ bool na_tls_handshake_done(const na_tls *t)
 	return t->done;
 }
 
+bool na_tls_input_partial(const na_tls *t)
+{
+	return BIO_ctrl_pending(t->rbio) > 0 || SSL_has_pending(t->ssl) == 1;
+}
+
 const char *na_tls_errmsg(const na_tls *t)
 {
 	return t->err;

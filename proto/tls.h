@@ -109,6 +109,9 @@ uint8_t *na_tls_output_release(na_tls *t, size_t *len);
 void na_tls_shutdown(na_tls *t);
 
 bool na_tls_handshake_done(const na_tls *t);
+/* Whether fed ciphertext waits for the rest of its record (the peer began a
+ * record and has not finished it): what a slow-sender clock looks at. */
+bool na_tls_input_partial(const na_tls *t);
 /* Why the last call failed; "" if it did not. Valid until the next call. */
 const char *na_tls_errmsg(const na_tls *t);
 /* Protocol version and cipher after the handshake, e.g. "TLSv1.3

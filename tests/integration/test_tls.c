@@ -490,11 +490,11 @@ static void send_all(int fd, na_tls *t)
  * see the close_notify in the same read and hang up without serving what
  * came before it.
  */
-static void test_request_then_close_notify(void **st)
+/* A TLS session on a blocking socket to port, driven by hand with the
+ * engine, handshake done (the client's Finished still in the output). */
+static na_tls *raw_tls_open(int port, int *fdp)
 {
-	(void)st;
-	start_tls(0, C.server_cert, C.server_key, NULL);
-	int fd = connect_port(TP[0]);
+	int fd = connect_port(port);
 	assert_true(fd >= 0);
 	na_tls_ctx *cx;
 	char err[512];
@@ -517,6 +517,16 @@ static void test_request_then_close_notify(void **st)
 		assert_int_equal(na_tls_feed(t, buf, (size_t)r), 0);
 		assert_int_equal(na_tls_read(t, buf, sizeof buf, &got), 0);
 	}
+	*fdp = fd;
+	return t;
+}
+
+static void test_request_then_close_notify(void **st)
+{
+	(void)st;
+	start_tls(0, C.server_cert, C.server_key, NULL);
+	int fd;
+	na_tls *t = raw_tls_open(TP[0], &fd);
 	/* the client's last handshake message, the put and the close_notify:
 	 * one send, so one read on the server in practice */
 	msgpack_sbuffer sb;
@@ -538,7 +548,7 @@ static void test_request_then_close_notify(void **st)
 	na_tls_free(t);
 	/* the put was served (its commit may land just after the hang-up) */
 	na_client *c = must_connect(D[0].addr, (tlsopt){ 0 });
-	end = mono_ms() + WAIT_MS;
+	long long end = mono_ms() + WAIT_MS;
 	na_article *a = NULL;
 	int rc;
 	while ((rc = na_get(c, "tls-then-close", 14, NULL, 0, &a)) == NA_ENOTFOUND &&
@@ -548,6 +558,32 @@ static void test_request_then_close_notify(void **st)
 		fail_msg("the put sent with close_notify was not stored: %s", na_strerror(rc));
 	na_article_free(a);
 	na_client_close(c);
+}
+
+/*
+ * request_timeout also cuts off a peer that stops in the middle of a TLS
+ * record after the handshake: no plaintext arrives, yet the request has
+ * begun. (It used to keep the connection forever, each byte of the record
+ * counting as activity.)
+ */
+static void test_partial_record_is_cut_off(void **st)
+{
+	(void)st;
+	start_tls(0, C.server_cert, C.server_key, "--request-timeout", "1", NULL);
+	int fd;
+	na_tls *t = raw_tls_open(TP[0], &fd);
+	send_all(fd, t); /* the client's Finished */
+	static const uint8_t ping[] = { 0x94, 0x00, 0x01, 0xa4, 'p', 'i', 'n', 'g', 0x90 };
+	assert_int_equal(na_tls_write(t, ping, sizeof ping), 0);
+	const uint8_t *b;
+	size_t n;
+	na_tls_output(t, &b, &n);
+	assert_true(n > 1);
+	assert_int_equal(send(fd, b, n - 1, MSG_NOSIGNAL), (ssize_t)(n - 1));
+	assert_int_equal(wait_eof(fd), 0);
+	wait_log(0, "sent part of a request and nothing more", 1);
+	close(fd);
+	na_tls_free(t);
 }
 
 /* ---- a large range through TLS under a small output cap ------------------ */
@@ -1143,6 +1179,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_certificates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_stalled_handshakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_then_close_notify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_record_is_cut_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sighup_reloads_certificate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sighup_keeps_authentication, setup, teardown),

@@ -123,6 +123,20 @@ static void test_roundtrip(void **st)
 	} while (got && have < big);
 	assert_int_equal(have, big);
 	assert_memory_equal(src, dst, big);
+	assert_false(na_tls_input_partial(sv)); /* every record read whole */
+	/* all of a record but its last byte: begun, not finished */
+	assert_int_equal(na_tls_write(cl, "ping", 4), 0);
+	wire = na_tls_output_release(cl, &len);
+	assert_non_null(wire);
+	assert_int_equal(na_tls_feed(sv, wire, len - 1), 0);
+	assert_int_equal(na_tls_read(sv, dst, big, &got), 0);
+	assert_int_equal(got, 0);
+	assert_true(na_tls_input_partial(sv));
+	assert_int_equal(na_tls_feed(sv, wire + len - 1, 1), 0);
+	free(wire);
+	assert_int_equal(na_tls_read(sv, dst, big, &got), 0);
+	assert_int_equal(got, 4);
+	assert_false(na_tls_input_partial(sv));
 	/* and back */
 	assert_int_equal(na_tls_write(sv, "pong", 4), 0);
 	move(sv, cl);
@@ -204,10 +218,12 @@ static void test_garbage(void **st)
 	na_tls_free(sv);
 	/* a partial record is just "need more" */
 	pair(C.server_cert, C.server_key, C.ca, "localhost", &cl, &sv);
+	assert_false(na_tls_input_partial(sv));
 	assert_int_equal(na_tls_feed(sv, junk, 3), 0);
 	assert_int_equal(na_tls_read(sv, buf, sizeof buf, &got), 0);
 	assert_int_equal(got, 0);
 	assert_false(na_tls_handshake_done(sv));
+	assert_true(na_tls_input_partial(sv)); /* a record begun */
 	na_tls_free(cl);
 	na_tls_free(sv);
 }
