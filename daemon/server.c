@@ -415,4 +415,8 @@ void na_server_free(na_server *s)
 	if (s->cfg.socket[0] && s->have_pipe)
 		unlink(s->cfg.socket);
 	na_store_close(&s->store);
+	free(s->rbuf);
+	s->rbuf = NULL;
+	free(s->getbuf.data);
+	s->getbuf = (na_buf){ 0 };
 }
