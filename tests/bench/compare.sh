@@ -71,7 +71,7 @@ while [ $# -gt 0 ]; do
 	--lag-seconds) lag_secs=$2; shift 2 ;;
 	--systems) systems=$2; shift 2 ;;
 	--out) outfile=$2; shift 2 ;;
-	-h|--help) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown option $1 (--help lists them)" >&2; exit 2 ;;
 	esac
 done

@@ -263,12 +263,15 @@ static int rc_reply(rconn *c, const uint8_t **msg, size_t *mlen, long *elems, bo
 			c->in = ni;
 			c->cap *= 2;
 		}
+		/* poll, then read: the same write, poll, read per request as
+		 * newsarch-bench makes against newsarchd */
+		if (wait_fd(c->fd, POLLIN, timeout_ms))
+			return -1;
 		ssize_t got = read(c->fd, c->in + c->len, c->cap - c->len);
 		if (got > 0) {
 			c->len += (size_t)got;
 		} else if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (wait_fd(c->fd, POLLIN, timeout_ms))
-				return -1;
+			continue;
 		} else {
 			if (got == 0)
 				errno = ECONNRESET;
