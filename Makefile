@@ -53,7 +53,7 @@ ifneq ($(BENCH_SRC),)
 ALL += $(B)/newsarch-bench
 endif
 
-.PHONY: all deps run test test-plain test-asan bench clean
+.PHONY: all deps run test test-plain test-asan bench bench-compare clean
 # keep object files that only feed one binary (make would delete them)
 .SECONDARY:
 all: $(ALL)
@@ -135,6 +135,18 @@ tests-only: $(TESTS)
 
 bench: all
 	@sh tests/bench/run.sh $(B)
+
+# `make bench-compare`: newsarchd, Redis and PostgreSQL on the same corpus
+# (installs the peers with apt-get when run as root). Quick mode while
+# developing: make bench-compare SCALE=1 ROUNDS=1 READ_SECONDS=2 LAG_SECONDS=3
+SCALE ?= 20
+ROUNDS ?= 3
+READ_SECONDS ?= 5
+LAG_SECONDS ?= 10
+bench-compare: all
+	@sh tests/bench/compare.sh $(B) --scale $(SCALE) --rounds $(ROUNDS) \
+		--seconds $(READ_SECONDS) --lag-seconds $(LAG_SECONDS) \
+		$(if $(CORPUS),--corpus $(CORPUS)) $(if $(SYSTEMS),--systems $(SYSTEMS))
 
 # `make install` honours PREFIX and DESTDIR. The unit, sysusers and tmpfiles
 # files go under the systemd directories of $(PREFIX) (/usr/local/lib/systemd

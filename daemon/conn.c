@@ -10,6 +10,10 @@
  * While paused, already received requests wait in the input buffer, so the
  * server never buffers more than one maximal request plus one read per
  * client, and never more replies than the output cap plus one reply.
+ * A connection with nothing buffered reads into the server's one read
+ * buffer (s->rbuf) and handles the requests there; only the rest of a
+ * partial request, if any, is copied into a buffer of its own. So the
+ * usual small request costs no allocation, and idle clients hold none.
  *
  * TLS: a connection from the TLS listener has an engine (proto/tls.h) between
  * the socket and the same machinery: ciphertext read from the socket is fed
@@ -515,6 +519,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 		*buf = uv_buf_init((char *)tls_rbuf, sizeof tls_rbuf);
 		return;
 	}
+	na_server *s = c->srv;
+	if (c->in_len == 0) {
+		/* nothing buffered: read into the shared buffer (on_read hands
+		 * it back before libuv asks for another one) */
+		if (!s->rbuf)
+			s->rbuf = malloc(READ_CHUNK);
+		if (s->rbuf) {
+			*buf = uv_buf_init((char *)s->rbuf, READ_CHUNK);
+			return;
+		}
+	}
 	if (c->in_cap - c->in_len < READ_CHUNK) {
 		size_t want = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
 		if (want < c->in_len + READ_CHUNK)
@@ -530,6 +545,34 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
 }
 
+/* The bytes are in the shared buffer: handle them in place, then keep what
+ * is left (a partial request, or requests held back while paused) in the
+ * connection's own buffer, since the next read of any client reuses it. */
+static void on_read_shared(na_conn *c, size_t nread)
+{
+	free(c->in); /* nothing buffered, or on_alloc would not have lent it */
+	c->in = c->srv->rbuf;
+	c->in_cap = READ_CHUNK;
+	c->in_len = nread;
+	process(c);
+	size_t left = c->closing ? 0 : c->in_len;
+	c->in = NULL;
+	c->in_cap = 0;
+	c->in_len = 0;
+	if (left == 0)
+		return;
+	uint8_t *own = malloc(left + READ_CHUNK);
+	if (!own) {
+		log_warn("%s: out of memory for a partial request; closing", c->peer);
+		na_conn_close(c);
+		return;
+	}
+	memcpy(own, c->srv->rbuf, left);
+	c->in = own;
+	c->in_cap = left + READ_CHUNK;
+	c->in_len = left;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
 	na_conn *c = st->data;
@@ -543,9 +586,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		return;
 	c->srv->metrics.bytes_in += (size_t)nread;
 	c->last_active = uv_now(c->srv->loop);
-	if (c->tls)
+	if (c->tls) {
 		tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
-	else {
+	} else if (buf->base && buf->base == (char *)c->srv->rbuf) {
+		on_read_shared(c, (size_t)nread);
+		return;
+	} else {
 		c->in_len += (size_t)nread;
 		process(c);
 	}

@@ -25,6 +25,8 @@
 #include "verify.h"
 
 #define VERSION "0.1.0"
+/* get keeps its decode buffer up to this size between requests */
+#define GETBUF_KEEP (256u << 10)
 
 /* ---- replies -------------------------------------------------------- */
 
@@ -283,7 +285,8 @@ static void do_get(req *q)
 	}
 	if (min_seq && na_repl_park(q->c, q->msg, q->len, q->msgid, min_seq, timeout_ms))
 		return;
-	na_store *st = &q->c->srv->store;
+	na_server *srv = q->c->srv;
+	na_store *st = &srv->store;
 	MDB_txn *txn;
 	int rc = na_store_rbegin(st, &txn);
 	if (rc) {
@@ -293,43 +296,38 @@ static void do_get(req *q)
 	na_key key;
 	const uint8_t *rec;
 	size_t reclen;
-	na_buf dec = { 0 };
-	rc = na_store_find(st, txn, g, gn, &key, &rec, &reclen, &dec);
+	/* the loop's scratch buffer: decoded here, copied into the reply */
+	na_buf *dec = &srv->getbuf;
+	rc = na_store_find(st, txn, g, gn, &key, &rec, &reclen, dec);
 	na_store_rend(st, txn);
 	if (rc == MDB_NOTFOUND) {
-		free(dec.data);
 		na_reply_error(q->c, q->msgid, NA_CODE_NOT_FOUND, "no article with guid \"%.*s\"",
 			       (int)(gn > 200 ? 200 : gn), g);
-		return;
-	}
-	if (rc) {
-		free(dec.data);
+	} else if (rc) {
 		log_error("get: cannot read the article for guid %.*s: %s", (int)(gn > 200 ? 200 : gn), g,
 			  mdb_strerror(rc));
 		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "get: the stored article is unreadable");
-		return;
-	}
-	uint8_t *buf = dec.data;
-	size_t n = dec.len;
-	if (project) {
+	} else if (project) {
 		msgpack_sbuffer tmp;
 		msgpack_packer tp;
 		msgpack_sbuffer_init(&tmp);
 		msgpack_packer_init(&tp, &tmp, msgpack_sbuffer_write);
-		if (na_article_project(&tp, buf, n, &f) != 0) {
-			msgpack_sbuffer_destroy(&tmp);
-			free(buf);
+		if (na_article_project(&tp, dec->data, dec->len, &f) != 0) {
 			na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "get: the stored article is unreadable");
-			return;
+		} else {
+			msgpack_packer pk = ok_reply(q->c, q->msgid);
+			na_mp_pack_raw(&pk, tmp.data, tmp.size);
 		}
-		msgpack_packer pk = ok_reply(q->c, q->msgid);
-		na_mp_pack_raw(&pk, tmp.data, tmp.size);
 		msgpack_sbuffer_destroy(&tmp);
 	} else {
 		msgpack_packer pk = ok_reply(q->c, q->msgid);
-		na_mp_pack_raw(&pk, buf, n);
+		na_mp_pack_raw(&pk, dec->data, dec->len);
 	}
-	free(buf);
+	/* keep an ordinary article's worth; give a huge one back */
+	if (dec->cap > GETBUF_KEEP) {
+		free(dec->data);
+		*dec = (na_buf){ 0 };
+	}
 }
 
 /* ---- asynchronous requests: bookkeeping ----------------------------- */

@@ -486,4 +486,8 @@ void na_server_free(na_server *s)
 		unlink(s->cfg.socket);
 	na_tls_teardown(s);
 	na_store_close(&s->store);
+	free(s->rbuf);
+	s->rbuf = NULL;
+	free(s->getbuf.data);
+	s->getbuf = (na_buf){ 0 };
 }

@@ -102,6 +102,11 @@ struct na_server {
 	double trained_ratio;
 	uint64_t dict_raw, dict_stored, dict_records;  /* since the current dict */
 	uint64_t recoded;          /* articles re-encoded with a dictionary */
+	/* loop-thread scratch (conn.c, dispatch.c): the read buffer a
+	 * connection with nothing buffered reads into, and the buffer get
+	 * decodes into; both reused, so a request allocates neither */
+	uint8_t *rbuf;
+	na_buf getbuf;
 };
 
 /* Opens the store and starts the writer; listeners are separate. */

@@ -150,4 +150,10 @@ int bench_report(int argc, char **argv);
 /* newsarch-bench --add-row ROWS NAME REASON: a row for a skipped measurement */
 int bench_add_row(int argc, char **argv);
 
+/* ---- Redis / PostgreSQL side of make bench-compare (peers.c) ------- */
+
+/* newsarch-bench --peer MODE ...: export | redis-get | redis-range |
+ * redis-catchup | redis-lag */
+int bench_peer_main(int argc, char **argv);
+
 #endif

@@ -1007,7 +1007,9 @@ static void usage(FILE *f)
 		"  newsarch-bench --time-import ROWS ADDR SERVER_PID TIMEOUT_S -- CMD ARGS...\n"
 		"                                        time a CLI import, append its row to ROWS\n"
 		"  newsarch-bench --add-row ROWS NAME REASON   a row for a skipped measurement\n"
-		"  newsarch-bench --report ROWS MAIN_OUTPUT [--json]  the main table with ROWS in it\n",
+		"  newsarch-bench --report ROWS MAIN_OUTPUT [--json]  the main table with ROWS in it\n"
+		"  newsarch-bench --peer MODE [options]  Redis/PostgreSQL side of make bench-compare\n"
+		"                                        (--peer MODE --help lists the options)\n",
 		DEFAULT_SYNTHETIC, DEFAULT_TARGET);
 }
 
@@ -1264,6 +1266,8 @@ int main(int argc, char **argv)
 		return bench_report(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "--add-row") == 0)
 		return bench_add_row(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--peer") == 0)
+		return bench_peer_main(argc, argv);
 	if (parse_opts(argc, argv, &b.o))
 		return 2;
 	char err[512];

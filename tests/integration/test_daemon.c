@@ -236,6 +236,109 @@ static int64_t range_count(na_trpc *t, int64_t from, int64_t to)
 	return (int64_t)res.via.u64;
 }
 
+/* Packs [0, msgid, "get", [guid]] into sb. */
+static void pack_get(msgpack_sbuffer *sb, uint32_t msgid, const char *guid)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint32(&pk, msgid);
+	msgpack_pack_str_with_body(&pk, "get", 3);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_str_with_body(&pk, guid, strlen(guid));
+}
+
+static void expect_title(na_trpc *t, uint32_t msgid, const char *title)
+{
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_wait(t, msgid, &err, &res), 1);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	assert_true(na_obj_streq(na_obj_get(&res, "title"), title));
+}
+
+/* Requests cut at every kind of boundary, on two connections at once: the
+ * rest of a partial request must survive other clients' reads (the server
+ * reads every connection into one shared buffer), and several requests in
+ * one read must all be answered. Each step waits for a reply, so the server
+ * has provably read the bytes before the next part goes out. */
+static void test_split_requests(void **state)
+{
+	(void)state;
+	na_trpc a, b;
+	conn(&a);
+	conn(&b);
+	char st[16];
+	put1(&a, "split:1", 1700000000, 0, "first split", "body one", st, NULL);
+	put1(&a, "split:2", 1700000001, 0, "second split", "body two", st, NULL);
+	msgpack_sbuffer r1, r2, r3;
+	msgpack_sbuffer_init(&r1);
+	msgpack_sbuffer_init(&r2);
+	msgpack_sbuffer_init(&r3);
+	pack_get(&r1, 9001, "split:1");
+	pack_get(&r2, 9002, "split:2");
+	pack_get(&r3, 9003, "split:1");
+	size_t half = r2.size / 2;
+	/* a: one whole request and the first half of the next */
+	msgpack_sbuffer sa;
+	msgpack_sbuffer_init(&sa);
+	msgpack_sbuffer_write(&sa, r1.data, r1.size);
+	msgpack_sbuffer_write(&sa, r2.data, half);
+	assert_int_equal(na_trpc_send(&a, sa.data, sa.size), 0);
+	expect_title(&a, 9001, "first split");
+	/* b: whole requests while a's half waits */
+	assert_int_equal(na_trpc_send(&b, r2.data, r2.size), 0);
+	expect_title(&b, 9002, "second split");
+	/* a: all but the last byte of the second request, then b again */
+	assert_int_equal(na_trpc_send(&a, r2.data + half, r2.size - half - 1), 0);
+	assert_int_equal(na_trpc_send(&b, r1.data, r1.size), 0);
+	expect_title(&b, 9001, "first split");
+	/* a: the last byte together with a whole third request */
+	msgpack_sbuffer_clear(&sa);
+	msgpack_sbuffer_write(&sa, r2.data + r2.size - 1, 1);
+	msgpack_sbuffer_write(&sa, r3.data, r3.size);
+	assert_int_equal(na_trpc_send(&a, sa.data, sa.size), 0);
+	expect_title(&a, 9002, "second split");
+	expect_title(&a, 9003, "first split");
+	/* one byte at a time, each followed by a round trip on b */
+	for (size_t i = 0; i < r3.size; i++) {
+		assert_int_equal(na_trpc_send(&a, r3.data + i, 1), 0);
+		msgpack_object err, res;
+		assert_int_equal(na_trpc_call(&b, "ping", 0, NULL, &err, &res), 1);
+		assert_true(na_obj_streq(&res, "pong"));
+	}
+	expect_title(&a, 9003, "first split");
+	/* an article larger than one read (64 KiB) arrives in several */
+	size_t big = 300000;
+	char *body = malloc(big + 1);
+	assert_non_null(body);
+	for (size_t i = 0; i < big; i++)
+		body[i] = (char)('a' + (i * 7 + i / 13) % 26);
+	body[big] = 0;
+	put1(&a, "split:big", 1700000002, 0, "big split", body, st, NULL);
+	msgpack_sbuffer rb;
+	msgpack_sbuffer_init(&rb);
+	pack_get(&rb, 9004, "split:big");
+	msgpack_sbuffer_write(&rb, r1.data, r1.size);
+	assert_int_equal(na_trpc_send(&a, rb.data, rb.size), 0);
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_wait(&a, 9004, &err, &res), 1);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	const msgpack_object *bo = na_obj_get(&res, "body");
+	assert_non_null(bo);
+	assert_int_equal(bo->via.str.size, big);
+	assert_memory_equal(bo->via.str.ptr, body, big);
+	expect_title(&a, 9001, "first split");
+	free(body);
+	msgpack_sbuffer_destroy(&rb);
+	msgpack_sbuffer_destroy(&sa);
+	msgpack_sbuffer_destroy(&r1);
+	msgpack_sbuffer_destroy(&r2);
+	msgpack_sbuffer_destroy(&r3);
+	na_trpc_close(&a);
+	na_trpc_close(&b);
+}
+
 static void test_move_and_delete(void **state)
 {
 	(void)state;
@@ -1056,6 +1159,7 @@ int main(void)
 		cmocka_unit_test(test_move_and_delete),
 		cmocka_unit_test(test_put_batch),
 		cmocka_unit_test(test_pipelined_writes_keep_order),
+		cmocka_unit_test(test_split_requests),
 		cmocka_unit_test(test_range_order_and_paging),
 		cmocka_unit_test(test_count_stats),
 		cmocka_unit_test(test_bad_msgpack),
