@@ -253,7 +253,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		flags |= MDB_NOSYNC;
 	if (o->readonly)
 		flags |= MDB_RDONLY;
-	if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+	if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
 	    (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
 	    (rc = mdb_env_set_mapsize(s->env, o->map_size))) {
 		*msg = "cannot create the LMDB environment";
@@ -290,6 +290,18 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 					  : "cannot open the tables";
 		mdb_txn_abort(txn);
 		goto fail;
+	}
+	s->have_index = true;
+	if ((rc = mdb_dbi_open(txn, "ixpost", c, &s->ixpost)) ||
+	    (rc = mdb_dbi_open(txn, "ixdocs", c, &s->ixdocs)) ||
+	    (rc = mdb_dbi_open(txn, "ixrange", c, &s->ixrange))) {
+		if (!(o->readonly && rc == MDB_NOTFOUND)) {
+			*msg = "cannot open the index tables";
+			mdb_txn_abort(txn);
+			goto fail;
+		}
+		s->have_index = false;
+		rc = 0;
 	}
 	if ((rc = init_meta(s, txn, o->readonly, msg))) {
 		mdb_txn_abort(txn);
@@ -658,6 +670,11 @@ int na_store_stats_get(na_store *s, na_store_stats *o)
 	}
 	if (rc == 0 && (rc = mdb_stat(txn, 0, &st)) == 0) /* the main db */
 		o->page_bytes += pages(&st);
+	MDB_dbi ix[] = { s->ixpost, s->ixdocs, s->ixrange };
+	for (size_t i = 0; s->have_index && i < 3 && rc == 0; i++)
+		if ((rc = mdb_stat(txn, ix[i], &st)) == 0)
+			o->index_bytes += pages(&st);
+	o->page_bytes += o->index_bytes;
 	if (rc == 0)
 		rc = na_meta_get_u64(s, txn, "raw_bytes", &o->raw_bytes);
 	if (rc == 0)

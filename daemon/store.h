@@ -37,6 +37,8 @@ typedef struct na_store {
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
 	MDB_dbi logtime;       /* seq (8, BE) -> unix ms: when the log reached seq */
+	MDB_dbi ixpost, ixdocs, ixrange; /* the full-text index (index.h) */
+	bool have_index;       /* false: a read-only open of an archive without one */
 	na_codec *codec;
 	uint8_t hash_key[16];  /* siphash key of this archive */
 	uint8_t archive_id[16];
@@ -111,6 +113,7 @@ int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_
 
 typedef struct na_store_stats {
 	uint64_t articles, raw_bytes, stored_bytes, seq;
+	uint64_t index_bytes;  /* pages of the full-text index tables */
 	uint64_t map_size, map_used, page_bytes;
 	uint32_t dict;
 	size_t dict_bytes;
