@@ -1715,8 +1715,15 @@ static void do_search(req *q)
 		BAD(q, "search: params[0].q: the query is required");
 		return;
 	}
+	/* a follower receiving a snapshot has a partial copy: a search may
+	 * wait for its index (min_seq), else it is refused like other reads */
 	if (min_seq && na_repl_park_index(q->c, q->msg, q->len, q->msgid, min_seq, timeout_ms))
 		return;
+	if (q->c->srv->store.snapshot_incomplete) {
+		na_reply_error(q->c, q->msgid, NA_CODE_UNAVAILABLE,
+			       "this follower is receiving a snapshot; its copy is partial until done");
+		return;
+	}
 	search_req *sr = calloc(1, sizeof *sr);
 	size_t total = sq.qlen;
 	for (uint32_t i = 0; i < sq.fields.n; i++)
@@ -1847,7 +1854,7 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		c->method = -1;
 		return;
 	}
-	if (c->srv->store.snapshot_incomplete && (mid == 3 || mid == 4 || mid == 6 || mid == 15)) {
+	if (c->srv->store.snapshot_incomplete && (mid == 3 || mid == 4 || mid == 6)) {
 		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE,
 			       "this follower is receiving a snapshot; its copy is partial until done");
 		c->method = -1;

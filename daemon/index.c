@@ -1262,6 +1262,7 @@ static void *ix_main(void *arg)
 		if (stop)
 			break;
 		if (__atomic_load_n(&x->s->snapshot_incomplete, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
 			set_state(x, NA_IX_WAITING);
 			need_reset = true;
 			backoff(x);
