@@ -618,7 +618,7 @@ static int load_state(na_indexer *x)
 	    (rc = na_meta_get_u64(s, txn, "seq", &seq)))
 		goto out;
 	x->nlangs = 0;
-	if (na_meta_get(s, txn, "ix_langs", &v) == 0 && v.mv_size <= sizeof x->langs &&
+	if (na_meta_get(s, txn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof x->langs &&
 	    v.mv_size % 2 == 0) {
 		memcpy(x->langs, v.mv_data, v.mv_size);
 		x->nlangs = v.mv_size;
@@ -731,7 +731,8 @@ static int add_doc(na_indexer *x, const na_key *key, const uint8_t *raw, size_t 
 	if (rc)
 		return rc;
 	uint32_t doc = (uint32_t)(x->next + b->ndocs);
-	qsort(b->cur, b->ncur, sizeof *b->cur, cmp_u32);
+	if (b->ncur)
+		qsort(b->cur, b->ncur, sizeof *b->cur, cmp_u32);
 	for (size_t i = 0; i < b->ncur;) {
 		size_t j = i;
 		while (j < b->ncur && b->cur[j] == b->cur[i])

@@ -699,8 +699,10 @@ static int copy_into(plist *dst, const plist *src)
 	int rc = plist_reserve(dst, src->n);
 	if (rc)
 		return rc;
-	memcpy(dst->d, src->d, src->n * sizeof *src->d);
-	memcpy(dst->sc, src->sc, src->n * sizeof *src->sc);
+	if (src->n) {
+		memcpy(dst->d, src->d, src->n * sizeof *src->d);
+		memcpy(dst->sc, src->sc, src->n * sizeof *src->sc);
+	}
 	dst->n = src->n;
 	return 0;
 }
@@ -916,7 +918,7 @@ static int run(ctx *c, msgpack_packer *pk)
 	c->avgdl = c->ndocs ? (double)lensum / (double)c->ndocs : 1;
 	if (c->avgdl <= 0)
 		c->avgdl = 1;
-	if (na_meta_get(s, c->txn, "ix_langs", &v) == 0 && v.mv_size <= sizeof c->langs) {
+	if (na_meta_get(s, c->txn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof c->langs) {
 		memcpy(c->langs, v.mv_data, v.mv_size);
 		c->nlangs = v.mv_size & ~(size_t)1;
 	}
@@ -999,10 +1001,8 @@ static int run(ctx *c, msgpack_packer *pk)
 		return rc;
 	}
 	rc = 0;
-	if (q->order == NA_ORDER_OLDEST)
-		qsort(sbs, nsb, sizeof *sbs, cmp_sb_oldest);
-	else
-		qsort(sbs, nsb, sizeof *sbs, cmp_sb_newest);
+	if (nsb)
+		qsort(sbs, nsb, sizeof *sbs, q->order == NA_ORDER_OLDEST ? cmp_sb_oldest : cmp_sb_newest);
 
 	page pg = { .cap = (size_t)q->limit + 1 };
 	pg.v = malloc(pg.cap * sizeof *pg.v);
@@ -1057,8 +1057,9 @@ static int run(ctx *c, msgpack_packer *pk)
 		if (rc || c->relevance)
 			continue;
 		/* newest/oldest: fill the page from this range, best first */
-		qsort(cands + base, ncand - base, sizeof *cands,
-		      q->order == NA_ORDER_NEWEST ? cmp_newest : cmp_oldest);
+		if (ncand > base)
+			qsort(cands + base, ncand - base, sizeof *cands,
+			      q->order == NA_ORDER_NEWEST ? cmp_newest : cmp_oldest);
 		for (size_t j = base; j < ncand; j++) {
 			if (pg.n == pg.cap && ordcmp(q, &cands[j], &pg.v[pg.n - 1]) >= 0)
 				break;
@@ -1079,7 +1080,8 @@ static int run(ctx *c, msgpack_packer *pk)
 		for (uint32_t id = 0; id < c->q->n; id++)
 			if (c->q->node[id].kind <= NA_Q_PREFIX && !c->leaf[id].exact)
 				root_exact = false;
-		qsort(cands, ncand, sizeof *cands, cmp_rel);
+		if (ncand)
+			qsort(cands, ncand, sizeof *cands, cmp_rel);
 		for (size_t j = 0; j < ncand && pg.n < pg.cap; j++) {
 			if (!past_cursor(q, &cands[j], cs, &ck))
 				continue;
