@@ -69,8 +69,8 @@
 #include "store.h"
 #include "writer.h"
 
-#define BATCH_ARTICLES 2000
-#define BATCH_ENTRIES 20000
+#define BATCH_ARTICLES 8000
+#define BATCH_ENTRIES 40000
 
 /* ---- varints and keys ------------------------------------------------ */
 
@@ -1014,14 +1014,15 @@ static bool covered(const na_indexer *x, const na_key *key, uint64_t e)
 
 static int read_article(na_indexer *x, MDB_txn *txn, const na_key *key, bool *found)
 {
-	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
-	int rc = mdb_get(txn, x->s->articles, &k, &v);
+	const uint8_t *rec;
+	size_t len;
+	int rc = na_store_get(x->s, txn, key, &rec, &len);
 	*found = false;
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
 		return rc;
-	if (na_store_decode(x->s, v.mv_data, v.mv_size, &x->dec.data, &x->dec.cap, &x->dec.len)) {
+	if (na_store_decode(x->s, rec, len, &x->dec.data, &x->dec.cap, &x->dec.len)) {
 		char hx[33];
 		na_hex16(key->b, hx);
 		log_warn("index: article %s is unreadable; not indexed", hx);
@@ -1078,37 +1079,23 @@ static int scan_step(na_indexer *x)
 	if (rc)
 		return rc;
 	uint64_t sc;
-	MDB_cursor *cur = NULL;
-	if ((rc = na_meta_get_u64(s, txn, "seq", &sc)) || (rc = mdb_cursor_open(txn, s->articles, &cur)))
+	if ((rc = na_meta_get_u64(s, txn, "seq", &sc)))
 		goto out;
 	builder_clear(&x->b);
 	uint64_t lens = x->lensum;
-	MDB_val k, v;
-	if (x->scan_started) {
-		k.mv_size = NA_KEY_BYTES;
-		k.mv_data = x->scan_key.b;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		if (rc == 0 && memcmp(k.mv_data, x->scan_key.b, NA_KEY_BYTES) == 0)
-			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	} else {
-		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	}
 	size_t n = 0;
-	while (rc == 0 && n < BATCH_ARTICLES) {
-		if (k.mv_size != NA_KEY_BYTES) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		na_key key;
-		memcpy(key.b, k.mv_data, NA_KEY_BYTES);
-		if (na_store_decode(s, v.mv_data, v.mv_size, &x->dec.data, &x->dec.cap, &x->dec.len) == 0) {
+	na_key key;
+	const uint8_t *rec;
+	size_t len;
+	while (n < BATCH_ARTICLES &&
+	       (rc = na_store_next(s, txn, x->scan_started ? &x->scan_key : NULL, &key, &rec, &len)) == 0) {
+		if (na_store_decode(s, rec, len, &x->dec.data, &x->dec.cap, &x->dec.len) == 0) {
 			if ((rc = add_doc(x, &key, x->dec.data, x->dec.len)))
 				break;
 		}
 		x->scan_key = key;
 		x->scan_started = true;
 		n++;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	bool last = rc == MDB_NOTFOUND;
 	if (rc && rc != MDB_NOTFOUND)
@@ -1119,8 +1106,6 @@ static int scan_step(na_indexer *x)
 		goto out;
 	}
 	x->chunks[x->nchunks] = (scanchunk){ .end = x->scan_key, .last = last, .sc = sc };
-	mdb_cursor_close(cur);
-	cur = NULL;
 	/* the rebuild stays marked until the log replay passes every chunk */
 	rc = commit_batch(x, txn, x->seq, true, x->dead);
 	if (rc == 0) {
@@ -1139,8 +1124,6 @@ static int scan_step(na_indexer *x)
 		x->lensum = lens; /* undo what add_doc counted */
 	}
 out:
-	if (cur)
-		mdb_cursor_close(cur);
 	na_store_rend(s, txn);
 	return rc;
 }

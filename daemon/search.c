@@ -841,15 +841,16 @@ static int ordcmp(const na_search_q *q, const cand *a, const cand *b)
  * tree needs the text), 0 if not, negative on error. */
 static int accept_cand(ctx *c, const cand *x, bool verify)
 {
-	MDB_val k = { NA_KEY_BYTES, (void *)x->key.b }, v;
-	int rc = mdb_get(c->txn, c->s->articles, &k, &v);
+	const uint8_t *rec;
+	size_t len;
+	int rc = na_store_get(c->s, c->txn, &x->key, &rec, &len);
 	if (rc == MDB_NOTFOUND)
 		return 0; /* deleted or replaced since it was indexed */
 	if (rc)
 		return rc;
 	if (!verify)
 		return 1;
-	if (na_store_decode(c->s, v.mv_data, v.mv_size, &c->dec.data, &c->dec.cap, &c->dec.len))
+	if (na_store_decode(c->s, rec, len, &c->dec.data, &c->dec.cap, &c->dec.len))
 		return -EIO;
 	rc = na_search_match(c->a, c->q, c->dec.data, c->dec.len);
 	return rc < 0 ? (rc == -EINVAL ? 0 : rc) : rc;
@@ -877,11 +878,12 @@ static void page_insert(const na_search_q *q, page *p, const cand *x)
 
 static int pack_article(ctx *c, msgpack_packer *pk, const cand *x)
 {
-	MDB_val k = { NA_KEY_BYTES, (void *)x->key.b }, v;
-	int rc = mdb_get(c->txn, c->s->articles, &k, &v);
+	const uint8_t *rec;
+	size_t len;
+	int rc = na_store_get(c->s, c->txn, &x->key, &rec, &len);
 	if (rc)
 		return rc == MDB_NOTFOUND ? -EIO : rc;
-	if (na_store_decode(c->s, v.mv_data, v.mv_size, &c->dec.data, &c->dec.cap, &c->dec.len))
+	if (na_store_decode(c->s, rec, len, &c->dec.data, &c->dec.cap, &c->dec.len))
 		return -EIO;
 	if (c->sq->project)
 		return na_article_project(pk, c->dec.data, c->dec.len, &c->sq->fields) ? -EIO : 0;

@@ -391,6 +391,45 @@ static void drop_free_txns(na_store *s)
 		mdb_txn_abort(s->txn_free[--s->txn_free_n]);
 }
 
+int na_store_get(na_store *s, MDB_txn *txn, const na_key *key, const uint8_t **rec, size_t *len)
+{
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	int rc = mdb_get(txn, s->articles, &k, &v);
+	if (rc)
+		return rc;
+	*rec = v.mv_data;
+	*len = v.mv_size;
+	return 0;
+}
+
+int na_store_next(na_store *s, MDB_txn *txn, const na_key *after, na_key *key, const uint8_t **rec,
+		  size_t *len)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->articles, &cur);
+	if (rc)
+		return rc;
+	MDB_val k, v;
+	if (after) {
+		k.mv_size = NA_KEY_BYTES;
+		k.mv_data = (void *)after->b;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && k.mv_size == NA_KEY_BYTES && memcmp(k.mv_data, after->b, NA_KEY_BYTES) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	if (rc == 0 && k.mv_size != NA_KEY_BYTES)
+		rc = MDB_CORRUPTED;
+	if (rc == 0) {
+		memcpy(key->b, k.mv_data, NA_KEY_BYTES);
+		*rec = v.mv_data;
+		*len = v.mv_size;
+	}
+	mdb_cursor_close(cur);
+	return rc;
+}
+
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
 		    size_t *outlen)
 {

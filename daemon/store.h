@@ -87,6 +87,15 @@ typedef struct na_buf {
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
 		  const uint8_t **rec, size_t *reclen, na_buf *dec);
 
+/* The stored record of the article version at key (valid until the
+ * transaction ends). 0, MDB_NOTFOUND, or an LMDB error. */
+int na_store_get(na_store *s, MDB_txn *txn, const na_key *key, const uint8_t **rec, size_t *len);
+/* The first article version with a key above *after (after NULL: the
+ * first of all), in key order: 0 and *key, *rec, *len; MDB_NOTFOUND after
+ * the last; or an LMDB error. */
+int na_store_next(na_store *s, MDB_txn *txn, const na_key *after, na_key *key, const uint8_t **rec,
+		  size_t *len);
+
 /* Decodes a record into a growable buffer (*buf of *cap bytes, realloc'ed as
  * needed; caller frees). 0 or negative. */
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
