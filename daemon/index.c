@@ -132,27 +132,70 @@ size_t na_ix_term_key(uint8_t *out, int field, const char *lang, const char *ter
 
 /* ---- posting codec ----------------------------------------------------- */
 
+static unsigned bit_width(uint32_t v)
+{
+	return v ? 32u - (unsigned)__builtin_clz(v) : 0;
+}
+
 size_t na_post_encode(uint8_t *out, size_t cap, uint32_t base, const uint32_t *docs,
 		      const uint16_t *tfs, uint32_t n)
 {
-	uint8_t tmp[32];
-	size_t o = put_varint(tmp, n);
+	if (n == 0 || docs[0] < base)
+		return 0;
+	bool anytf = false;
+	uint32_t maxgap = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (tfs[i] == 0)
+			return 0;
+		anytf |= tfs[i] > 1;
+		if (i > 0) {
+			if (docs[i] <= docs[i - 1])
+				return 0;
+			uint32_t g = docs[i] - docs[i - 1] - 1;
+			if (g > maxgap)
+				maxgap = g;
+		}
+	}
+	unsigned w = bit_width(maxgap);
+	size_t packed = n > 1 ? ((size_t)(n - 1) * w + 7) / 8 : 0;
+	uint8_t tmp[16];
+	size_t o = put_varint(tmp, (uint64_t)n << 1 | anytf);
+	o += put_varint(tmp + o, docs[0] - base);
 	if (o > cap)
 		return 0;
 	memcpy(out, tmp, o);
-	uint32_t prev = base;
-	for (uint32_t i = 0; i < n; i++) {
-		if (docs[i] < prev || (i > 0 && docs[i] == prev))
+	if (n > 1) {
+		if (o + 1 + packed > cap)
 			return 0;
-		uint64_t d = (uint64_t)(docs[i] - prev) << 1 | (tfs[i] > 1);
-		size_t k = put_varint(tmp, d);
-		if (tfs[i] > 1)
-			k += put_varint(tmp + k, tfs[i]);
-		if (o + k > cap)
+		out[o++] = (uint8_t)w;
+		memset(out + o, 0, packed);
+		uint64_t bitpos = 0;
+		for (uint32_t i = 1; i < n && w; i++, bitpos += w) {
+			uint64_t g = docs[i] - docs[i - 1] - 1;
+			for (unsigned k = 0; k < w; k++)
+				if (g >> k & 1)
+					out[o + (bitpos + k) / 8] |= (uint8_t)(1u << ((bitpos + k) % 8));
+		}
+		o += packed;
+	}
+	if (anytf) {
+		size_t bm = (n + 7) / 8;
+		if (o + bm > cap)
 			return 0;
-		memcpy(out + o, tmp, k);
-		o += k;
-		prev = docs[i];
+		memset(out + o, 0, bm);
+		for (uint32_t i = 0; i < n; i++)
+			if (tfs[i] > 1)
+				out[o + i / 8] |= (uint8_t)(1u << (i % 8));
+		o += bm;
+		for (uint32_t i = 0; i < n; i++) {
+			if (tfs[i] < 2)
+				continue;
+			size_t k = put_varint(tmp, (uint64_t)tfs[i] - 2);
+			if (o + k > cap)
+				return 0;
+			memcpy(out + o, tmp, k);
+			o += k;
+		}
 	}
 	return o;
 }
@@ -161,24 +204,56 @@ int na_post_decode(const uint8_t *p, size_t len, uint32_t base, uint32_t *docs, 
 		   uint32_t cap, uint32_t *np)
 {
 	const uint8_t *end = p + len;
-	uint64_t n;
-	if (get_varint(&p, end, &n) || n > cap)
+	uint64_t head, d0;
+	if (get_varint(&p, end, &head) || get_varint(&p, end, &d0))
 		return -1;
-	uint64_t prev = base;
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t d, tf = 1;
-		if (get_varint(&p, end, &d))
+	uint64_t n = head >> 1;
+	bool anytf = head & 1;
+	if (n == 0 || n > cap || (uint64_t)base + d0 > UINT32_MAX)
+		return -1;
+	uint64_t cur = base + d0;
+	docs[0] = (uint32_t)cur;
+	if (n > 1) {
+		if (p >= end)
 			return -1;
-		if (d & 1) {
-			if (get_varint(&p, end, &tf) || tf < 2 || tf > UINT16_MAX)
+		unsigned w = *p++;
+		if (w > 32)
+			return -1;
+		size_t packed = ((size_t)(n - 1) * w + 7) / 8;
+		if ((size_t)(end - p) < packed)
+			return -1;
+		uint64_t bitpos = 0;
+		for (uint64_t i = 1; i < n; i++, bitpos += w) {
+			uint64_t g = 0;
+			for (unsigned k = 0; k < w; k++)
+				g |= (uint64_t)(p[(bitpos + k) / 8] >> ((bitpos + k) % 8) & 1) << k;
+			cur += g + 1;
+			if (cur > UINT32_MAX)
 				return -1;
+			docs[i] = (uint32_t)cur;
 		}
-		d >>= 1;
-		if ((i > 0 && d == 0) || prev + d > UINT32_MAX)
+		p += packed;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		tfs[i] = 1;
+	if (anytf) {
+		size_t bm = (size_t)(n + 7) / 8;
+		if ((size_t)(end - p) < bm)
 			return -1;
-		prev += d;
-		docs[i] = (uint32_t)prev;
-		tfs[i] = (uint16_t)tf;
+		const uint8_t *bits = p;
+		p += bm;
+		bool any = false;
+		for (uint64_t i = 0; i < n; i++) {
+			if (!(bits[i / 8] >> (i % 8) & 1))
+				continue;
+			uint64_t t;
+			if (get_varint(&p, end, &t) || t > UINT16_MAX - 2)
+				return -1;
+			tfs[i] = (uint16_t)(t + 2);
+			any = true;
+		}
+		if (!any)
+			return -1;
 	}
 	if (p != end)
 		return -1;
@@ -189,9 +264,9 @@ int na_post_decode(const uint8_t *p, size_t len, uint32_t base, uint32_t *docs, 
 int64_t na_post_count(const uint8_t *p, size_t len)
 {
 	uint64_t n;
-	if (get_varint(&p, p + len, &n) || n > UINT32_MAX)
+	if (get_varint(&p, p + len, &n) || (n >> 1) == 0 || (n >> 1) > UINT32_MAX)
 		return -1;
-	return (int64_t)n;
+	return (int64_t)(n >> 1);
 }
 
 /* ---- article fields ------------------------------------------------------ */
@@ -965,11 +1040,10 @@ out:
 	return rc;
 }
 
-/* Builds and commits the batch in the builder; newseq is the log position
- * it brings the index to. 0, 3 (stale: the index was reset under us), or
- * negative. */
-static int commit_batch(na_indexer *x, MDB_txn *txn, uint64_t newseq, bool rebuild_after,
-			uint64_t dead)
+/* Prepares the batch in the builder (reads the index in txn); newseq is
+ * the log position it brings the index to. 0 and *out, or negative. */
+static int prepare_batch(na_indexer *x, MDB_txn *txn, uint64_t newseq, bool rebuild_after,
+			 uint64_t dead, ixjob **out)
 {
 	ixjob *ij = calloc(1, sizeof *ij);
 	if (!ij)
@@ -995,6 +1069,22 @@ static int commit_batch(na_indexer *x, MDB_txn *txn, uint64_t newseq, bool rebui
 		return rc;
 	}
 	ij->covers = rebuild_after ? 0 : newseq;
+	*out = ij;
+	return 0;
+}
+
+/* Ends the read transaction (the writer may need every reader gone to grow
+ * the map), then hands the batch to the writer and waits for its commit.
+ * 0, 3 (stale: the index was reset under us), or negative. */
+static int commit_batch(na_indexer *x, MDB_txn **txn, uint64_t newseq, bool rebuild_after,
+			uint64_t dead)
+{
+	ixjob *ij = NULL;
+	int rc = prepare_batch(x, *txn, newseq, rebuild_after, dead, &ij);
+	na_store_rend(x->s, *txn);
+	*txn = NULL;
+	if (rc)
+		return rc;
 	int r = run_job(x, ij);
 	return r == 0 ? 0 : r == 1 ? 3 : -1;
 }
@@ -1107,7 +1197,7 @@ static int scan_step(na_indexer *x)
 	}
 	x->chunks[x->nchunks] = (scanchunk){ .end = x->scan_key, .last = last, .sc = sc };
 	/* the rebuild stays marked until the log replay passes every chunk */
-	rc = commit_batch(x, txn, x->seq, true, x->dead);
+	rc = commit_batch(x, &txn, x->seq, true, x->dead);
 	if (rc == 0) {
 		x->nchunks++;
 		x->next += x->b.ndocs;
@@ -1124,7 +1214,8 @@ static int scan_step(na_indexer *x)
 		x->lensum = lens; /* undo what add_doc counted */
 	}
 out:
-	na_store_rend(s, txn);
+	if (txn)
+		na_store_rend(s, txn);
 	return rc;
 }
 
@@ -1209,7 +1300,7 @@ static int log_step(na_indexer *x)
 	mdb_cursor_close(cur);
 	cur = NULL;
 	bool rebuild_after = x->rebuild && seq < x->replay_until;
-	rc = commit_batch(x, txn, seq, rebuild_after, dead);
+	rc = commit_batch(x, &txn, seq, rebuild_after, dead);
 	if (rc == 0) {
 		x->seq = seq;
 		x->dead = dead;
@@ -1227,7 +1318,8 @@ static int log_step(na_indexer *x)
 out:
 	if (cur)
 		mdb_cursor_close(cur);
-	na_store_rend(s, txn);
+	if (txn)
+		na_store_rend(s, txn);
 	return rc;
 }
 

@@ -49,12 +49,16 @@ enum {
 size_t na_ix_term_key(uint8_t *out, int field, const char *lang, const char *term, size_t n);
 
 /* ---- posting chunks ---------------------------------------------------
- * varint count, then per posting varint((docid - previous) << 1 | tf > 1)
- * and, when tf > 1, varint tf; "previous" starts at the chunk's first docid
- * (in its key). Docids strictly increase within a chunk. */
+ * varint (count << 1 | some tf > 1), varint (first docid - the chunk's
+ * base docid, in its key); when count > 1, one byte w and the count - 1
+ * gaps (docid - previous docid - 1) in w bits each, least significant bit
+ * first; when some tf > 1, a bitmap of count bits (tf > 1) and, for each set
+ * bit in order, varint (tf - 2). Docids strictly increase within a chunk;
+ * frequent terms, whose gaps are small, take a few bits per posting. */
 
-/* Encodes n postings (docids ascending, all >= base) into out. Returns the
- * length, or 0 if cap is too small or the docids do not ascend. */
+/* Encodes n >= 1 postings (docids ascending, all >= base, tf >= 1) into
+ * out. Returns the length, or 0 if cap is too small or the input breaks
+ * those rules. */
 size_t na_post_encode(uint8_t *out, size_t cap, uint32_t base, const uint32_t *docs,
 		      const uint16_t *tfs, uint32_t n);
 /* Decodes a chunk into docs/tfs (cap entries). 0 and *n, or -1 when the

@@ -53,13 +53,16 @@ static void test_round_trip(void **s)
 		/* and a smaller capacity */
 		if (n > 1)
 			assert_int_equal(na_post_decode(buf, len, base, d2, tf2, n - 1, &got), -1);
+		/* no postings, or a tf of 0: refused */
+		assert_int_equal(na_post_encode(buf, sizeof buf, base, d, tf, 0), 0);
 	}
 }
 
 static void test_size(void **s)
 {
 	(void)s;
-	/* dense postings with tf 1 cost one byte each, plus the count */
+	/* dense postings with tf 1 cost the bits of their gaps: 128 docids
+	 * 3 apart are 127 gaps of 2 bits, plus the count, first gap and width */
 	uint32_t d[128];
 	uint16_t tf[128];
 	for (int i = 0; i < 128; i++) {
@@ -67,7 +70,9 @@ static void test_size(void **s)
 		tf[i] = 1;
 	}
 	uint8_t buf[2048];
-	assert_int_equal(na_post_encode(buf, sizeof buf, 1000, d, tf, 128), 2 + 128);
+	assert_int_equal(na_post_encode(buf, sizeof buf, 1000, d, tf, 128), 2 + 1 + 1 + 32);
+	/* one posting of a rare term: two bytes */
+	assert_int_equal(na_post_encode(buf, sizeof buf, 1000, d, tf, 1), 2);
 }
 
 static void test_refuses_bad_input(void **s)
@@ -80,21 +85,36 @@ static void test_refuses_bad_input(void **s)
 	/* docids must ascend strictly and not start below the base */
 	assert_int_equal(na_post_encode(buf, sizeof buf, 0, d, tf, 4), 0);
 	assert_int_equal(na_post_encode(buf, sizeof buf, 7, d + 2, tf, 2), 0);
-	/* a zero delta after the first posting, a tf of 1 spelled out, a
-	 * count beyond the bytes, trailing bytes, a docid past 2^32 */
-	static const uint8_t zero_delta[] = { 2, 0, 0 };
-	static const uint8_t tf_one[] = { 1, 1, 1 };
-	static const uint8_t count_lie[] = { 5, 2 };
-	static const uint8_t trailing[] = { 1, 0, 9 };
-	static const uint8_t wrap[] = { 2, 0, 0xfe, 0xff, 0xff, 0xff, 0x1f };
+	/* no postings, a width over 32, gaps cut short, a tf bitmap with no bit
+	 * set, trailing bytes, a docid past 2^32, a count beyond the bytes, a
+	 * varint that never ends */
+	static const uint8_t empty[] = { 0, 0 };
+	static const uint8_t wide[] = { 4, 0, 33, 0, 0, 0, 0, 0 };
+	static const uint8_t short_gaps[] = { 6, 0, 8, 1 };
+	static const uint8_t no_tf[] = { 3, 0, 0 };
+	static const uint8_t trailing[] = { 2, 0, 9 };
+	static const uint8_t wrap[] = { 4, 0, 32, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t count_lie[] = { 10, 0, 1 };
 	static const uint8_t endless[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80 };
-	assert_int_equal(na_post_decode(zero_delta, 3, 0, d2, tf2, 8, &n), -1);
-	assert_int_equal(na_post_decode(tf_one, 3, 0, d2, tf2, 8, &n), -1);
-	assert_int_equal(na_post_decode(count_lie, 2, 0, d2, tf2, 8, &n), -1);
-	assert_int_equal(na_post_decode(trailing, 3, 0, d2, tf2, 8, &n), -1);
+	assert_int_equal(na_post_decode(empty, sizeof empty, 0, d2, tf2, 8, &n), -1);
+	assert_int_equal(na_post_decode(wide, sizeof wide, 0, d2, tf2, 8, &n), -1);
+	assert_int_equal(na_post_decode(short_gaps, sizeof short_gaps, 0, d2, tf2, 8, &n), -1);
+	assert_int_equal(na_post_decode(no_tf, sizeof no_tf, 0, d2, tf2, 8, &n), -1);
+	assert_int_equal(na_post_decode(trailing, sizeof trailing, 0, d2, tf2, 8, &n), -1);
 	assert_int_equal(na_post_decode(wrap, sizeof wrap, 1, d2, tf2, 8, &n), -1);
+	assert_int_equal(na_post_decode(count_lie, sizeof count_lie, 0, d2, tf2, 8, &n), -1);
 	assert_int_equal(na_post_decode(endless, sizeof endless, 0, d2, tf2, 8, &n), -1);
 	assert_int_equal(na_post_count(endless, sizeof endless), -1);
+	/* and the well-formed neighbours of some of them */
+	static const uint8_t one[] = { 2, 0 };
+	static const uint8_t two[] = { 4, 5, 0 };
+	assert_int_equal(na_post_decode(one, sizeof one, 7, d2, tf2, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(d2[0], 7);
+	assert_int_equal(na_post_decode(two, sizeof two, 7, d2, tf2, 8, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(d2[0], 12);
+	assert_int_equal(d2[1], 13);
 	/* random bytes never crash and never report more than the capacity */
 	for (int i = 0; i < 20000; i++) {
 		uint8_t r[32];
