@@ -1072,19 +1072,22 @@ static int cmd_search(cli *c)
 {
 	static const char usage[] =
 		"usage: newsarch search QUERY [--from T] [--to T] [--limit N]\n"
-		"                             [--order newest|oldest|relevance] [--fields a,b,c] [--json]\n\n"
+		"                             [--order newest|oldest|relevance] [--fields a,b,c] [--json]\n"
+		"                             [--min-seq SEQ]\n\n"
 		"Prints the articles matching QUERY (default: the 20 newest). On a terminal\n"
 		"each hit is its time, title and a snippet with the matching words\n"
 		"highlighted; otherwise (or with --json) one JSON object per line.\n\n"
 		"QUERY: words (all must match), a OR b, -word (must not), \"exact phrase\",\n"
 		"prefix*, and title:, author:, tag:, source:, section: before a word or\n"
-		"a quoted value; parentheses group.\n";
+		"a quoted value; parentheses group. --min-seq waits (up to 30 s) until the\n"
+		"server's index covers that sequence number (as printed by put).\n";
 	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
 		{ "server", required_argument, NULL, 's' }, { "from", required_argument, NULL, 'F' },
 		{ "to", required_argument, NULL, 'T' }, { "limit", required_argument, NULL, 'n' },
 		{ "order", required_argument, NULL, 'o' }, { "fields", required_argument, NULL, 'f' },
-		{ "json", no_argument, NULL, 'j' }, { 0 } };
+		{ "json", no_argument, NULL, 'j' }, { "min-seq", required_argument, NULL, 'm' }, { 0 } };
 	na_time from, to;
+	uint64_t min_seq = 0;
 	bool hf = false, ht = false, json = !isatty(STDOUT_FILENO);
 	uint64_t limit = 20;
 	na_search_order order = NA_SEARCH_NEWEST;
@@ -1131,6 +1134,17 @@ static int cmd_search(cli *c)
 		case 'j':
 			json = true;
 			continue;
+		case 'm': {
+			char *e;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &e, 10);
+			if (!*optarg || *e || errno || optarg[0] == '-') {
+				cli_err("search", "--min-seq: not a number: \"%s\"", optarg);
+				return EXIT_USAGE;
+			}
+			min_seq = v;
+			continue;
+		}
 		}
 		if ((r = common_opt(ch, "search", usage, c)) >= 0)
 			return r;
@@ -1151,7 +1165,8 @@ static int cmd_search(cli *c)
 		return EXIT_SERVER;
 	na_search_opts o = { .query = query, .from = hf ? &from : NULL, .to = ht ? &to : NULL,
 			     .limit = limit < 1000 ? (unsigned)limit : 1000, .order = order,
-			     .fields = fields ? names : NULL, .nfields = nnames };
+			     .fields = fields ? names : NULL, .nfields = nnames, .min_seq = min_seq,
+			     .timeout_ms = 30000 };
 	na_search *it = NULL;
 	int rc = na_search_open(cl, &o, &it);
 	uint64_t printed = 0;
