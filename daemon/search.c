@@ -1042,8 +1042,14 @@ static int run(ctx *c, msgpack_packer *pk)
 			if (!in_window(q, &wlo, &whi, &x.key))
 				continue;
 			seen++;
-			if (!c->relevance && !past_cursor(q, &x, cs, &ck))
+			if (!past_cursor(q, &x, cs, &ck))
 				continue;
+			if (c->relevance && ncand == NA_SEARCH_MAX_CANDIDATES) {
+				/* memory stays bounded: keep the better half (the page
+				 * comes from its top, after dropping stale hits) */
+				qsort(cands, ncand, sizeof *cands, cmp_rel);
+				ncand = NA_SEARCH_MAX_CANDIDATES / 2;
+			}
 			if (ncand == ccand) {
 				size_t nc = ccand ? ccand * 2 : 1024;
 				cand *nv = realloc(cands, nc * sizeof *nv);
@@ -1085,8 +1091,6 @@ static int run(ctx *c, msgpack_packer *pk)
 		if (ncand)
 			qsort(cands, ncand, sizeof *cands, cmp_rel);
 		for (size_t j = 0; j < ncand && pg.n < pg.cap; j++) {
-			if (!past_cursor(q, &cands[j], cs, &ck))
-				continue;
 			int a = accept_cand(c, &cands[j], !root_exact);
 			if (a < 0) {
 				rc = a;

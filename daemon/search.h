@@ -20,6 +20,7 @@
 #define NA_SEARCH_LIMIT_MAX 1000
 #define NA_SEARCH_CURSOR_MAX 24      /* relevance: score(8) + key(16) */
 #define NA_SEARCH_MAX_EXPANSIONS 1024 /* terms one prefix may match */
+#define NA_SEARCH_MAX_CANDIDATES (1u << 20) /* relevance: scored hits kept at once */
 
 typedef enum na_order { NA_ORDER_NEWEST, NA_ORDER_OLDEST, NA_ORDER_RELEVANCE } na_order;
 
