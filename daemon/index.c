@@ -168,14 +168,20 @@ size_t na_post_encode(uint8_t *out, size_t cap, uint32_t base, const uint32_t *d
 		if (o + 1 + packed > cap)
 			return 0;
 		out[o++] = (uint8_t)w;
-		memset(out + o, 0, packed);
-		uint64_t bitpos = 0;
-		for (uint32_t i = 1; i < n && w; i++, bitpos += w) {
-			uint64_t g = docs[i] - docs[i - 1] - 1;
-			for (unsigned k = 0; k < w; k++)
-				if (g >> k & 1)
-					out[o + (bitpos + k) / 8] |= (uint8_t)(1u << ((bitpos + k) % 8));
+		uint8_t *q = out + o;
+		uint64_t acc = 0;
+		unsigned nb = 0;
+		for (uint32_t i = 1; i < n && w; i++) {
+			acc |= (uint64_t)(docs[i] - docs[i - 1] - 1) << nb;
+			nb += w;
+			while (nb >= 8) {
+				*q++ = (uint8_t)acc;
+				acc >>= 8;
+				nb -= 8;
+			}
 		}
+		if (nb)
+			*q++ = (uint8_t)acc;
 		o += packed;
 	}
 	if (anytf) {
@@ -222,11 +228,17 @@ int na_post_decode(const uint8_t *p, size_t len, uint32_t base, uint32_t *docs, 
 		size_t packed = ((size_t)(n - 1) * w + 7) / 8;
 		if ((size_t)(end - p) < packed)
 			return -1;
-		uint64_t bitpos = 0;
-		for (uint64_t i = 1; i < n; i++, bitpos += w) {
-			uint64_t g = 0;
-			for (unsigned k = 0; k < w; k++)
-				g |= (uint64_t)(p[(bitpos + k) / 8] >> ((bitpos + k) % 8) & 1) << k;
+		const uint8_t *q = p;
+		uint64_t acc = 0, mask = w == 32 ? 0xffffffffu : (1u << w) - 1;
+		unsigned nb = 0;
+		for (uint64_t i = 1; i < n; i++) {
+			while (nb < w) { /* never past the packed bytes: see their count */
+				acc |= (uint64_t)*q++ << nb;
+				nb += 8;
+			}
+			uint64_t g = acc & mask;
+			acc >>= w;
+			nb -= w;
 			cur += g + 1;
 			if (cur > UINT32_MAX)
 				return -1;
@@ -451,9 +463,10 @@ typedef struct builder {
 	/* postings of the batch */
 	trip *trips;
 	size_t ntrips, ctrips;
-	/* the current article's term ids */
-	uint32_t *cur;
-	size_t ncur, ccur;
+	/* per term id: 1 + the docid that last used it, and that posting */
+	uint32_t *tlast;
+	size_t *ttrip;
+	uint32_t doc;        /* the article being added */
 	docinfo *docs;
 	size_t ndocs, cdocs;
 } builder;
@@ -475,7 +488,8 @@ static void builder_free(builder *b)
 	free(b->tlen);
 	free(b->slots);
 	free(b->trips);
-	free(b->cur);
+	free(b->tlast);
+	free(b->ttrip);
 	free(b->docs);
 	memset(b, 0, sizeof *b);
 }
@@ -544,7 +558,14 @@ static int intern(builder *b, const uint8_t *k, size_t n, uint32_t *id)
 	tcap = b->tcap;
 	if (grow((void **)&b->tlen, &tcap, b->nterms + 1, sizeof *b->tlen))
 		return -ENOMEM;
+	tcap = b->tcap;
+	if (grow((void **)&b->tlast, &tcap, b->nterms + 1, sizeof *b->tlast))
+		return -ENOMEM;
+	tcap = b->tcap;
+	if (grow((void **)&b->ttrip, &tcap, b->nterms + 1, sizeof *b->ttrip))
+		return -ENOMEM;
 	b->tcap = (uint32_t)tcap;
+	b->tlast[b->nterms] = 0;
 	memcpy(b->arena + b->alen, k, n);
 	b->toff[b->nterms] = (uint32_t)b->alen;
 	b->tlen[b->nterms] = (uint16_t)n;
@@ -734,9 +755,19 @@ static int add_term(na_indexer *x, const uint8_t *k, size_t n)
 {
 	builder *b = &x->b;
 	uint32_t id;
-	if (intern(b, k, n, &id) || grow((void **)&b->cur, &b->ccur, b->ncur + 1, sizeof *b->cur))
+	if (intern(b, k, n, &id))
 		return -ENOMEM;
-	b->cur[b->ncur++] = id;
+	if (b->tlast[id] == b->doc + 1) {
+		trip *t = &b->trips[b->ttrip[id]];
+		if (t->tf < UINT16_MAX)
+			t->tf++;
+		return 0;
+	}
+	if (grow((void **)&b->trips, &b->ctrips, b->ntrips + 1, sizeof *b->trips))
+		return -ENOMEM;
+	b->trips[b->ntrips] = (trip){ id, b->doc, 1 };
+	b->tlast[id] = b->doc + 1;
+	b->ttrip[id] = b->ntrips++;
 	return 0;
 }
 
@@ -769,12 +800,6 @@ static int add_exact(na_indexer *x, int field, const na_ixstr *v)
 	return add_term(x, k, kl);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Analyses one article version and adds it to the batch under docid
  * x->next + ndocs. */
 static int add_doc(na_indexer *x, const na_key *key, const uint8_t *raw, size_t len)
@@ -784,7 +809,8 @@ static int add_doc(na_indexer *x, const na_key *key, const uint8_t *raw, size_t 
 	if (na_ixdoc_parse(raw, len, &d))
 		return 0; /* not an article map: nothing to index */
 	has_lang(x, d.lang);
-	b->ncur = 0;
+	b->doc = (uint32_t)(x->next + b->ndocs);
+	size_t trips0 = b->ntrips;
 	tokctx c = { .x = x, .lang = d.lang };
 	uint32_t pos = 0;
 	int rc = 0;
@@ -803,20 +829,12 @@ static int add_doc(na_indexer *x, const na_key *key, const uint8_t *raw, size_t 
 		rc = add_exact(x, NA_IXF_SOURCE, &d.source);
 	if (rc == 0)
 		rc = add_exact(x, NA_IXF_SECTION, &d.section);
-	if (rc)
+	if (rc) {
+		/* drop this article's postings: the batch stays consistent */
+		for (size_t i = trips0; i < b->ntrips; i++)
+			b->tlast[b->trips[i].term] = 0;
+		b->ntrips = trips0;
 		return rc;
-	uint32_t doc = (uint32_t)(x->next + b->ndocs);
-	if (b->ncur)
-		qsort(b->cur, b->ncur, sizeof *b->cur, cmp_u32);
-	for (size_t i = 0; i < b->ncur;) {
-		size_t j = i;
-		while (j < b->ncur && b->cur[j] == b->cur[i])
-			j++;
-		if (grow((void **)&b->trips, &b->ctrips, b->ntrips + 1, sizeof *b->trips))
-			return -ENOMEM;
-		size_t tf = j - i;
-		b->trips[b->ntrips++] = (trip){ b->cur[i], doc, (uint16_t)(tf > UINT16_MAX ? UINT16_MAX : tf) };
-		i = j;
 	}
 	if (grow((void **)&b->docs, &b->cdocs, b->ndocs + 1, sizeof *b->docs))
 		return -ENOMEM;
