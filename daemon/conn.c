@@ -387,6 +387,7 @@ void na_server_maybe_finish(na_server *s)
 	}
 	if (s->nconns > 0)
 		return;
+	na_writer_set_hook(&s->writer, NULL, NULL);
 	na_indexer_stop(s->indexer); /* it waits on the writer: stop it first */
 	s->indexer = NULL;
 	na_writer_stop(&s->writer);

@@ -131,8 +131,7 @@ static void on_watchdog(uv_timer_t *t)
 /* writer thread: new log entries for the indexer */
 static void ix_committed(void *arg, uint64_t seq)
 {
-	if (arg)
-		na_indexer_kick(arg, seq);
+	na_indexer_kick(arg, seq);
 }
 
 /* loop thread: an index batch committed */
@@ -221,14 +220,13 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		na_store_close(&s->store);
 		return -1;
 	}
-	s->writer.on_commit = ix_committed;
 	if ((rc = na_indexer_start(&s->store, &s->writer, ix_moved, s, &s->indexer))) {
 		log_error("cannot start the indexer: %s", strerror(-rc));
 		na_writer_stop(&s->writer);
 		na_store_close(&s->store);
 		return -1;
 	}
-	s->writer.on_commit_arg = s->indexer;
+	na_writer_set_hook(&s->writer, ix_committed, s->indexer);
 	s->started_ms = uv_now(loop);
 	s->trained_at = 0;
 	s->seq = s->writer.seq;

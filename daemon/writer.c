@@ -706,8 +706,10 @@ static void *writer_main(void *arg)
 		for (na_wjob *j = first; j; j = j->next)
 			if (j->committed)
 				j->committed(j);
+		pthread_mutex_lock(&w->lock);
 		if (w->on_commit)
 			w->on_commit(w->on_commit_arg, w->seq);
+		pthread_mutex_unlock(&w->lock);
 		if (w->relaxed) {
 			/* MDB_NOSYNC commits: flush at least once a second, busy or not */
 			struct timespec now;
@@ -830,6 +832,16 @@ void na_writer_stop(na_writer *w)
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 	w->started = false;
+}
+
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg)
+{
+	if (w->started)
+		pthread_mutex_lock(&w->lock);
+	w->on_commit = fn;
+	w->on_commit_arg = arg;
+	if (w->started)
+		pthread_mutex_unlock(&w->lock);
 }
 
 int na_writer_apply_now(na_writer *w, na_wjob *job)

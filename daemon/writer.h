@@ -144,7 +144,8 @@ typedef struct na_writer {
 	time_t last_sync;         /* relaxed durability: last mdb_env_sync */
 	/* statistics */
 	uint64_t commits, committed_items;
-	/* optional: told (on the writer thread) of every commit's last seq */
+	/* optional: told (on the writer thread, under lock) of every commit's
+	 * last seq; set with na_writer_set_hook */
 	void (*on_commit)(void *arg, uint64_t seq);
 	void *on_commit_arg;
 } na_writer;
@@ -156,6 +157,10 @@ void na_writer_submit(na_writer *w, na_wjob *job);
 /* Finishes every queued job, runs their callbacks, stops the thread and
  * closes the async handle. Also frees a writer used only with apply_now. */
 void na_writer_stop(na_writer *w);
+
+/* Sets (fn != NULL) or removes the commit hook. Once it returns, a removed
+ * hook is not running and will not run again. */
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg);
 
 /* Applies jobs synchronously on the calling thread (tests, tools). */
 int na_writer_apply_now(na_writer *w, na_wjob *job);
