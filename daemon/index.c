@@ -650,7 +650,9 @@ static void job_committed(na_wjob *j)
 	x->job_code = j->code;
 	x->job_stale = j->ix_stale;
 	x->job_done = true;
-	if (j->code == NA_CODE_OK && !j->ix_stale && !ij->reset)
+	/* a rebuild asked for since this batch was prepared: the index covers
+	 * nothing until it is done */
+	if (j->code == NA_CODE_OK && !j->ix_stale && !ij->reset && !x->reindex)
 		__atomic_store_n(&x->covers, ij->covers, __ATOMIC_RELEASE);
 	if (ij->reset)
 		__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
@@ -1465,6 +1467,8 @@ void na_indexer_reindex(na_indexer *x)
 {
 	pthread_mutex_lock(&x->mu);
 	x->reindex = true;
+	/* from now on searches that wait for a seq wait for the rebuild */
+	__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 }
