@@ -8,14 +8,14 @@ CC ?= cc
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := lmdb libuv msgpack libzstd jansson inih libsystemd openssl
+PKGS := lmdb libuv msgpack libzstd jansson inih libsystemd openssl libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c17 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -pthread \
 	-Iinclude -Iproto $(PKG_CFLAGS)
-LDLIBS += $(PKG_LIBS) -lm -pthread
+LDLIBS += $(PKG_LIBS) -lstemmer -lm -pthread
 ifeq ($(SAN),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -664,6 +665,9 @@ void na_server_maybe_finish(na_server *s)
 	}
 	if (s->nconns > 0)
 		return;
+	na_writer_set_hook(&s->writer, NULL, NULL);
+	na_indexer_stop(s->indexer); /* it waits on the writer: stop it first */
+	s->indexer = NULL;
 	na_writer_stop(&s->writer);
 	for (int i = 0; i < 3; i++)
 		close_handle((uv_handle_t *)&s->sig[i]);

@@ -19,8 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "log.h"
 #include "rpc.h"
+#include "search.h"
 #include "server.h"
 #include "verify.h"
 
@@ -198,7 +200,7 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 21);
+	msgpack_pack_map(&pk, 22);
 	kv_u64(&pk, "articles", st.articles);
 	kv_u64(&pk, "raw_bytes", st.raw_bytes);
 	kv_u64(&pk, "stored_bytes", st.stored_bytes);
@@ -232,6 +234,20 @@ static void do_stats(req *q)
 	na_mp_pack_cstr(&pk, s->cfg.relaxed ? "relaxed" : "strict");
 	na_mp_pack_cstr(&pk, "version");
 	na_mp_pack_cstr(&pk, VERSION);
+	na_mp_pack_cstr(&pk, "index");
+	na_ixstats ix = { 0 };
+	if (s->indexer)
+		na_indexer_stats(s->indexer, &ix);
+	msgpack_pack_map(&pk, 8);
+	na_mp_pack_cstr(&pk, "state");
+	na_mp_pack_cstr(&pk, na_ixstate_name(ix.state));
+	kv_u64(&pk, "seq", ix.seq);
+	kv_u64(&pk, "lag", s->seq > ix.seq ? s->seq - ix.seq : 0);
+	kv_u64(&pk, "articles", ix.docs);
+	kv_u64(&pk, "dead", ix.dead);
+	kv_u64(&pk, "rebuilt", ix.scanned);
+	kv_u64(&pk, "batches", ix.batches);
+	kv_u64(&pk, "bytes", st.index_bytes);
 }
 
 /* ---- get ------------------------------------------------------------ */
@@ -1522,6 +1538,240 @@ static void do_promote(req *q)
 	na_writer_submit(&s->writer, &p->job);
 }
 
+/* ---- search (worker pool), reindex ------------------------------------ */
+
+typedef struct search_req {
+	uv_work_t work;
+	na_conn *c;
+	uint32_t msgid;
+	na_search_q q;
+	char *copy;            /* the query text and field names, copied */
+	msgpack_sbuffer out;
+	uint64_t t0;
+	bool failed;
+} search_req;
+
+static void search_work(uv_work_t *w)
+{
+	search_req *sr = w->data;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sr->out, msgpack_sbuffer_write);
+	na_analyzer *an = NULL;
+	char err[300] = "";
+	int rc = na_analyzer_new(&an);
+	if (rc == 0) {
+		reply_head(&pk, sr->msgid);
+		msgpack_pack_nil(&pk);
+		rc = na_search_run(&sr->c->srv->store, an, &sr->q, &pk, err, sizeof err);
+	}
+	na_analyzer_free(an);
+	if (rc) {
+		sr->failed = true;
+		sr->out.size = 0;
+		if (rc == -EINVAL) {
+			char msg[340];
+			snprintf(msg, sizeof msg, "search: %s", err);
+			pack_error_reply(&pk, sr->msgid, NA_CODE_BAD_REQUEST, msg);
+			return;
+		}
+		log_error("search failed: %s", rc > 0 ? mdb_strerror(rc) : strerror(-rc));
+		pack_error_reply(&pk, sr->msgid, NA_CODE_INTERNAL,
+				 rc == -EIO ? "search: the index or an article is unreadable; see the server log"
+					    : "search: read failed; see the server log");
+	}
+}
+
+static void search_done(uv_work_t *w, int status)
+{
+	(void)status;
+	search_req *sr = w->data;
+	na_conn *c = sr->c;
+	if (sr->failed)
+		c->srv->metrics.errors[NA_M_SEARCH]++;
+	na_metrics_latency(&c->srv->metrics, NA_M_SEARCH, sr->t0);
+	if (!c->closing)
+		na_conn_send(c, &sr->out);
+	msgpack_sbuffer_destroy(&sr->out);
+	free(sr->copy);
+	free(sr);
+	na_conn_request_done(c);
+}
+
+static void do_search(req *q)
+{
+	if (want_params(q, 1, 1))
+		return;
+	na_search_q sq;
+	memset(&sq, 0, sizeof sq);
+	sq.limit = NA_SEARCH_LIMIT_DEFAULT;
+	uint64_t min_seq = 0;
+	uint32_t timeout_ms = 5000;
+	bool have_q = false;
+	uint32_t n;
+	na_mp_type t = na_mp_peek(q->r);
+	if (t != NA_MP_MAP || na_mp_map(q->r, &n)) {
+		BAD(q, "search: params[0]: expected a map, got %s", tname(t));
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const char *k;
+		uint32_t kn;
+		t = na_mp_peek(q->r);
+		if (t != NA_MP_STR || na_mp_str(q->r, &k, &kn)) {
+			BAD(q, "search: params[0]: keys must be strings");
+			return;
+		}
+		char where[64];
+		snprintf(where, sizeof where, "search: params[0].%.*s", (int)(kn > 16 ? 16 : kn), k);
+		if (na_mp_peek(q->r) == NA_MP_NIL) {
+			na_mp_nil(q->r);
+			continue;
+		}
+		if (na_mp_streq(k, kn, "q")) {
+			const char *s;
+			uint32_t sn;
+			if (na_mp_peek(q->r) != NA_MP_STR || na_mp_str(q->r, &s, &sn)) {
+				BAD(q, "%s: expected a string", where);
+				return;
+			}
+			if (sn > NA_QUERY_MAX_BYTES) {
+				TOOBIG(q, "%s: at most %d bytes, got %u", where, NA_QUERY_MAX_BYTES, sn);
+				return;
+			}
+			sq.q = s;
+			sq.qlen = sn;
+			have_q = true;
+		} else if (na_mp_streq(k, kn, "from")) {
+			if (read_time(q, where, &sq.from))
+				return;
+			sq.has_from = true;
+		} else if (na_mp_streq(k, kn, "to")) {
+			if (read_time(q, where, &sq.to))
+				return;
+			sq.has_to = true;
+		} else if (na_mp_streq(k, kn, "limit")) {
+			uint64_t l;
+			if (na_mp_u64(q->r, &l) || l == 0) {
+				BAD(q, "%s: expected a positive integer", where);
+				return;
+			}
+			if (l > NA_SEARCH_LIMIT_MAX) {
+				TOOBIG(q, "%s: at most %d, got %llu", where, NA_SEARCH_LIMIT_MAX,
+				       (unsigned long long)l);
+				return;
+			}
+			sq.limit = (uint32_t)l;
+		} else if (na_mp_streq(k, kn, "order")) {
+			const char *s;
+			uint32_t sn;
+			if (na_mp_peek(q->r) != NA_MP_STR || na_mp_str(q->r, &s, &sn)) {
+				BAD(q, "%s: expected \"newest\", \"oldest\" or \"relevance\"", where);
+				return;
+			}
+			if (na_mp_streq(s, sn, "newest"))
+				sq.order = NA_ORDER_NEWEST;
+			else if (na_mp_streq(s, sn, "oldest"))
+				sq.order = NA_ORDER_OLDEST;
+			else if (na_mp_streq(s, sn, "relevance"))
+				sq.order = NA_ORDER_RELEVANCE;
+			else {
+				BAD(q, "%s: expected \"newest\", \"oldest\" or \"relevance\", got \"%.*s\"",
+				    where, (int)(sn > 20 ? 20 : sn), s);
+				return;
+			}
+		} else if (na_mp_streq(k, kn, "after")) {
+			const uint8_t *b;
+			uint32_t bn;
+			if (na_mp_peek(q->r) != NA_MP_BIN || na_mp_bin(q->r, &b, &bn) ||
+			    (bn != 16 && bn != 24)) {
+				BAD(q, "%s: not a cursor returned by search", where);
+				return;
+			}
+			memcpy(sq.after, b, bn);
+			sq.after_len = bn;
+			sq.has_after = true;
+		} else if (na_mp_streq(k, kn, "fields")) {
+			if (read_fields(q, where, &sq.fields))
+				return;
+			sq.project = true;
+		} else if (na_mp_streq(k, kn, "min_seq") || na_mp_streq(k, kn, "timeout_ms")) {
+			uint64_t v;
+			if (na_mp_u64(q->r, &v)) {
+				BAD(q, "%s: expected an unsigned integer", where);
+				return;
+			}
+			if (k[0] == 'm')
+				min_seq = v;
+			else
+				timeout_ms = v > 60000 ? 60000 : (uint32_t)v;
+		} else {
+			BAD(q, "search: params[0]: unknown key \"%.*s\"", (int)(kn > 40 ? 40 : kn), k);
+			return;
+		}
+	}
+	if (!have_q) {
+		BAD(q, "search: params[0].q: the query is required");
+		return;
+	}
+	/* a follower receiving a snapshot has a partial copy: a search may
+	 * wait for its index (min_seq), else it is refused like other reads */
+	if (min_seq && na_repl_park_index(q->c, q->msg, q->len, q->msgid, min_seq, timeout_ms))
+		return;
+	if (q->c->srv->store.snapshot_incomplete) {
+		na_reply_error(q->c, q->msgid, NA_CODE_UNAVAILABLE,
+			       "this follower is receiving a snapshot; its copy is partial until done");
+		return;
+	}
+	search_req *sr = calloc(1, sizeof *sr);
+	size_t total = sq.qlen;
+	for (uint32_t i = 0; i < sq.fields.n; i++)
+		total += sq.fields.name[i].n;
+	char *copy = malloc(total ? total : 1);
+	if (!sr || !copy) {
+		free(sr);
+		free(copy);
+		na_reply_error(q->c, q->msgid, NA_CODE_INTERNAL, "out of memory");
+		return;
+	}
+	/* the request buffer is reused: keep our own copy of the strings */
+	size_t off = 0;
+	memcpy(copy, sq.q, sq.qlen);
+	sq.q = copy;
+	off = sq.qlen;
+	for (uint32_t i = 0; i < sq.fields.n; i++) {
+		memcpy(copy + off, sq.fields.name[i].s, sq.fields.name[i].n);
+		sq.fields.name[i].s = copy + off;
+		off += sq.fields.name[i].n;
+	}
+	sr->q = sq;
+	sr->copy = copy;
+	sr->c = q->c;
+	sr->msgid = q->msgid;
+	sr->t0 = q->t0;
+	sr->work.data = sr;
+	msgpack_sbuffer_init(&sr->out);
+	begin_async(q->c);
+	uv_queue_work(q->c->srv->loop, &sr->work, search_work, search_done);
+}
+
+static void do_reindex(req *q)
+{
+	if (want_params(q, 0, 0))
+		return;
+	na_server *s = q->c->srv;
+	if (!s->indexer) {
+		na_reply_error(q->c, q->msgid, NA_CODE_UNAVAILABLE, "reindex: the indexer is not running");
+		return;
+	}
+	na_indexer_reindex(s->indexer);
+	log_info("%s: reindex requested", q->c->peer);
+	msgpack_packer pk = ok_reply(q->c, q->msgid);
+	msgpack_pack_map(&pk, 2);
+	na_mp_pack_cstr(&pk, "reindexing");
+	msgpack_pack_true(&pk);
+	kv_u64(&pk, "seq", s->seq);
+}
+
 /* ---- the dispatcher ------------------------------------------------- */
 
 void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
@@ -1570,13 +1820,14 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		{ "ping", 0 }, { "put", 1 }, { "put_batch", 2 }, { "get", 3 }, { "range", 4 },
 		{ "delete", 5 }, { "count", 6 }, { "stats", 7 }, { "replicate", 8 },
 		{ "subscribe", 9 }, { "promote", 10 }, { "backup", 11 }, { "verify", 12 },
-		{ "metrics", 13 }, { "auth", 14 },
+		{ "metrics", 13 }, { "auth", 14 }, { "search", 15 }, { "reindex", 16 },
 	};
 	/* the role each method needs (see auth.c) */
 	static const int needs[] = { NA_ROLE_NONE, NA_ROLE_WRITE, NA_ROLE_WRITE, NA_ROLE_READ,
 				     NA_ROLE_READ, NA_ROLE_WRITE, NA_ROLE_READ, NA_ROLE_READ,
 				     NA_ROLE_REPLICATE, NA_ROLE_REPLICATE, NA_ROLE_ADMIN,
-				     NA_ROLE_ADMIN, NA_ROLE_ADMIN, NA_ROLE_READ, NA_ROLE_NONE };
+				     NA_ROLE_ADMIN, NA_ROLE_ADMIN, NA_ROLE_READ, NA_ROLE_NONE,
+				     NA_ROLE_READ, NA_ROLE_ADMIN };
 	int mid = -1;
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
 		if (na_mp_streq(m, mn, methods[i].name)) {
@@ -1639,6 +1890,8 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	case 12: do_admin(&q, true); break;
 	case 13: do_metrics(&q); break;
 	case 14: do_auth(&q); break;
+	case 15: do_search(&q); break;
+	case 16: do_reindex(&q); break;
 	}
 	if (c->pending == pending) /* answered right away */
 		na_metrics_latency(&c->srv->metrics, mid, t0);

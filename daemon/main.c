@@ -57,6 +57,11 @@ int main(int argc, char **argv)
 	sd_notifyf(0, "READY=1\nSTATUS=%s, %llu articles", cfg.follow[0] ? "follower" : "primary",
 		   (unsigned long long)st.articles);
 	uv_run(loop, UV_RUN_DEFAULT);
+	/* the loop closed its signal watchers (their signals are back to the
+	 * default action): a second TERM while the store and the indexer's
+	 * memory are released must not turn a clean stop into a kill */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	na_server_free(&srv);
 	int rc = uv_loop_close(loop);
 	if (rc)

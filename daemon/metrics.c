@@ -15,7 +15,7 @@
 
 static const char *const method_names[NA_M__COUNT] = {
 	"ping", "put", "put_batch", "get", "range", "delete", "count", "stats", "replicate",
-	"subscribe", "promote", "backup", "verify", "metrics", "auth", "other",
+	"subscribe", "promote", "backup", "verify", "metrics", "auth", "search", "reindex", "other",
 };
 
 /* upper bounds of the latency buckets, seconds */

@@ -11,7 +11,7 @@
 /* method ids: the dispatcher's table order, then "other" */
 enum { NA_M_PING, NA_M_PUT, NA_M_PUT_BATCH, NA_M_GET, NA_M_RANGE, NA_M_DELETE, NA_M_COUNT,
        NA_M_STATS, NA_M_REPLICATE, NA_M_SUBSCRIBE, NA_M_PROMOTE, NA_M_BACKUP, NA_M_VERIFY,
-       NA_M_METRICS, NA_M_AUTH, NA_M_OTHER, NA_M__COUNT };
+       NA_M_METRICS, NA_M_AUTH, NA_M_SEARCH, NA_M_REINDEX, NA_M_OTHER, NA_M__COUNT };
 #define NA_M_BUCKETS 13
 
 typedef struct na_metrics {

@@ -94,6 +94,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "index.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -741,6 +742,70 @@ int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uin
 	return 1;
 }
 
+/* Searches wait for the index (index.c) the same way reads wait for the
+ * log: parked on their own list, answered when the index covers their
+ * min_seq, or with TIMEOUT. */
+int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid,
+		       uint64_t min_seq, uint32_t timeout_ms)
+{
+	na_server *s = c->srv;
+	if (min_seq <= na_indexer_seq(s->indexer))
+		return 0;
+	na_parked *p = calloc(1, sizeof *p);
+	uint8_t *m = malloc(len);
+	if (!p || !m) {
+		free(p);
+		free(m);
+		na_reply_error(c, msgid, NA_CODE_INTERNAL, "out of memory");
+		return 1;
+	}
+	memcpy(m, msg, len);
+	*p = (na_parked){ .c = c, .msg = m, .len = len, .msgid = msgid, .min_seq = min_seq,
+			  .deadline = uv_now(s->loop) + timeout_ms };
+	c->pending++;
+	c->refs++;
+	c->parked_bytes += len;
+	s->inflight++;
+	p->next = s->ix_parked;
+	s->ix_parked = p;
+	return 1;
+}
+
+void na_repl_wake_index(na_server *s, bool timeouts)
+{
+	uint64_t now = uv_now(s->loop), at = na_indexer_seq(s->indexer);
+	na_parked **pp = &s->ix_parked;
+	na_parked *ready = NULL;
+	while (*pp) {
+		na_parked *p = *pp;
+		if (p->min_seq <= at || (timeouts && now >= p->deadline) || p->c->closing ||
+		    s->stopping) {
+			*pp = p->next;
+			p->next = ready;
+			ready = p;
+			continue;
+		}
+		pp = &p->next;
+	}
+	while (ready) {
+		na_parked *p = ready;
+		ready = p->next;
+		na_conn *c = p->c;
+		c->parked_bytes -= p->len;
+		if (!c->closing) {
+			if (p->min_seq <= at && !s->stopping)
+				na_dispatch(c, p->msg, p->len);
+			else
+				na_reply_error(c, p->msgid, NA_CODE_TIMEOUT,
+					       "search: the index did not reach min_seq %llu in time (at %llu)",
+					       (unsigned long long)p->min_seq, (unsigned long long)at);
+		}
+		free(p->msg);
+		free(p);
+		na_conn_request_done(c);
+	}
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 void na_repl_committed(na_server *s, uint64_t seq)
@@ -816,6 +881,7 @@ void na_repl_shutdown(na_server *s)
 {
 	check_waits(s, true);
 	wake_parked(s, true);
+	na_repl_wake_index(s, true);
 }
 
 void na_repl_stats(na_server *s, msgpack_packer *pk)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -139,12 +140,28 @@ static void on_watchdog(uv_timer_t *t)
 	sd_notify(0, "WATCHDOG=1");
 }
 
+/* writer thread: new log entries for the indexer */
+static void ix_committed(void *arg, uint64_t seq)
+{
+	na_indexer_kick(arg, seq);
+}
+
+/* loop thread: an index batch committed */
+static void ix_moved(void *arg, uint64_t seq)
+{
+	(void)seq;
+	na_server *s = arg;
+	if (s->ix_parked)
+		na_repl_wake_index(s, false);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	na_server *s = t->data;
 	uint64_t now = uv_now(s->loop);
 	if (!s->stopping) {
 		na_repl_tick(s);
+		na_repl_wake_index(s, true);
 		if (++s->ticks % 5 == 0)
 			notify_status(s);
 		if (s->ticks % 10 == 0)
@@ -222,6 +239,13 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		na_store_close(&s->store);
 		return -1;
 	}
+	if ((rc = na_indexer_start(&s->store, &s->writer, ix_moved, s, &s->indexer))) {
+		log_error("cannot start the indexer: %s", strerror(-rc));
+		na_writer_stop(&s->writer);
+		na_store_close(&s->store);
+		return -1;
+	}
+	na_writer_set_hook(&s->writer, ix_committed, s->indexer);
 	s->started_ms = uv_now(loop);
 	s->trained_at = 0;
 	s->seq = s->writer.seq;

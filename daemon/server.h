@@ -107,6 +107,9 @@ struct na_server {
 	 * decodes into; both reused, so a request allocates neither */
 	uint8_t *rbuf;
 	na_buf getbuf;
+	/* full-text search (index.c, search.c) */
+	struct na_indexer *indexer;
+	na_parked *ix_parked;      /* searches waiting for the index to cover min_seq */
 };
 
 /* Opens the store and starts the writer; listeners are separate. */
@@ -167,6 +170,11 @@ int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uin
 void na_repl_wait(na_conn *c, uint32_t msgid, uint64_t seq, uint32_t need, uint32_t timeout_ms,
 		  bool batch, const char *body, size_t len);
 void na_repl_shutdown(na_server *s);
+/* Parks a search until the index covers min_seq; 1 if parked. */
+int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid,
+		       uint64_t min_seq, uint32_t timeout_ms);
+/* The index moved (or the tick): answers searches that can go now. */
+void na_repl_wake_index(na_server *s, bool timeouts);
 void na_repl_metrics(na_server *s, FILE *f);
 
 /* follow.c */

@@ -253,7 +253,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		flags |= MDB_NOSYNC;
 	if (o->readonly)
 		flags |= MDB_RDONLY;
-	if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+	if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
 	    (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
 	    (rc = mdb_env_set_mapsize(s->env, o->map_size))) {
 		*msg = "cannot create the LMDB environment";
@@ -290,6 +290,18 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 					  : "cannot open the tables";
 		mdb_txn_abort(txn);
 		goto fail;
+	}
+	s->have_index = true;
+	if ((rc = mdb_dbi_open(txn, "ixpost", c, &s->ixpost)) ||
+	    (rc = mdb_dbi_open(txn, "ixdocs", c, &s->ixdocs)) ||
+	    (rc = mdb_dbi_open(txn, "ixrange", c, &s->ixrange))) {
+		if (!(o->readonly && rc == MDB_NOTFOUND)) {
+			*msg = "cannot open the index tables";
+			mdb_txn_abort(txn);
+			goto fail;
+		}
+		s->have_index = false;
+		rc = 0;
 	}
 	if ((rc = init_meta(s, txn, o->readonly, msg))) {
 		mdb_txn_abort(txn);
@@ -377,6 +389,45 @@ static void drop_free_txns(na_store *s)
 {
 	while (s->txn_free_n)
 		mdb_txn_abort(s->txn_free[--s->txn_free_n]);
+}
+
+int na_store_get(na_store *s, MDB_txn *txn, const na_key *key, const uint8_t **rec, size_t *len)
+{
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	int rc = mdb_get(txn, s->articles, &k, &v);
+	if (rc)
+		return rc;
+	*rec = v.mv_data;
+	*len = v.mv_size;
+	return 0;
+}
+
+int na_store_next(na_store *s, MDB_txn *txn, const na_key *after, na_key *key, const uint8_t **rec,
+		  size_t *len)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->articles, &cur);
+	if (rc)
+		return rc;
+	MDB_val k, v;
+	if (after) {
+		k.mv_size = NA_KEY_BYTES;
+		k.mv_data = (void *)after->b;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && k.mv_size == NA_KEY_BYTES && memcmp(k.mv_data, after->b, NA_KEY_BYTES) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	if (rc == 0 && k.mv_size != NA_KEY_BYTES)
+		rc = MDB_CORRUPTED;
+	if (rc == 0) {
+		memcpy(key->b, k.mv_data, NA_KEY_BYTES);
+		*rec = v.mv_data;
+		*len = v.mv_size;
+	}
+	mdb_cursor_close(cur);
+	return rc;
 }
 
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
@@ -658,6 +709,11 @@ int na_store_stats_get(na_store *s, na_store_stats *o)
 	}
 	if (rc == 0 && (rc = mdb_stat(txn, 0, &st)) == 0) /* the main db */
 		o->page_bytes += pages(&st);
+	MDB_dbi ix[] = { s->ixpost, s->ixdocs, s->ixrange };
+	for (size_t i = 0; s->have_index && i < 3 && rc == 0; i++)
+		if ((rc = mdb_stat(txn, ix[i], &st)) == 0)
+			o->index_bytes += pages(&st);
+	o->page_bytes += o->index_bytes;
 	if (rc == 0)
 		rc = na_meta_get_u64(s, txn, "raw_bytes", &o->raw_bytes);
 	if (rc == 0)

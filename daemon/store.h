@@ -37,6 +37,8 @@ typedef struct na_store {
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
 	MDB_dbi logtime;       /* seq (8, BE) -> unix ms: when the log reached seq */
+	MDB_dbi ixpost, ixdocs, ixrange; /* the full-text index (index.h) */
+	bool have_index;       /* false: a read-only open of an archive without one */
 	na_codec *codec;
 	uint8_t hash_key[16];  /* siphash key of this archive */
 	uint8_t archive_id[16];
@@ -85,6 +87,15 @@ typedef struct na_buf {
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
 		  const uint8_t **rec, size_t *reclen, na_buf *dec);
 
+/* The stored record of the article version at key (valid until the
+ * transaction ends). 0, MDB_NOTFOUND, or an LMDB error. */
+int na_store_get(na_store *s, MDB_txn *txn, const na_key *key, const uint8_t **rec, size_t *len);
+/* The first article version with a key above *after (after NULL: the
+ * first of all), in key order: 0 and *key, *rec, *len; MDB_NOTFOUND after
+ * the last; or an LMDB error. */
+int na_store_next(na_store *s, MDB_txn *txn, const na_key *after, na_key *key, const uint8_t **rec,
+		  size_t *len);
+
 /* Decodes a record into a growable buffer (*buf of *cap bytes, realloc'ed as
  * needed; caller frees). 0 or negative. */
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
@@ -111,6 +122,7 @@ int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_
 
 typedef struct na_store_stats {
 	uint64_t articles, raw_bytes, stored_bytes, seq;
+	uint64_t index_bytes;  /* pages of the full-text index tables */
 	uint64_t map_size, map_used, page_bytes;
 	uint32_t dict;
 	size_t dict_bytes;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "index.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -353,6 +354,8 @@ static int apply_snap_begin(na_writer *w, MDB_txn *txn, const na_wjob *j)
 		rc = na_meta_put(s, txn, "snapshot", &one, 1);
 	if (rc == 0)
 		rc = na_meta_put_u64(s, txn, "dict", 0);
+	if (rc == 0)
+		rc = na_index_reset(s, txn); /* rebuilt once the snapshot is whole */
 	w->seq = 0;
 	w->raw_bytes = w->stored_bytes = 0;
 	w->have_max = false;
@@ -496,6 +499,10 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 		return 0;
 	case NA_WOP_TRIM:
 		return apply_trim(w, txn, j);
+	case NA_WOP_INDEX:
+		return na_index_apply(w->store, txn, j->ixbatch, &j->ix_stale);
+	case NA_WOP_INDEX_RESET:
+		return na_index_reset(w->store, txn);
 	default:
 		break;
 	}
@@ -730,6 +737,13 @@ static void *writer_main(void *arg)
 			fail_jobs(first, NULL, NA_CODE_INTERNAL, "an earlier replicated change failed");
 		else
 			commit_group(w, first, NULL);
+		for (na_wjob *j = first; j; j = j->next)
+			if (j->committed)
+				j->committed(j);
+		pthread_mutex_lock(&w->lock);
+		if (w->on_commit)
+			w->on_commit(w->on_commit_arg, w->seq);
+		pthread_mutex_unlock(&w->lock);
 		if (w->relaxed) {
 			/* MDB_NOSYNC commits: flush at least once a second, busy or not */
 			struct timespec now;
@@ -854,10 +868,22 @@ void na_writer_stop(na_writer *w)
 	w->started = false;
 }
 
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg)
+{
+	if (w->started)
+		pthread_mutex_lock(&w->lock);
+	w->on_commit = fn;
+	w->on_commit_arg = arg;
+	if (w->started)
+		pthread_mutex_unlock(&w->lock);
+}
+
 int na_writer_apply_now(na_writer *w, na_wjob *job)
 {
 	job->next = NULL;
 	job->code = NA_CODE_OK;
 	commit_group(w, job, NULL);
+	if (job->committed)
+		job->committed(job);
 	return job->code;
 }

@@ -30,6 +30,8 @@ typedef enum na_wop {
 	NA_WOP_PROMOTE,     /* become a primary under a new history */
 	NA_WOP_TRIM,        /* log retention */
 	NA_WOP_RECODE,      /* store the same articles compressed better */
+	NA_WOP_INDEX,       /* a full-text index batch (index.c) */
+	NA_WOP_INDEX_RESET, /* drop the full-text index for a rebuild */
 } na_wop;
 
 /* A change-log entry as shipped between servers (see replog.c). */
@@ -103,6 +105,12 @@ struct na_wjob {
 	uint64_t seq;            /* SNAP_END position; TRIM: drop entries below */
 	uint64_t now_ms;         /* TRIM: the time to record for the head */
 	uint64_t max_age_ms;     /* TRIM */
+	/* NA_WOP_INDEX: the prepared batch; ix_stale set when it was skipped */
+	const struct na_ixbatch *ixbatch;
+	bool ix_stale;
+	/* optional: runs on the writer thread right after the job's group
+	 * committed or failed, before done is queued for the loop */
+	void (*committed)(na_wjob *job);
 	/* out: a failure of the whole job (NA_CODE_OK if none) */
 	int code;
 	const char *msg;
@@ -136,6 +144,10 @@ typedef struct na_writer {
 	time_t last_sync;         /* relaxed durability: last mdb_env_sync */
 	/* statistics */
 	uint64_t commits, committed_items;
+	/* optional: told (on the writer thread, under lock) of every commit's
+	 * last seq; set with na_writer_set_hook */
+	void (*on_commit)(void *arg, uint64_t seq);
+	void *on_commit_arg;
 } na_writer;
 
 /* Starts the writer thread; done callbacks will run on loop. */
@@ -145,6 +157,10 @@ void na_writer_submit(na_writer *w, na_wjob *job);
 /* Finishes every queued job, runs their callbacks, stops the thread and
  * closes the async handle. Also frees a writer used only with apply_now. */
 void na_writer_stop(na_writer *w);
+
+/* Sets (fn != NULL) or removes the commit hook. Once it returns, a removed
+ * hook is not running and will not run again. */
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg);
 
 /* Applies jobs synchronously on the calling thread (tests, tools). */
 int na_writer_apply_now(na_writer *w, na_wjob *job);

@@ -3,7 +3,8 @@
 # missing. Needs root for apt-get; otherwise it only says what is missing.
 set -eu
 PKGS="build-essential pkg-config liblmdb-dev libuv1-dev libmsgpack-dev libzstd-dev \
-libjansson-dev libinih-dev libsystemd-dev libcmocka-dev libssl-dev zstd"
+libjansson-dev libinih-dev libsystemd-dev libcmocka-dev libssl-dev zstd \
+libutf8proc-dev libstemmer-dev"
 # The fuzz targets (make fuzz, or make test with FUZZ_SECONDS set) need
 # clang, its fuzzer runtime and python3 for the seeds: FUZZ=1 adds them.
 if [ "${FUZZ:-}" = 1 ]; then

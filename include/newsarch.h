@@ -560,6 +560,77 @@ int na_range_next(na_range *it, const na_article **out);
 /* Frees the iterator and the page it holds. NULL is ignored. */
 void na_range_close(na_range *it);
 
+/* ---- full-text search ----------------------------------------------- */
+
+/* Result order of a search. */
+typedef enum na_search_order {
+	NA_SEARCH_NEWEST = 0,        /* publication time, newest first */
+	NA_SEARCH_OLDEST = 1,        /* publication time, oldest first */
+	NA_SEARCH_RELEVANCE = 2,     /* BM25 score, best first */
+} na_search_order;
+
+/*
+ * Options of a search. Zero-initialise and set what you need:
+ *   na_search_opts o = { .query = "cocoa -futures", .limit = 50 };
+ * The query language is described in PROTOCOL.md ("search"). The
+ * pointed-to values are copied by na_search_open.
+ */
+typedef struct na_search_opts {
+	const char *query;           /* required, at most 4096 bytes */
+	const na_time *from;         /* NULL: no lower bound */
+	const na_time *to;           /* NULL: no upper bound (exclusive) */
+	unsigned limit;              /* articles per request; 0: server default
+	                              * (20); at most 1000 */
+	na_search_order order;
+	const char *const *fields;   /* NULL: whole articles; else the names */
+	size_t nfields;              /* of the fields to return (at most 64) */
+	uint64_t min_seq;            /* wait until the index covers this seq */
+	unsigned timeout_ms;         /* how long to wait for min_seq; 0: 5000 */
+} na_search_opts;
+
+/*
+ * An iterator over the articles matching a query, in the requested order,
+ * one page per request, following the server's cursor (pages are consistent
+ * one by one, like na_range).
+ */
+typedef struct na_search na_search;
+
+/*
+ * Opens a search on c. No request is sent before the first na_search_next;
+ * c must stay open until the iterator is closed. On success *out is a new
+ * iterator, closed with na_search_close.
+ * Errors: NA_EINVAL (NULL c, out or query, a query over 4096 bytes,
+ * nfields > 64, a NULL field name, an order out of range), NA_ENOMEM.
+ */
+int na_search_open(na_client *c, const na_search_opts *opts, na_search **out);
+
+/*
+ * Advances the search. Returns 1 and sets *out to the next matching
+ * article, 0 after the last one, or a negative error: NA_EBADREQ for a
+ * malformed query (na_client_errmsg says at which position), NA_ETIMEDOUT
+ * when the index did not reach min_seq in time, NA_ECONN, NA_EPROTO, other
+ * server errors. After 0 or an error, further calls return the same value.
+ * The article is borrowed: valid until the next na_search_next or
+ * na_search_close (na_article_dup to keep it).
+ */
+int na_search_next(na_search *it, const na_article **out);
+
+/* The server's estimate of how many articles match, from the latest page
+ * (0 before the first). Exact for queries without phrases when the whole
+ * window was scanned (relevance order always scans it). */
+uint64_t na_search_total(const na_search *it);
+
+/* Frees the iterator and the page it holds. NULL is ignored. */
+void na_search_close(na_search *it);
+
+/*
+ * Asks the server to rebuild its full-text index (admin role). The server
+ * answers at once and rebuilds online; stats "index" shows the progress.
+ * Errors: NA_EINVAL, NA_ECONN, NA_ETIMEDOUT, NA_EPROTO, NA_EUNAUTHORIZED,
+ * other server errors.
+ */
+int na_reindex(na_client *c);
+
 /* =====================================================================
  * 4. Protocol core (no I/O)
  * ===================================================================== */

@@ -3,6 +3,7 @@
  * commands (ping, put, get, range, delete, count, stats). import and export
  * live in import.c and export.c.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -48,6 +49,8 @@ static const char usage_main[] =
 	"  backup DIR                have the server copy the archive into DIR (on its host)\n"
 	"  verify                    check the archive's consistency online\n"
 	"  metrics                   print the server's metrics (Prometheus text)\n"
+	"  search QUERY [OPTIONS]    full-text search (highlighted on a terminal, else JSON lines)\n"
+	"  reindex                   rebuild the server's search index online\n"
 	"\n"
 	"`newsarch COMMAND --help` describes a command. Times (T) are RFC 3339\n"
 	"(2022-01-08T07:52:00Z, 2022-01-08, any offset) or unix seconds.\n"
@@ -955,6 +958,290 @@ static int cmd_metrics(cli *c)
 	return EXIT_OKAY;
 }
 
+/* ---- search ------------------------------------------------------------ */
+
+#define HL_MAX 32
+
+/* The words of a query worth highlighting: not negated, no operators, no
+ * field names; lower-cased ASCII, a trailing '*' marks a prefix. */
+static size_t highlight_words(const char *q, char words[HL_MAX][64], bool prefix[HL_MAX])
+{
+	size_t n = 0;
+	const char *p = q;
+	while (*p && n < HL_MAX) {
+		while (*p && (isspace((unsigned char)*p) || *p == '(' || *p == ')' || *p == '"'))
+			p++;
+		if (!*p)
+			break;
+		bool neg = *p == '-';
+		const char *start = p;
+		while (*p && !isspace((unsigned char)*p) && *p != '(' && *p != ')' && *p != '"')
+			p++;
+		const char *colon = memchr(start, ':', (size_t)(p - start));
+		if (colon)
+			start = colon + 1;
+		if (neg || (p - start == 2 && !strncmp(start, "OR", 2)) ||
+		    (p - start == 3 && !strncmp(start, "AND", 3)))
+			continue;
+		/* split on punctuation like the server does */
+		const char *w = start;
+		while (w < p && n < HL_MAX) {
+			while (w < p && !isalnum((unsigned char)*w) && !((unsigned char)*w & 0x80))
+				w++;
+			size_t k = 0;
+			while (w < p && (isalnum((unsigned char)*w) || ((unsigned char)*w & 0x80)) && k < 63)
+				words[n][k++] = (char)tolower((unsigned char)*w++);
+			if (k) {
+				words[n][k] = 0;
+				prefix[n] = w < p && *w == '*';
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
+/* Does the text word t[0..len) match a query word? Stems differ from the
+ * words they come from only at the end: compare all but a short ending. */
+static bool hl_match(const char *t, size_t len, char words[HL_MAX][64], const bool *prefix, size_t n)
+{
+	char low[64];
+	if (len == 0 || len >= sizeof low)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		low[i] = (char)tolower((unsigned char)t[i]);
+	for (size_t i = 0; i < n; i++) {
+		size_t wl = strlen(words[i]);
+		size_t need = prefix[i] || wl <= 4 ? wl : wl - 2 > 4 ? wl - 2 : 4;
+		if (len < need || memcmp(low, words[i], need) != 0)
+			continue;
+		if (prefix[i] || wl <= 4 ? (prefix[i] || len == wl) : len <= wl + 4)
+			return true;
+	}
+	return false;
+}
+
+/* Prints s[0..len) with matching words in bold yellow, newlines as spaces. */
+static void print_hl(FILE *f, const char *s, size_t len, char words[HL_MAX][64], const bool *prefix,
+		     size_t n)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t j = i;
+		while (j < len && (isalnum((unsigned char)s[j]) || ((unsigned char)s[j] & 0x80)))
+			j++;
+		if (j > i) {
+			bool m = hl_match(s + i, j - i, words, prefix, n);
+			fprintf(f, m ? "\033[1;33m%.*s\033[0m" : "%.*s", (int)(j - i), s + i);
+			i = j;
+			continue;
+		}
+		fputc(s[i] == '\n' || s[i] == '\r' || s[i] == '\t' ? ' ' : s[i], f);
+		i++;
+	}
+}
+
+static void print_hit(const na_article *a, const char *q)
+{
+	char words[HL_MAX][64];
+	bool prefix[HL_MAX];
+	size_t nw = highlight_words(q, words, prefix);
+	na_time t;
+	char when[64] = "";
+	if (na_article_get_published(a, &t) == 0)
+		na_rfc3339_format((na_ts){ t.sec, t.nsec }, when, sizeof when);
+	const char *title = "", *body = NULL, *guid = "";
+	size_t tl = 0, bl = 0, gl = 0;
+	na_article_get_title(a, &title, &tl);
+	na_article_get_guid(a, &guid, &gl);
+	if (na_article_get_body(a, &body, &bl) && na_article_get_summary(a, &body, &bl))
+		body = NULL;
+	printf("\033[2m%s\033[0m  ", when);
+	print_hl(stdout, title, tl, words, prefix, nw);
+	printf("  \033[2m%.*s\033[0m\n", (int)gl, guid);
+	if (body && bl) {
+		/* a snippet around the first match */
+		size_t at = 0;
+		for (size_t i = 0; i < bl; i++) {
+			if (!(isalnum((unsigned char)body[i]) || ((unsigned char)body[i] & 0x80)) ||
+			    (i > 0 && (isalnum((unsigned char)body[i - 1]) || ((unsigned char)body[i - 1] & 0x80))))
+				continue;
+			size_t j = i;
+			while (j < bl && (isalnum((unsigned char)body[j]) || ((unsigned char)body[j] & 0x80)))
+				j++;
+			if (hl_match(body + i, j - i, words, prefix, nw)) {
+				at = i;
+				break;
+			}
+		}
+		size_t start = at > 80 ? at - 80 : 0;
+		while (start > 0 && start < at && !isspace((unsigned char)body[start - 1]))
+			start++;
+		size_t end = start + 240 < bl ? start + 240 : bl;
+		while (end < bl && end > start && ((unsigned char)body[end] & 0xc0) == 0x80)
+			end++; /* not inside a UTF-8 character */
+		printf("    %s", start ? "..." : "");
+		print_hl(stdout, body + start, end - start, words, prefix, nw);
+		printf("%s\n", end < bl ? "..." : "");
+	}
+}
+
+static int cmd_search(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch search QUERY [--from T] [--to T] [--limit N]\n"
+		"                             [--order newest|oldest|relevance] [--fields a,b,c] [--json]\n"
+		"                             [--min-seq SEQ]\n\n"
+		"Prints the articles matching QUERY (default: the 20 newest). On a terminal\n"
+		"each hit is its time, title and a snippet with the matching words\n"
+		"highlighted; otherwise (or with --json) one JSON object per line.\n\n"
+		"QUERY: words (all must match), a OR b, -word (must not), \"exact phrase\",\n"
+		"prefix*, and title:, author:, tag:, source:, section: before a word or\n"
+		"a quoted value; parentheses group. --min-seq waits (up to 30 s) until the\n"
+		"server's index covers that sequence number (as printed by put).\n";
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+		{ "server", required_argument, NULL, 's' }, { "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' }, { "limit", required_argument, NULL, 'n' },
+		{ "order", required_argument, NULL, 'o' }, { "fields", required_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' }, { "min-seq", required_argument, NULL, 'm' }, { 0 } };
+	na_time from, to;
+	uint64_t min_seq = 0;
+	bool hf = false, ht = false, json = !isatty(STDOUT_FILENO);
+	uint64_t limit = 20;
+	na_search_order order = NA_SEARCH_NEWEST;
+	char *fields = NULL;
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:n:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'F':
+			if (parse_time_opt("search", "from", optarg, &from))
+				return EXIT_USAGE;
+			hf = true;
+			continue;
+		case 'T':
+			if (parse_time_opt("search", "to", optarg, &to))
+				return EXIT_USAGE;
+			ht = true;
+			continue;
+		case 'n': {
+			char *e;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &e, 10);
+			if (!*optarg || *e || errno || optarg[0] == '-') {
+				cli_err("search", "--limit: not a number: \"%s\"", optarg);
+				return EXIT_USAGE;
+			}
+			limit = v;
+			continue;
+		}
+		case 'o':
+			if (!strcmp(optarg, "newest"))
+				order = NA_SEARCH_NEWEST;
+			else if (!strcmp(optarg, "oldest"))
+				order = NA_SEARCH_OLDEST;
+			else if (!strcmp(optarg, "relevance"))
+				order = NA_SEARCH_RELEVANCE;
+			else {
+				cli_err("search", "--order: expected newest, oldest or relevance, got \"%s\"", optarg);
+				return EXIT_USAGE;
+			}
+			continue;
+		case 'f':
+			fields = optarg;
+			continue;
+		case 'j':
+			json = true;
+			continue;
+		case 'm': {
+			char *e;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &e, 10);
+			if (!*optarg || *e || errno || optarg[0] == '-') {
+				cli_err("search", "--min-seq: not a number: \"%s\"", optarg);
+				return EXIT_USAGE;
+			}
+			min_seq = v;
+			continue;
+		}
+		}
+		if ((r = common_opt(ch, "search", usage, c)) >= 0)
+			return r;
+	}
+	if (optind + 1 != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *query = c->argv[optind];
+	const char *names[NA_MAX_FIELDS];
+	size_t nnames = 0;
+	if (fields && split_fields("search", fields, names, &nnames))
+		return EXIT_USAGE;
+	if (limit == 0)
+		return EXIT_OKAY;
+	na_client *cl = cli_connect(c, "search");
+	if (!cl)
+		return EXIT_SERVER;
+	na_search_opts o = { .query = query, .from = hf ? &from : NULL, .to = ht ? &to : NULL,
+			     .limit = limit < 1000 ? (unsigned)limit : 1000, .order = order,
+			     .fields = fields ? names : NULL, .nfields = nnames, .min_seq = min_seq,
+			     .timeout_ms = 30000 };
+	na_search *it = NULL;
+	int rc = na_search_open(cl, &o, &it);
+	uint64_t printed = 0;
+	int ex = EXIT_OKAY;
+	const na_article *a;
+	while (!rc && printed < limit && (rc = na_search_next(it, &a)) == 1) {
+		rc = 0;
+		if (json) {
+			if (print_article_json("search", a, stdout))
+				ex = EXIT_REJECTED;
+		} else {
+			print_hit(a, query);
+		}
+		printed++;
+	}
+	if (rc < 0) {
+		cli_err("search", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+		ex = cli_exit_for(rc);
+	} else if (!json) {
+		printf("\033[2m%llu shown, about %llu matching\033[0m\n", (unsigned long long)printed,
+		       (unsigned long long)na_search_total(it));
+	}
+	na_search_close(it);
+	na_client_close(cl);
+	if (fflush(stdout)) {
+		cli_err("search", "write: %s", strerror(errno));
+		return EXIT_SERVER;
+	}
+	return ex;
+}
+
+static int cmd_reindex(cli *c)
+{
+	static const char usage[] =
+		"usage: newsarch reindex\n\nAsks the server to rebuild its full-text search index from the\n"
+		"stored articles (admin role). The server keeps serving; `newsarch stats`\n"
+		"shows the progress under \"index\".\n";
+	int ch, r;
+	while ((ch = getopt_long(c->argc, c->argv, "hs:", only_help, NULL)) != -1)
+		if ((r = common_opt(ch, "reindex", usage, c)) >= 0)
+			return r;
+	if (optind != c->argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	na_client *cl = cli_connect(c, "reindex");
+	if (!cl)
+		return EXIT_SERVER;
+	int rc = na_reindex(cl);
+	if (rc)
+		cli_err("reindex", "%s: %s", na_strerror(rc), na_client_errmsg(cl));
+	else
+		printf("reindexing started\n");
+	na_client_close(cl);
+	return rc ? cli_exit_for(rc) : EXIT_OKAY;
+}
+
 int main(int argc, char **argv)
 {
 	cli c = { .addr = getenv("NEWSARCH_ADDR") };
@@ -1005,7 +1292,7 @@ int main(int argc, char **argv)
 		     { "range", cmd_range }, { "delete", cmd_delete }, { "count", cmd_count },
 		     { "stats", cmd_stats }, { "import", cmd_import }, { "export", cmd_export },
 		     { "promote", cmd_promote }, { "backup", cmd_backup }, { "verify", cmd_verify },
-		     { "metrics", cmd_metrics } };
+		     { "metrics", cmd_metrics }, { "search", cmd_search }, { "reindex", cmd_reindex } };
 	const char *name = argv[optind];
 	if (!strcmp(name, "help")) {
 		fputs(usage_main, stdout);

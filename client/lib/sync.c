@@ -880,3 +880,237 @@ void na_range_close(na_range *it)
 	free(it->fields);
 	free(it);
 }
+
+/* ---- search iterator ------------------------------------------------ */
+
+struct na_search {
+	na_client *c;
+	na_search_opts opts;
+	na_time from, to;
+	char *query;
+	uint8_t *fields;       /* encoded names array, or NULL */
+	size_t fields_len;
+	na_cursor next;
+	bool started;
+	int state;             /* 1 running, 0 ended, < 0 failed */
+	uint8_t *page;
+	na_mp r;
+	uint32_t left;
+	uint64_t total;
+	na_article cur;
+};
+
+int na_search_open(na_client *c, const na_search_opts *opts, na_search **out)
+{
+	if (!c || !out)
+		return NA_EINVAL;
+	if (!opts || !opts->query) {
+		setmsg(c, "search: the query is required");
+		return NA_EINVAL;
+	}
+	na_search_opts o = *opts;
+	size_t qlen = strlen(o.query);
+	if (qlen > 4096) {
+		setmsg(c, "search: the query is longer than 4096 bytes");
+		return NA_EINVAL;
+	}
+	if ((unsigned)o.order > NA_SEARCH_RELEVANCE) {
+		setmsg(c, "search: unknown order");
+		return NA_EINVAL;
+	}
+	if (o.fields && o.nfields > NA_MAX_FIELDS) {
+		setmsg(c, "at most %d fields", NA_MAX_FIELDS);
+		return NA_EINVAL;
+	}
+	if ((o.from && o.from->nsec > 999999999u) || (o.to && o.to->nsec > 999999999u)) {
+		setmsg(c, "nsec must be below 1e9");
+		return NA_EINVAL;
+	}
+	na_search *it = calloc(1, sizeof *it);
+	char *qc = malloc(qlen + 1);
+	if (!it || !qc) {
+		free(it);
+		free(qc);
+		return NA_ENOMEM;
+	}
+	memcpy(qc, o.query, qlen + 1);
+	it->c = c;
+	it->opts = o;
+	it->query = qc;
+	it->opts.query = qc;
+	if (o.from) {
+		it->from = *o.from;
+		it->opts.from = &it->from;
+	}
+	if (o.to) {
+		it->to = *o.to;
+		it->opts.to = &it->to;
+	}
+	it->opts.fields = NULL;
+	it->opts.nfields = 0;
+	if (o.fields) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		int rc = na__enc_names(&sb, o.fields, o.nfields);
+		if (rc) {
+			msgpack_sbuffer_destroy(&sb);
+			free(qc);
+			free(it);
+			setmsg(c, "bad field names");
+			return rc;
+		}
+		it->fields_len = sb.size;
+		it->fields = (uint8_t *)msgpack_sbuffer_release(&sb);
+	}
+	it->state = 1;
+	for (int i = 0; i < NA_K__COUNT; i++)
+		it->cur.known[i] = -1;
+	*out = it;
+	return 0;
+}
+
+static int enc_search(msgpack_sbuffer *sb, const na_search *it)
+{
+	static const char *const orders[] = { "newest", "oldest", "relevance" };
+	const na_search_opts *o = &it->opts;
+	bool has_after = it->started && it->next.len > 0;
+	uint32_t n = 2 + (o->from != NULL) + (o->to != NULL) + (o->limit > 0) + has_after +
+		     (it->fields != NULL) + (o->min_seq > 0) * 2;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	int bad = msgpack_pack_array(&pk, 1);
+	bad |= msgpack_pack_map(&pk, n);
+	bad |= na_mp_pack_cstr(&pk, "q");
+	bad |= na_mp_pack_cstr(&pk, o->query);
+	bad |= na_mp_pack_cstr(&pk, "order");
+	bad |= na_mp_pack_cstr(&pk, orders[o->order]);
+	if (o->from) {
+		bad |= na_mp_pack_cstr(&pk, "from");
+		bad |= na_mp_pack_ts(&pk, (na_ts){ o->from->sec, o->from->nsec });
+	}
+	if (o->to) {
+		bad |= na_mp_pack_cstr(&pk, "to");
+		bad |= na_mp_pack_ts(&pk, (na_ts){ o->to->sec, o->to->nsec });
+	}
+	if (o->limit > 0) {
+		bad |= na_mp_pack_cstr(&pk, "limit");
+		bad |= msgpack_pack_unsigned_int(&pk, o->limit);
+	}
+	if (has_after) {
+		bad |= na_mp_pack_cstr(&pk, "after");
+		bad |= msgpack_pack_bin(&pk, it->next.len);
+		bad |= msgpack_pack_bin_body(&pk, it->next.bytes, it->next.len);
+	}
+	if (it->fields) {
+		bad |= na_mp_pack_cstr(&pk, "fields");
+		bad |= msgpack_sbuffer_write(sb, (const char *)it->fields, it->fields_len);
+	}
+	if (o->min_seq > 0) {
+		bad |= na_mp_pack_cstr(&pk, "min_seq");
+		bad |= msgpack_pack_uint64(&pk, o->min_seq);
+		bad |= na_mp_pack_cstr(&pk, "timeout_ms");
+		bad |= msgpack_pack_unsigned_int(&pk, o->timeout_ms ? o->timeout_ms : 5000);
+	}
+	return bad ? NA_ENOMEM : 0;
+}
+
+/* The "total" of a search page (0 when absent). */
+static uint64_t page_total(const uint8_t *res, size_t len)
+{
+	na_mp r;
+	uint32_t n;
+	na_mp_init(&r, res, len);
+	if (na_mp_map(&r, &n))
+		return 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *k;
+		uint32_t kn;
+		uint64_t v;
+		if (na_mp_str(&r, &k, &kn))
+			return 0;
+		if (na_mp_streq(k, kn, "total"))
+			return na_mp_u64(&r, &v) ? 0 : v;
+		if (na_mp_skip(&r))
+			return 0;
+	}
+	return 0;
+}
+
+static int search_page(na_search *it)
+{
+	na_client *c = it->c;
+	free(it->page);
+	it->page = NULL;
+	CALL(c, "search", enc_search(sb, it));
+	it->page = c->reply;
+	size_t len = c->reply_len;
+	c->reply = NULL;
+	c->reply_len = 0;
+	const uint8_t *arts;
+	size_t alen;
+	uint32_t n;
+	na_cursor prev = it->next;
+	bool had = it->started;
+	int rc = na__dec_page(it->page, len, &arts, &alen, &n, &it->next);
+	if (rc)
+		return bad_reply(c, rc, "search");
+	if (had && n == 0 && it->next.len && it->next.len == prev.len &&
+	    memcmp(it->next.bytes, prev.bytes, prev.len) == 0) {
+		setmsg(c, "search: the server returned an empty page with the same cursor");
+		return NA_EPROTO;
+	}
+	it->total = page_total(it->page, len);
+	it->started = true;
+	na_mp_init(&it->r, arts, alen);
+	it->left = n;
+	return 0;
+}
+
+int na_search_next(na_search *it, const na_article **out)
+{
+	if (!it || !out)
+		return NA_EINVAL;
+	if (it->state <= 0)
+		return it->state;
+	while (it->left == 0) {
+		if (it->started && it->next.len == 0) {
+			free(it->page);
+			it->page = NULL;
+			return it->state = 0;
+		}
+		int rc = search_page(it);
+		if (rc)
+			return it->state = rc;
+	}
+	int rc = na__page_article(&it->r, &it->cur);
+	if (rc) {
+		setmsg(it->c, "search: an article in the reply is not a valid article");
+		return it->state = rc;
+	}
+	it->left--;
+	*out = &it->cur;
+	return 1;
+}
+
+uint64_t na_search_total(const na_search *it)
+{
+	return it ? it->total : 0;
+}
+
+void na_search_close(na_search *it)
+{
+	if (!it)
+		return;
+	free(it->cur.fields);
+	free(it->page);
+	free(it->fields);
+	free(it->query);
+	free(it);
+}
+
+int na_reindex(na_client *c)
+{
+	if (!c)
+		return NA_EINVAL;
+	return call(c, "reindex", NULL);
+}

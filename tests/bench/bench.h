@@ -143,6 +143,30 @@ double bench_loadavg1(void);
 
 /* newsarch-bench --repl MODE ...: load | catchup | wait-streaming | lag */
 int bench_repl_main(int argc, char **argv);
+
+/* ---- search.c: full-text search ---------------------------------------- */
+
+typedef struct bench_search_row {
+	char name[48];
+	uint64_t queries;
+	double rate, p50_us, p99_us, mean_total;
+} bench_search_row;
+
+typedef struct bench_search_result {
+	bool done;
+	char err[160];
+	double catchup_s, index_rate;
+	uint64_t articles, index_docs, index_bytes, stored_bytes, page_bytes;
+	bench_search_row rows[8];
+	unsigned nrows;
+} bench_search_result;
+
+/* Waits for the index to cover the server's log, then times searches for
+ * `seconds` per query kind. ingest_t0/t1: when the ingest began and ended
+ * (bench_now_ns), 0 when there was none. 0 or -1 (message in out->err). */
+int bench_search(const struct sockaddr_storage *ss, socklen_t sslen, const bench_corpus *c,
+		 uint64_t ingest_t0, uint64_t ingest_t1, double seconds, bench_search_result *out);
+void bench_search_print(const bench_search_result *r);
 /* newsarch-bench --time-import ... -- CMD ARGS... */
 int bench_time_import(int argc, char **argv);
 /* newsarch-bench --report ROWS MAIN_OUTPUT */

@@ -67,7 +67,7 @@ typedef struct opts {
 	unsigned idle_conns;
 	const char *data_dir;
 	bool json;
-	bool do_ingest, do_get, do_range, do_idle;
+	bool do_ingest, do_get, do_range, do_idle, do_search;
 } opts;
 
 /* ---- workloads ------------------------------------------------------- */
@@ -996,7 +996,7 @@ static void usage(FILE *f)
 		"  --server-pid PID     server process, for RSS from /proc/PID/status\n"
 		"  --data-dir DIR       server data directory, to report the data file size\n"
 		"  --json               machine-readable output on stdout\n"
-		"  --workloads LIST     any of ingest,get,range,idle (default all); without ingest\n"
+		"  --workloads LIST     any of ingest,get,range,search,idle (default all); without ingest\n"
 		"                       the server must already hold the same articles\n"
 		"helpers for tests/bench/run.sh:\n"
 		"  newsarch-bench --free-port            print a free TCP port on 127.0.0.1\n"
@@ -1112,7 +1112,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 	o->pipeline = 32;
 	o->idle_conns = 1000;
 	o->synthetic = DEFAULT_SYNTHETIC;
-	o->do_ingest = o->do_get = o->do_range = o->do_idle = true;
+	o->do_ingest = o->do_get = o->do_range = o->do_idle = o->do_search = true;
 	enum { O_ADDR = 1, O_CORPUS, O_SYNTH, O_SCALE, O_ARTICLES, O_CLIENTS, O_SECONDS, O_BATCH,
 	       O_INFLIGHT, O_PIPELINE, O_IDLE, O_PID, O_DATADIR, O_JSON, O_WORKLOADS, O_HELP };
 	static const struct option lo[] = {
@@ -1210,7 +1210,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		case O_DATADIR: o->data_dir = optarg; break;
 		case O_JSON: o->json = true; break;
 		case O_WORKLOADS: {
-			o->do_ingest = o->do_get = o->do_range = o->do_idle = false;
+			o->do_ingest = o->do_get = o->do_range = o->do_idle = o->do_search = false;
 			const char *p = optarg;
 			while (*p) {
 				size_t n = strcspn(p, ",");
@@ -1218,6 +1218,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 				else if (n == 3 && !strncmp(p, "get", 3)) o->do_get = true;
 				else if (n == 5 && !strncmp(p, "range", 5)) o->do_range = true;
 				else if (n == 4 && !strncmp(p, "idle", 4)) o->do_idle = true;
+				else if (n == 6 && !strncmp(p, "search", 6)) o->do_search = true;
 				else goto bad;
 				p += n;
 				if (*p == ',')
@@ -1332,6 +1333,7 @@ int main(int argc, char **argv)
 		}
 		b.ingested = b.corpus.n;
 	}
+	uint64_t ingest_t0 = b.o.do_ingest ? bench_now_ns() : 0;
 	for (unsigned i = 0; i < b.o.nclients && b.nruns < MAX_RUNS && b.o.do_ingest; i++) {
 		size_t last = i + 1 == b.o.nclients ? b.corpus.n
 						    : b.corpus.n * (i + 1) / b.o.nclients;
@@ -1348,6 +1350,17 @@ int main(int argc, char **argv)
 		first = last;
 		if (b.failed)
 			break;
+	}
+	uint64_t ingest_t1 = b.o.do_ingest ? bench_now_ns() : 0;
+	/* search: the index catching up with the ingest, then query latency */
+	static bench_search_result sr;
+	if (b.o.do_search && !b.failed && b.ingested) {
+		say(&b, "search: waiting for the index, then %.1f s per query kind ...\n", b.o.seconds);
+		if (bench_search(&b.ss, b.sslen, &b.corpus, ingest_t0, ingest_t1, b.o.seconds, &sr))
+			say(&b, "  %s\n", sr.err);
+		else
+			say(&b, "  index %.1f bytes/article, %.0f articles/s indexed\n",
+			    sr.articles ? (double)sr.index_bytes / (double)sr.articles : 0.0, sr.index_rate);
 	}
 	srv_stats st = get_stats(&b);
 	if (st.ok)
@@ -1407,6 +1420,8 @@ int main(int argc, char **argv)
 		print_json(&b, &st, &ir0, &ir, &end, &start, data_file, all_ok);
 	else
 		print_table(&b, &st, &ir0, &ir, &end, &start, data_file);
+	if (!b.o.json && b.o.do_search)
+		bench_search_print(&sr);
 	bench_corpus_free(&b.corpus);
 	if (b.failed) {
 		fprintf(stderr, "newsarch-bench: FAILED (see the messages above)\n");

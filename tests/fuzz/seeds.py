@@ -3,7 +3,7 @@
 
 usage: seeds.py OUTDIR   ->  OUTDIR/fuzz_frame/, fuzz_record/, fuzz_article/,
                              fuzz_dispatch/, fuzz_json/, fuzz_text/,
-                             fuzz_follow/ (one file per seed)
+                             fuzz_follow/, fuzz_query/ (one file per seed)
 
 A tiny MessagePack encoder is included so the script needs nothing but
 Python 3. Seeds are deterministic.
@@ -273,6 +273,17 @@ def follow_seeds():
     ]
 
 
+def query_seeds():
+    """Search queries for fuzz_query (one operator or mistake each)."""
+    qs = ["cocoa", "cocoa beans", "cocoa OR coffee", "cocoa -futures",
+          "\"interest rates\"", "econ*", "title:cocoa", "author:\"Jane Doe\"",
+          "tag:fx OR source:ap section:world", "(a OR b) -(c d) AND e",
+          "caf\u00e9 \u6771\u4eac e-mail U.S.", "\"unterminated", "-alone", "a OR",
+          "colour:red", "(((a)))", "*", "a**", "title:", "a - b", "\"\"",
+          "author:jan*", "x\x00y", "\xff\xfe"]
+    return [q.encode("utf-8", "surrogateescape") for q in qs]
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -283,7 +294,8 @@ def main():
             "fuzz_dispatch": dispatch(),
             "fuzz_json": json_seeds(),
             "fuzz_text": text_seeds(),
-            "fuzz_follow": follow_seeds()}
+            "fuzz_follow": follow_seeds(),
+            "fuzz_query": query_seeds()}
     for name, seeds in sets.items():
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)

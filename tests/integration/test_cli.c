@@ -407,6 +407,31 @@ static void test_small_commands(void **st)
 	assert_int_equal(r.status, 0);
 	expect_in(r.out, "articles", "stats");
 	run_free(&r);
+	/* search: JSON lines when not on a terminal; --min-seq waits for the index */
+	r = run_cli(d, NULL, "-s", d->addr, "search", "--min-seq", "1", "PARA two", NULL);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "\"guid\":\"https://example.org/a\"", "search");
+	run_free(&r);
+	r = run_cli(d, NULL, "-s", d->addr, "search", "--min-seq", "1", "--fields", "guid",
+		    "--order", "relevance", "\"one para\" -three", NULL);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "{\"guid\":\"https://example.org/a\"}\n");
+	run_free(&r);
+	r = run_cli(d, NULL, "-s", d->addr, "search", "--min-seq", "1", "para -two", NULL);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "");
+	run_free(&r);
+	r = run_cli(d, NULL, "-s", d->addr, "search", "para (", NULL);
+	assert_int_equal(r.status, 4);
+	expect_in(r.err, "position 6", "bad query");
+	run_free(&r);
+	r = run_cli(d, NULL, "-s", d->addr, "search", "--order", "sideways", "x", NULL);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = run_cli(d, NULL, "-s", d->addr, "reindex", NULL);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "reindexing started", "reindex");
+	run_free(&r);
 	r = run_cli(d, NULL, "-s", d->addr, "delete", "https://example.org/a", NULL);
 	assert_int_equal(r.status, 0);
 	run_free(&r);

@@ -1,0 +1,1492 @@
+/*
+ * index.c - the full-text index and the indexer that maintains it.
+ *
+ * Design
+ * ======
+ *
+ * Documents. Every article version the indexer sees gets the next docid, a
+ * dense 32-bit number in indexing order. ixdocs maps docids, 64 to a value,
+ * to the article key and the number of words (for BM25); ixrange keeps, per
+ * 1024 docids, the lowest and highest article key among them, so a query
+ * learns which docid ranges can hold articles of its time window without
+ * touching a posting. A live feed is indexed roughly in publication order,
+ * so ranges are narrow and a newest-first query stops after the first one
+ * or two; a backfill of old articles only widens the ranges (queries stay
+ * exact, they just visit more of them).
+ *
+ * Postings. A term's list is cut into chunks of at most NA_POST_CHUNK_MAX
+ * postings keyed term + 0x00 + first docid, so one seek finds the chunk
+ * holding a docid and a query reads only the chunks of the docid ranges it
+ * visits. A chunk is delta + varint coded (index.h); the term frequency
+ * rides in the low bit of the delta when it is 1, the usual case. Term keys
+ * carry their field and, for text, the language of the stem, so a query
+ * word is looked up once per language present, each time stemmed the way
+ * that language's articles were.
+ *
+ * Deletes and replacements. Keys name immutable versions (key.h), so the
+ * postings of a key are always exactly the terms of that version. A deleted
+ * or replaced version is not removed from the postings (that would need a
+ * forward index, ~60 more bytes per article); instead the search checks
+ * that every article it returns still exists under its key (one B-tree
+ * lookup, done anyway to read the article), so no stale hit is ever
+ * returned. The indexer counts such dead versions (stats "index.dead");
+ * `reindex` rebuilds without them. Totals and BM25 statistics count them
+ * until then, which only makes "total" an estimate.
+ *
+ * Following the log. The indexer thread reads the local change log after
+ * its position, reads the articles the entries name through the store, and
+ * prepares a batch of LMDB puts (new chunk values, docs, ranges, and its
+ * new position in meta). The writer thread applies the batch in its next
+ * transaction (NA_WOP_INDEX): the index and its position commit together,
+ * so a crash never skips or repeats an entry, and the single-writer design
+ * stays. Only the indexer writes index tables, and it prepares a batch only
+ * after the previous one committed, so what it read is still current. The
+ * writer does only puts; tokenizing, stemming and encoding happen on the
+ * indexer thread. On a follower the same happens with the entries it
+ * applied.
+ *
+ * Rebuilds (reindex, a follower's snapshot, a log trimmed past the
+ * position, an archive that predates the index). The index is dropped
+ * (epoch + 1; batches prepared for an older epoch are skipped) and the
+ * articles table is scanned in key order, a chunk per read transaction so
+ * no transaction stays open for long. Writes continue meanwhile; afterwards
+ * the log is replayed from the seq at which the index was dropped. A put
+ * entry e of key K is then skipped when the scan chunk covering K was read
+ * at a seq >= e (the scan saw K, or K was already gone). The chunk list
+ * lives in memory: a restart during a rebuild starts it over. While
+ * rebuilding the index covers nothing (position 0), so searches that ask
+ * for a min_seq wait for it; others see partial results.
+ */
+#include "index.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "rpc.h"
+#include "store.h"
+#include "writer.h"
+
+#define BATCH_ARTICLES 8000
+#define BATCH_ENTRIES 40000
+
+/* ---- varints and keys ------------------------------------------------ */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+	const uint8_t *p = *pp;
+	uint64_t r = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (p >= end)
+			return -1;
+		uint8_t b = *p++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*pp = p;
+			*v = r;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t be32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+size_t na_ix_term_key(uint8_t *out, int field, const char *lang, const char *term, size_t n)
+{
+	size_t o = 0;
+	out[o++] = (uint8_t)field;
+	if (field == NA_IXF_TEXT || field == NA_IXF_TITLE) {
+		out[o++] = lang[0] ? (uint8_t)lang[0] : '-';
+		out[o++] = lang[0] ? (uint8_t)lang[1] : '-';
+	}
+	if (n > NA_EXACT_MAX)
+		n = NA_EXACT_MAX;
+	memcpy(out + o, term, n);
+	return o + n;
+}
+
+/* ---- posting codec ----------------------------------------------------- */
+
+static unsigned bit_width(uint32_t v)
+{
+	return v ? 32u - (unsigned)__builtin_clz(v) : 0;
+}
+
+size_t na_post_encode(uint8_t *out, size_t cap, uint32_t base, const uint32_t *docs,
+		      const uint16_t *tfs, uint32_t n)
+{
+	if (n == 0 || docs[0] < base)
+		return 0;
+	bool anytf = false;
+	uint32_t maxgap = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (tfs[i] == 0)
+			return 0;
+		anytf |= tfs[i] > 1;
+		if (i > 0) {
+			if (docs[i] <= docs[i - 1])
+				return 0;
+			uint32_t g = docs[i] - docs[i - 1] - 1;
+			if (g > maxgap)
+				maxgap = g;
+		}
+	}
+	unsigned w = bit_width(maxgap);
+	size_t packed = n > 1 ? ((size_t)(n - 1) * w + 7) / 8 : 0;
+	uint8_t tmp[16];
+	size_t o = put_varint(tmp, (uint64_t)n << 1 | anytf);
+	o += put_varint(tmp + o, docs[0] - base);
+	if (o > cap)
+		return 0;
+	memcpy(out, tmp, o);
+	if (n > 1) {
+		if (o + 1 + packed > cap)
+			return 0;
+		out[o++] = (uint8_t)w;
+		uint8_t *q = out + o;
+		uint64_t acc = 0;
+		unsigned nb = 0;
+		for (uint32_t i = 1; i < n && w; i++) {
+			acc |= (uint64_t)(docs[i] - docs[i - 1] - 1) << nb;
+			nb += w;
+			while (nb >= 8) {
+				*q++ = (uint8_t)acc;
+				acc >>= 8;
+				nb -= 8;
+			}
+		}
+		if (nb)
+			*q++ = (uint8_t)acc;
+		o += packed;
+	}
+	if (anytf) {
+		size_t bm = (n + 7) / 8;
+		if (o + bm > cap)
+			return 0;
+		memset(out + o, 0, bm);
+		for (uint32_t i = 0; i < n; i++)
+			if (tfs[i] > 1)
+				out[o + i / 8] |= (uint8_t)(1u << (i % 8));
+		o += bm;
+		for (uint32_t i = 0; i < n; i++) {
+			if (tfs[i] < 2)
+				continue;
+			size_t k = put_varint(tmp, (uint64_t)tfs[i] - 2);
+			if (o + k > cap)
+				return 0;
+			memcpy(out + o, tmp, k);
+			o += k;
+		}
+	}
+	return o;
+}
+
+int na_post_decode(const uint8_t *p, size_t len, uint32_t base, uint32_t *docs, uint16_t *tfs,
+		   uint32_t cap, uint32_t *np)
+{
+	const uint8_t *end = p + len;
+	uint64_t head, d0;
+	if (get_varint(&p, end, &head) || get_varint(&p, end, &d0))
+		return -1;
+	uint64_t n = head >> 1;
+	bool anytf = head & 1;
+	if (n == 0 || n > cap || (uint64_t)base + d0 > UINT32_MAX)
+		return -1;
+	uint64_t cur = base + d0;
+	docs[0] = (uint32_t)cur;
+	if (n > 1) {
+		if (p >= end)
+			return -1;
+		unsigned w = *p++;
+		if (w > 32)
+			return -1;
+		size_t packed = ((size_t)(n - 1) * w + 7) / 8;
+		if ((size_t)(end - p) < packed)
+			return -1;
+		const uint8_t *q = p;
+		uint64_t acc = 0, mask = w == 32 ? 0xffffffffu : (1u << w) - 1;
+		unsigned nb = 0;
+		for (uint64_t i = 1; i < n; i++) {
+			while (nb < w) { /* never past the packed bytes: see their count */
+				acc |= (uint64_t)*q++ << nb;
+				nb += 8;
+			}
+			uint64_t g = acc & mask;
+			acc >>= w;
+			nb -= w;
+			cur += g + 1;
+			if (cur > UINT32_MAX)
+				return -1;
+			docs[i] = (uint32_t)cur;
+		}
+		p += packed;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		tfs[i] = 1;
+	if (anytf) {
+		size_t bm = (size_t)(n + 7) / 8;
+		if ((size_t)(end - p) < bm)
+			return -1;
+		const uint8_t *bits = p;
+		p += bm;
+		bool any = false;
+		for (uint64_t i = 0; i < n; i++) {
+			if (!(bits[i / 8] >> (i % 8) & 1))
+				continue;
+			uint64_t t;
+			if (get_varint(&p, end, &t) || t > UINT16_MAX - 2)
+				return -1;
+			tfs[i] = (uint16_t)(t + 2);
+			any = true;
+		}
+		if (!any)
+			return -1;
+	}
+	if (p != end)
+		return -1;
+	*np = (uint32_t)n;
+	return 0;
+}
+
+int64_t na_post_count(const uint8_t *p, size_t len)
+{
+	uint64_t n;
+	if (get_varint(&p, p + len, &n) || (n >> 1) == 0 || (n >> 1) > UINT32_MAX)
+		return -1;
+	return (int64_t)(n >> 1);
+}
+
+/* ---- article fields ------------------------------------------------------ */
+
+static int str_field(na_mp *r, na_ixstr *out)
+{
+	if (na_mp_peek(r) != NA_MP_STR)
+		return na_mp_skip(r);
+	return na_mp_str(r, &out->s, &out->n);
+}
+
+static int str_list(na_mp *r, na_ixstr *out, uint32_t *n)
+{
+	uint32_t k;
+	if (na_mp_peek(r) != NA_MP_ARRAY)
+		return na_mp_skip(r);
+	if (na_mp_array(r, &k))
+		return -1;
+	for (uint32_t i = 0; i < k; i++) {
+		if (na_mp_peek(r) == NA_MP_STR && *n < NA_IXDOC_MAX_NAMES) {
+			if (na_mp_str(r, &out[*n].s, &out[*n].n))
+				return -1;
+			(*n)++;
+		} else if (na_mp_skip(r)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int na_ixdoc_parse(const uint8_t *raw, size_t len, na_ixdoc *d)
+{
+	memset(d, 0, sizeof *d);
+	na_mp r;
+	na_mp_init(&r, raw, len);
+	uint32_t n;
+	if (na_mp_peek(&r) != NA_MP_MAP || na_mp_map(&r, &n))
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *k;
+		uint32_t kn;
+		if (na_mp_peek(&r) != NA_MP_STR || na_mp_str(&r, &k, &kn)) {
+			if (na_mp_skip(&r) || na_mp_skip(&r))
+				return -1;
+			continue;
+		}
+		int rc;
+		if (na_mp_streq(k, kn, "title"))
+			rc = str_field(&r, &d->title);
+		else if (na_mp_streq(k, kn, "summary"))
+			rc = str_field(&r, &d->summary);
+		else if (na_mp_streq(k, kn, "body"))
+			rc = str_field(&r, &d->body);
+		else if (na_mp_streq(k, kn, "source"))
+			rc = str_field(&r, &d->source);
+		else if (na_mp_streq(k, kn, "section"))
+			rc = str_field(&r, &d->section);
+		else if (na_mp_streq(k, kn, "authors"))
+			rc = str_list(&r, d->authors, &d->nauthors);
+		else if (na_mp_streq(k, kn, "tags"))
+			rc = str_list(&r, d->tags, &d->ntags);
+		else if (na_mp_streq(k, kn, "language")) {
+			na_ixstr l = { 0 };
+			rc = str_field(&r, &l);
+			if (rc == 0 && l.s)
+				na_lang_code(l.s, l.n, d->lang);
+		} else
+			rc = na_mp_skip(&r);
+		if (rc)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- batches: what the writer applies ----------------------------------- */
+
+enum { T_META, T_POST, T_DOCS, T_RANGE };
+
+struct na_ixbatch {
+	uint64_t epoch;
+	uint8_t *buf;   /* [table(1) klen(2) vlen(4) key val]... */
+	size_t len, cap;
+	uint64_t covers; /* position covered after the batch (0: rebuilding) */
+};
+
+static int batch_put(na_ixbatch *b, int table, const void *k, size_t kl, const void *v, size_t vl)
+{
+	size_t need = 7 + kl + vl;
+	if (b->cap - b->len < need) {
+		size_t nc = b->cap ? b->cap : 1 << 16;
+		while (nc - b->len < need)
+			nc *= 2;
+		uint8_t *nb = realloc(b->buf, nc);
+		if (!nb)
+			return -ENOMEM;
+		b->buf = nb;
+		b->cap = nc;
+	}
+	uint8_t *p = b->buf + b->len;
+	p[0] = (uint8_t)table;
+	p[1] = (uint8_t)(kl >> 8);
+	p[2] = (uint8_t)kl;
+	be32_put(p + 3, (uint32_t)vl);
+	memcpy(p + 7, k, kl);
+	if (vl)
+		memcpy(p + 7 + kl, v, vl);
+	b->len += need;
+	return 0;
+}
+
+static int batch_put_u64(na_ixbatch *b, const char *name, uint64_t v)
+{
+	uint8_t vb[8];
+	na_be64_put(vb, v);
+	return batch_put(b, T_META, name, strlen(name), vb, 8);
+}
+
+int na_index_apply(na_store *s, MDB_txn *txn, const na_ixbatch *b, bool *stale)
+{
+	*stale = false;
+	uint64_t epoch;
+	int rc = na_meta_get_u64(s, txn, "ix_epoch", &epoch);
+	if (rc)
+		return rc;
+	if (epoch != b->epoch) {
+		*stale = true;
+		return 0;
+	}
+	MDB_dbi dbi[] = { s->meta, s->ixpost, s->ixdocs, s->ixrange };
+	for (size_t off = 0; off < b->len;) {
+		const uint8_t *p = b->buf + off;
+		size_t kl = (size_t)p[1] << 8 | p[2], vl = be32_get(p + 3);
+		MDB_val k = { kl, (void *)(p + 7) }, v = { vl, (void *)(p + 7 + kl) };
+		if ((rc = mdb_put(txn, dbi[p[0]], &k, &v, 0)))
+			return rc;
+		off += 7 + kl + vl;
+	}
+	return 0;
+}
+
+int na_index_reset(na_store *s, MDB_txn *txn)
+{
+	uint64_t epoch, seq;
+	int rc;
+	if ((rc = mdb_drop(txn, s->ixpost, 0)) || (rc = mdb_drop(txn, s->ixdocs, 0)) ||
+	    (rc = mdb_drop(txn, s->ixrange, 0)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_epoch", &epoch)) ||
+	    (rc = na_meta_get_u64(s, txn, "seq", &seq)))
+		return rc;
+	if ((rc = na_meta_put_u64(s, txn, "ix_epoch", epoch + 1)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_seq", seq)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_next", 0)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_len", 0)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_dead", 0)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_rebuild", 1)) ||
+	    (rc = na_meta_put(s, txn, "ix_langs", "", 0)))
+		return rc;
+	return 0;
+}
+
+/* ---- building a batch ------------------------------------------------------ */
+
+typedef struct trip {
+	uint32_t term, doc;
+	uint16_t tf;
+} trip;
+
+typedef struct docinfo {
+	na_key key;
+	uint16_t len;
+} docinfo;
+
+typedef struct builder {
+	/* interned term keys */
+	uint8_t *arena;
+	size_t alen, acap;
+	uint32_t *toff;      /* per term id: offset in arena; length in tlen */
+	uint16_t *tlen;
+	uint32_t nterms, tcap;
+	uint32_t *slots;     /* hash table of term id + 1 */
+	uint32_t nslots;
+	/* postings of the batch */
+	trip *trips;
+	size_t ntrips, ctrips;
+	/* per term id: 1 + the docid that last used it, and that posting */
+	uint32_t *tlast;
+	size_t *ttrip;
+	uint32_t doc;        /* the article being added */
+	docinfo *docs;
+	size_t ndocs, cdocs;
+} builder;
+
+static void builder_clear(builder *b)
+{
+	b->alen = 0;
+	b->nterms = 0;
+	b->ntrips = 0;
+	b->ndocs = 0;
+	if (b->slots)
+		memset(b->slots, 0, sizeof *b->slots * b->nslots);
+}
+
+static void builder_free(builder *b)
+{
+	free(b->arena);
+	free(b->toff);
+	free(b->tlen);
+	free(b->slots);
+	free(b->trips);
+	free(b->tlast);
+	free(b->ttrip);
+	free(b->docs);
+	memset(b, 0, sizeof *b);
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h ^ (h >> 29);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t nc = *cap ? *cap : 1024;
+	while (nc < need)
+		nc *= 2;
+	void *np = realloc(*p, nc * elem);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
+static int rehash(builder *b, uint32_t nslots)
+{
+	uint32_t *ns = calloc(nslots, sizeof *ns);
+	if (!ns)
+		return -ENOMEM;
+	for (uint32_t id = 0; id < b->nterms; id++) {
+		uint64_t h = hash_bytes(b->arena + b->toff[id], b->tlen[id]);
+		uint32_t i = (uint32_t)h & (nslots - 1);
+		while (ns[i])
+			i = (i + 1) & (nslots - 1);
+		ns[i] = id + 1;
+	}
+	free(b->slots);
+	b->slots = ns;
+	b->nslots = nslots;
+	return 0;
+}
+
+static int intern(builder *b, const uint8_t *k, size_t n, uint32_t *id)
+{
+	if ((uint64_t)(b->nterms + 1) * 2 > b->nslots && rehash(b, b->nslots ? b->nslots * 2 : 1 << 14))
+		return -ENOMEM;
+	uint64_t h = hash_bytes(k, n);
+	uint32_t i = (uint32_t)h & (b->nslots - 1);
+	while (b->slots[i]) {
+		uint32_t t = b->slots[i] - 1;
+		if (b->tlen[t] == n && memcmp(b->arena + b->toff[t], k, n) == 0) {
+			*id = t;
+			return 0;
+		}
+		i = (i + 1) & (b->nslots - 1);
+	}
+	size_t tcap = b->tcap;
+	if (grow((void **)&b->arena, &b->acap, b->alen + n, 1) ||
+	    grow((void **)&b->toff, &tcap, b->nterms + 1, sizeof *b->toff))
+		return -ENOMEM;
+	tcap = b->tcap;
+	if (grow((void **)&b->tlen, &tcap, b->nterms + 1, sizeof *b->tlen))
+		return -ENOMEM;
+	tcap = b->tcap;
+	if (grow((void **)&b->tlast, &tcap, b->nterms + 1, sizeof *b->tlast))
+		return -ENOMEM;
+	tcap = b->tcap;
+	if (grow((void **)&b->ttrip, &tcap, b->nterms + 1, sizeof *b->ttrip))
+		return -ENOMEM;
+	b->tcap = (uint32_t)tcap;
+	b->tlast[b->nterms] = 0;
+	memcpy(b->arena + b->alen, k, n);
+	b->toff[b->nterms] = (uint32_t)b->alen;
+	b->tlen[b->nterms] = (uint16_t)n;
+	b->alen += n;
+	b->slots[i] = b->nterms + 1;
+	*id = b->nterms++;
+	return 0;
+}
+
+/* ---- the indexer ------------------------------------------------------------ */
+
+typedef struct scanchunk {
+	na_key end;   /* last key of the chunk */
+	bool last;    /* covers everything above the previous chunk */
+	uint64_t sc;  /* seq of the read transaction */
+} scanchunk;
+
+struct na_indexer {
+	na_store *s;
+	na_writer *w;
+	na_ix_notify notify;
+	void *arg;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop, reindex, started;
+	uint64_t head;
+	/* the committed state (mirrors meta) */
+	uint64_t seq, next, lensum, dead, epoch;
+	bool rebuild;
+	char langs[128];
+	size_t nlangs;     /* bytes in langs (2 per language) */
+	uint64_t covers;   /* read by other threads (atomic) */
+	na_ixstate state;
+	uint64_t scanned, batches;
+	/* a job in flight */
+	bool job_done;
+	int job_code;
+	bool job_stale;
+	/* rebuild */
+	bool scanning;
+	bool scan_started;
+	na_key scan_key;
+	scanchunk *chunks;
+	size_t nchunks, cchunks;
+	uint64_t replay_until;
+	/* scratch */
+	na_analyzer *an;
+	builder b;
+	na_buf dec;
+	uint32_t *pdocs;
+	uint16_t *ptfs;
+	size_t pcap;
+};
+
+typedef struct ixjob {
+	na_wjob job;
+	na_ixbatch batch;
+	na_indexer *x;        /* not used by job_done: the indexer may be gone */
+	na_ix_notify notify;
+	void *arg;
+	uint64_t covers;
+	bool reset;
+} ixjob;
+
+const char *na_ixstate_name(na_ixstate s)
+{
+	switch (s) {
+	case NA_IX_READY: return "ready";
+	case NA_IX_CATCHING_UP: return "catching up";
+	case NA_IX_REBUILDING: return "rebuilding";
+	case NA_IX_WAITING: return "waiting for the snapshot";
+	}
+	return "?";
+}
+
+static void job_committed(na_wjob *j)
+{
+	ixjob *ij = (ixjob *)j;
+	na_indexer *x = ij->x;
+	pthread_mutex_lock(&x->mu);
+	x->job_code = j->code;
+	x->job_stale = j->ix_stale;
+	x->job_done = true;
+	/* a rebuild asked for since this batch was prepared: the index covers
+	 * nothing until it is done */
+	if (j->code == NA_CODE_OK && !j->ix_stale && !ij->reset && !x->reindex)
+		__atomic_store_n(&x->covers, ij->covers, __ATOMIC_RELEASE);
+	if (ij->reset)
+		__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void job_done(na_wjob *j)
+{
+	ixjob *ij = (ixjob *)j;
+	bool ok = j->code == NA_CODE_OK && !j->ix_stale;
+	if (ok && ij->notify)
+		ij->notify(ij->arg, ij->reset ? 0 : ij->covers);
+	free(ij->batch.buf);
+	free(ij);
+}
+
+/* Submits a job and waits until it committed. 0, 1 when stale, or -1. */
+static int run_job(na_indexer *x, ixjob *ij)
+{
+	ij->x = x;
+	ij->notify = x->notify;
+	ij->arg = x->arg;
+	ij->job.op = ij->reset ? NA_WOP_INDEX_RESET : NA_WOP_INDEX;
+	ij->job.ixbatch = &ij->batch;
+	ij->job.committed = job_committed;
+	ij->job.done = job_done;
+	ij->job.arg = ij;
+	pthread_mutex_lock(&x->mu);
+	x->job_done = false;
+	pthread_mutex_unlock(&x->mu);
+	na_writer_submit(x->w, &ij->job);
+	pthread_mutex_lock(&x->mu);
+	while (!x->job_done)
+		pthread_cond_wait(&x->cv, &x->mu);
+	int code = x->job_code;
+	bool stale = x->job_stale;
+	pthread_mutex_unlock(&x->mu);
+	/* ij belongs to the loop now (job_done frees it) */
+	if (code != NA_CODE_OK)
+		return -1;
+	return stale ? 1 : 0;
+}
+
+static int load_state(na_indexer *x)
+{
+	na_store *s = x->s;
+	MDB_txn *txn;
+	int rc = na_store_rbegin(s, &txn);
+	if (rc)
+		return rc;
+	uint64_t rebuild = 0, seq = 0;
+	MDB_val v;
+	bool fresh = na_meta_get(s, txn, "ix_epoch", &v) == MDB_NOTFOUND;
+	if ((rc = na_meta_get_u64(s, txn, "ix_seq", &x->seq)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_next", &x->next)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_len", &x->lensum)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_dead", &x->dead)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_epoch", &x->epoch)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_rebuild", &rebuild)) ||
+	    (rc = na_meta_get_u64(s, txn, "seq", &seq)))
+		goto out;
+	x->nlangs = 0;
+	if (na_meta_get(s, txn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof x->langs &&
+	    v.mv_size % 2 == 0) {
+		memcpy(x->langs, v.mv_data, v.mv_size);
+		x->nlangs = v.mv_size;
+	}
+	/* an archive written before the index existed (or by a follower
+	 * whose snapshot reset it): build it from the articles */
+	x->rebuild = rebuild != 0 || (fresh && seq > 0);
+	x->scanning = false;
+	x->nchunks = 0;
+out:
+	na_store_rend(s, txn);
+	__atomic_store_n(&x->covers, x->rebuild ? 0 : x->seq, __ATOMIC_RELEASE);
+	return rc;
+}
+
+static bool has_lang(na_indexer *x, const char *code)
+{
+	char c[2] = { code[0] ? code[0] : '-', code[0] ? code[1] : '-' };
+	for (size_t i = 0; i < x->nlangs; i += 2)
+		if (x->langs[i] == c[0] && x->langs[i + 1] == c[1])
+			return true;
+	if (x->nlangs + 2 > sizeof x->langs)
+		return true; /* full (cannot happen: ~30 codes) */
+	x->langs[x->nlangs++] = c[0];
+	x->langs[x->nlangs++] = c[1];
+	return false;
+}
+
+typedef struct tokctx {
+	na_indexer *x;
+	const char *lang;
+	bool title;
+	uint32_t words;
+	int err;
+} tokctx;
+
+static int add_term(na_indexer *x, const uint8_t *k, size_t n)
+{
+	builder *b = &x->b;
+	uint32_t id;
+	if (intern(b, k, n, &id))
+		return -ENOMEM;
+	if (b->tlast[id] == b->doc + 1) {
+		trip *t = &b->trips[b->ttrip[id]];
+		if (t->tf < UINT16_MAX)
+			t->tf++;
+		return 0;
+	}
+	if (grow((void **)&b->trips, &b->ctrips, b->ntrips + 1, sizeof *b->trips))
+		return -ENOMEM;
+	b->trips[b->ntrips] = (trip){ id, b->doc, 1 };
+	b->tlast[id] = b->doc + 1;
+	b->ttrip[id] = b->ntrips++;
+	return 0;
+}
+
+static int on_token(const na_token *t, void *arg)
+{
+	tokctx *c = arg;
+	uint8_t k[NA_IX_TERMKEY_MAX];
+	size_t n = na_ix_term_key(k, NA_IXF_TEXT, c->lang, t->term, t->len);
+	c->words++;
+	if (add_term(c->x, k, n))
+		return -ENOMEM;
+	if (c->title) {
+		n = na_ix_term_key(k, NA_IXF_TITLE, c->lang, t->term, t->len);
+		if (add_term(c->x, k, n))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int add_exact(na_indexer *x, int field, const na_ixstr *v)
+{
+	if (!v->s)
+		return 0;
+	char norm[NA_EXACT_MAX];
+	size_t n = na_exact_norm(x->an, v->s, v->n, norm);
+	if (!n)
+		return 0;
+	uint8_t k[NA_IX_TERMKEY_MAX];
+	size_t kl = na_ix_term_key(k, field, "", norm, n);
+	return add_term(x, k, kl);
+}
+
+/* Analyses one article version and adds it to the batch under docid
+ * x->next + ndocs. */
+static int add_doc(na_indexer *x, const na_key *key, const uint8_t *raw, size_t len)
+{
+	builder *b = &x->b;
+	na_ixdoc d;
+	if (na_ixdoc_parse(raw, len, &d))
+		return 0; /* not an article map: nothing to index */
+	has_lang(x, d.lang);
+	b->doc = (uint32_t)(x->next + b->ndocs);
+	size_t trips0 = b->ntrips;
+	tokctx c = { .x = x, .lang = d.lang };
+	uint32_t pos = 0;
+	int rc = 0;
+	const na_ixstr *text[] = { &d.title, &d.summary, &d.body };
+	for (int f = 0; f < 3 && rc == 0; f++) {
+		if (!text[f]->s)
+			continue;
+		c.title = f == 0;
+		rc = na_analyze(x->an, text[f]->s, text[f]->n, d.lang, 1, pos, on_token, &c);
+	}
+	for (uint32_t i = 0; i < d.nauthors && rc == 0; i++)
+		rc = add_exact(x, NA_IXF_AUTHOR, &d.authors[i]);
+	for (uint32_t i = 0; i < d.ntags && rc == 0; i++)
+		rc = add_exact(x, NA_IXF_TAG, &d.tags[i]);
+	if (rc == 0)
+		rc = add_exact(x, NA_IXF_SOURCE, &d.source);
+	if (rc == 0)
+		rc = add_exact(x, NA_IXF_SECTION, &d.section);
+	if (rc) {
+		/* drop this article's postings: the batch stays consistent */
+		for (size_t i = trips0; i < b->ntrips; i++)
+			b->tlast[b->trips[i].term] = 0;
+		b->ntrips = trips0;
+		return rc;
+	}
+	if (grow((void **)&b->docs, &b->cdocs, b->ndocs + 1, sizeof *b->docs))
+		return -ENOMEM;
+	b->docs[b->ndocs].key = *key;
+	b->docs[b->ndocs].len = (uint16_t)(c.words > UINT16_MAX ? UINT16_MAX : c.words);
+	b->ndocs++;
+	x->lensum += c.words;
+	return 0;
+}
+
+static int cmp_term(const void *a, const void *b, void *ctx)
+{
+	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+	const builder *B = ctx;
+	size_t li = B->tlen[i], lj = B->tlen[j];
+	int c = memcmp(B->arena + B->toff[i], B->arena + B->toff[j], li < lj ? li : lj);
+	return c ? c : li < lj ? -1 : li > lj;
+}
+
+static int ensure_post(na_indexer *x, size_t n)
+{
+	if (n <= x->pcap)
+		return 0;
+	size_t nc = x->pcap ? x->pcap : 4096;
+	while (nc < n)
+		nc *= 2;
+	uint32_t *d = realloc(x->pdocs, nc * sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	x->pdocs = d;
+	uint16_t *t = realloc(x->ptfs, nc * sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	x->ptfs = t;
+	x->pcap = nc;
+	return 0;
+}
+
+/* Writes the postings of one term: into its last chunk while it has room,
+ * then into new chunks. */
+static int flush_term(na_indexer *x, MDB_cursor *cur, na_ixbatch *out, const uint8_t *tk, size_t tl,
+		      const trip *t, size_t n)
+{
+	uint8_t key[NA_IX_TERMKEY_MAX + 5], val[NA_POST_CHUNK_MAX * 9 + 16];
+	memcpy(key, tk, tl);
+	key[tl] = 1; /* just past every chunk of this term */
+	MDB_val k = { tl + 1, key }, v;
+	int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	else if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	size_t have = 0;
+	uint32_t base = 0;
+	if (rc == 0 && k.mv_size == tl + 5 && memcmp(k.mv_data, tk, tl) == 0 &&
+	    ((const uint8_t *)k.mv_data)[tl] == 0) {
+		base = be32_get((const uint8_t *)k.mv_data + tl + 1);
+		int64_t cnt = na_post_count(v.mv_data, v.mv_size);
+		if (cnt < 0)
+			return MDB_CORRUPTED;
+		if (cnt < NA_POST_CHUNK_MAX) {
+			uint32_t got;
+			if (ensure_post(x, NA_POST_CHUNK_MAX) ||
+			    na_post_decode(v.mv_data, v.mv_size, base, x->pdocs, x->ptfs,
+					   NA_POST_CHUNK_MAX, &got))
+				return MDB_CORRUPTED;
+			have = got;
+		}
+	}
+	size_t i = 0;
+	if (have) {
+		/* top up the last chunk */
+		while (i < n && have < NA_POST_CHUNK_MAX) {
+			x->pdocs[have] = t[i].doc;
+			x->ptfs[have] = t[i].tf;
+			have++;
+			i++;
+		}
+		size_t vl = na_post_encode(val, sizeof val, base, x->pdocs, x->ptfs, (uint32_t)have);
+		if (!vl)
+			return MDB_CORRUPTED;
+		key[tl] = 0;
+		be32_put(key + tl + 1, base);
+		if ((rc = batch_put(out, T_POST, key, tl + 5, val, vl)))
+			return rc;
+	}
+	while (i < n) {
+		size_t m = n - i < NA_POST_CHUNK_MAX ? n - i : NA_POST_CHUNK_MAX;
+		if (ensure_post(x, m))
+			return -ENOMEM;
+		for (size_t j = 0; j < m; j++) {
+			x->pdocs[j] = t[i + j].doc;
+			x->ptfs[j] = t[i + j].tf;
+		}
+		base = t[i].doc;
+		size_t vl = na_post_encode(val, sizeof val, base, x->pdocs, x->ptfs, (uint32_t)m);
+		if (!vl)
+			return MDB_CORRUPTED;
+		key[tl] = 0;
+		be32_put(key + tl + 1, base);
+		if ((rc = batch_put(out, T_POST, key, tl + 5, val, vl)))
+			return rc;
+		i += m;
+	}
+	return 0;
+}
+
+/* Turns the builder's content into puts (postings, docs, ranges). */
+static int build_puts(na_indexer *x, MDB_txn *txn, na_ixbatch *out)
+{
+	builder *b = &x->b;
+	na_store *s = x->s;
+	int rc = 0;
+	if (b->ndocs == 0)
+		return 0;
+	/* terms in key order, postings grouped per term (counting sort keeps
+	 * each term's docids ascending) */
+	uint32_t *order = malloc(sizeof *order * (b->nterms ? b->nterms : 1));
+	uint32_t *rank = malloc(sizeof *rank * (b->nterms ? b->nterms : 1));
+	size_t *start = calloc((size_t)b->nterms + 1, sizeof *start);
+	trip *sorted = malloc(sizeof *sorted * (b->ntrips ? b->ntrips : 1));
+	MDB_cursor *cur = NULL;
+	if (!order || !rank || !start || !sorted) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < b->nterms; i++)
+		order[i] = i;
+	qsort_r(order, b->nterms, sizeof *order, cmp_term, b);
+	for (uint32_t i = 0; i < b->nterms; i++)
+		rank[order[i]] = i;
+	for (size_t i = 0; i < b->ntrips; i++)
+		start[rank[b->trips[i].term] + 1]++;
+	for (uint32_t i = 0; i < b->nterms; i++)
+		start[i + 1] += start[i];
+	{
+		size_t *fill = malloc(sizeof *fill * (b->nterms ? b->nterms : 1));
+		if (!fill) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(fill, start, sizeof *fill * b->nterms);
+		for (size_t i = 0; i < b->ntrips; i++)
+			sorted[fill[rank[b->trips[i].term]]++] = b->trips[i];
+		free(fill);
+	}
+	if ((rc = mdb_cursor_open(txn, s->ixpost, &cur)))
+		goto out;
+	for (uint32_t r = 0; r < b->nterms && rc == 0; r++) {
+		uint32_t id = order[r];
+		rc = flush_term(x, cur, out, b->arena + b->toff[id], b->tlen[id], sorted + start[r],
+				start[r + 1] - start[r]);
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (rc)
+		goto out;
+	/* docs: 64 per value; the first block may already hold some */
+	uint32_t d0 = (uint32_t)x->next, d1 = (uint32_t)(x->next + b->ndocs);
+	for (uint32_t blk = d0 >> NA_IX_DOCS_SHIFT; blk <= (d1 - 1) >> NA_IX_DOCS_SHIFT; blk++) {
+		uint8_t val[(1u << NA_IX_DOCS_SHIFT) * NA_IX_DOC_BYTES];
+		uint32_t first = blk << NA_IX_DOCS_SHIFT, n = 0;
+		if (first < d0) {
+			uint8_t kb[4];
+			be32_put(kb, blk);
+			MDB_val k = { 4, kb }, v;
+			rc = mdb_get(txn, s->ixdocs, &k, &v);
+			if (rc || v.mv_size != (size_t)(d0 - first) * NA_IX_DOC_BYTES) {
+				rc = rc ? rc : MDB_CORRUPTED;
+				goto out;
+			}
+			memcpy(val, v.mv_data, v.mv_size);
+			n = d0 - first;
+		}
+		for (uint32_t d = first + n; d < first + (1u << NA_IX_DOCS_SHIFT) && d < d1; d++, n++) {
+			const docinfo *di = &b->docs[d - d0];
+			memcpy(val + n * NA_IX_DOC_BYTES, di->key.b, NA_KEY_BYTES);
+			val[n * NA_IX_DOC_BYTES + 16] = (uint8_t)(di->len >> 8);
+			val[n * NA_IX_DOC_BYTES + 17] = (uint8_t)di->len;
+		}
+		uint8_t kb[4];
+		be32_put(kb, blk);
+		if ((rc = batch_put(out, T_DOCS, kb, 4, val, (size_t)n * NA_IX_DOC_BYTES)))
+			goto out;
+	}
+	/* ranges: lowest and highest key per 1024 docids */
+	for (uint32_t sb = d0 >> NA_IX_RANGE_SHIFT; sb <= (d1 - 1) >> NA_IX_RANGE_SHIFT; sb++) {
+		uint8_t kb[4], val[32];
+		be32_put(kb, sb);
+		MDB_val k = { 4, kb }, v;
+		bool have = false;
+		rc = mdb_get(txn, s->ixrange, &k, &v);
+		if (rc == 0 && v.mv_size == 32) {
+			memcpy(val, v.mv_data, 32);
+			have = true;
+		} else if (rc && rc != MDB_NOTFOUND) {
+			goto out;
+		}
+		rc = 0;
+		uint32_t lo = sb << NA_IX_RANGE_SHIFT, hi = lo + (1u << NA_IX_RANGE_SHIFT);
+		for (uint32_t d = lo > d0 ? lo : d0; d < hi && d < d1; d++) {
+			const uint8_t *kk = b->docs[d - d0].key.b;
+			if (!have || memcmp(kk, val, 16) < 0)
+				memcpy(val, kk, 16);
+			if (!have || memcmp(kk, val + 16, 16) > 0)
+				memcpy(val + 16, kk, 16);
+			have = true;
+		}
+		if ((rc = batch_put(out, T_RANGE, kb, 4, val, 32)))
+			goto out;
+	}
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	free(order);
+	free(rank);
+	free(start);
+	free(sorted);
+	return rc;
+}
+
+/* Prepares the batch in the builder (reads the index in txn); newseq is
+ * the log position it brings the index to. 0 and *out, or negative. */
+static int prepare_batch(na_indexer *x, MDB_txn *txn, uint64_t newseq, bool rebuild_after,
+			 uint64_t dead, ixjob **out)
+{
+	ixjob *ij = calloc(1, sizeof *ij);
+	if (!ij)
+		return -ENOMEM;
+	ij->batch.epoch = x->epoch;
+	uint64_t lensum = x->lensum; /* add_doc already counted */
+	int rc = build_puts(x, txn, &ij->batch);
+	if (rc == 0)
+		rc = batch_put_u64(&ij->batch, "ix_seq", newseq);
+	if (rc == 0)
+		rc = batch_put_u64(&ij->batch, "ix_next", x->next + x->b.ndocs);
+	if (rc == 0)
+		rc = batch_put_u64(&ij->batch, "ix_len", lensum);
+	if (rc == 0)
+		rc = batch_put_u64(&ij->batch, "ix_dead", dead);
+	if (rc == 0)
+		rc = batch_put_u64(&ij->batch, "ix_rebuild", rebuild_after);
+	if (rc == 0)
+		rc = batch_put(&ij->batch, T_META, "ix_langs", 8, x->langs, x->nlangs);
+	if (rc) {
+		free(ij->batch.buf);
+		free(ij);
+		return rc;
+	}
+	ij->covers = rebuild_after ? 0 : newseq;
+	*out = ij;
+	return 0;
+}
+
+/* Ends the read transaction (the writer may need every reader gone to grow
+ * the map), then hands the batch to the writer and waits for its commit.
+ * 0, 3 (stale: the index was reset under us), or negative. */
+static int commit_batch(na_indexer *x, MDB_txn **txn, uint64_t newseq, bool rebuild_after,
+			uint64_t dead)
+{
+	ixjob *ij = NULL;
+	int rc = prepare_batch(x, *txn, newseq, rebuild_after, dead, &ij);
+	na_store_rend(x->s, *txn);
+	*txn = NULL;
+	if (rc)
+		return rc;
+	int r = run_job(x, ij);
+	return r == 0 ? 0 : r == 1 ? 3 : -1;
+}
+
+/* Index entries are "skip" when a rebuild's scan already covered them. */
+static bool covered(const na_indexer *x, const na_key *key, uint64_t e)
+{
+	if (!x->rebuild || x->scanning || e > x->replay_until)
+		return false;
+	for (size_t i = 0; i < x->nchunks; i++) {
+		const scanchunk *c = &x->chunks[i];
+		if (c->last || memcmp(key->b, c->end.b, NA_KEY_BYTES) <= 0)
+			return e <= c->sc;
+	}
+	return false;
+}
+
+static int read_article(na_indexer *x, MDB_txn *txn, const na_key *key, bool *found)
+{
+	const uint8_t *rec;
+	size_t len;
+	int rc = na_store_get(x->s, txn, key, &rec, &len);
+	*found = false;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (na_store_decode(x->s, rec, len, &x->dec.data, &x->dec.cap, &x->dec.len)) {
+		char hx[33];
+		na_hex16(key->b, hx);
+		log_warn("index: article %s is unreadable; not indexed", hx);
+		return 0;
+	}
+	*found = true;
+	return 0;
+}
+
+/* After a failed batch (the writer's problem is logged there). */
+static void backoff(na_indexer *x)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 1;
+	pthread_mutex_lock(&x->mu);
+	if (!x->stop)
+		pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void set_state(na_indexer *x, na_ixstate st)
+{
+	pthread_mutex_lock(&x->mu);
+	x->state = st;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static int do_reset(na_indexer *x)
+{
+	ixjob *ij = calloc(1, sizeof *ij);
+	if (!ij)
+		return -ENOMEM;
+	ij->reset = true;
+	if (run_job(x, ij) != 0)
+		return -1;
+	if (load_state(x))
+		return -1;
+	x->rebuild = true;
+	x->scanning = true;
+	x->scan_started = false;
+	x->nchunks = 0;
+	x->scanned = 0;
+	log_info("index: rebuilding from the articles (log position %llu)", (unsigned long long)x->seq);
+	return 0;
+}
+
+/* One chunk of a rebuild's scan. */
+static int scan_step(na_indexer *x)
+{
+	na_store *s = x->s;
+	MDB_txn *txn;
+	int rc = na_store_rbegin(s, &txn);
+	if (rc)
+		return rc;
+	uint64_t sc;
+	if ((rc = na_meta_get_u64(s, txn, "seq", &sc)))
+		goto out;
+	builder_clear(&x->b);
+	uint64_t lens = x->lensum;
+	size_t n = 0;
+	na_key key;
+	const uint8_t *rec;
+	size_t len;
+	while (n < BATCH_ARTICLES &&
+	       (rc = na_store_next(s, txn, x->scan_started ? &x->scan_key : NULL, &key, &rec, &len)) == 0) {
+		if (na_store_decode(s, rec, len, &x->dec.data, &x->dec.cap, &x->dec.len) == 0) {
+			if ((rc = add_doc(x, &key, x->dec.data, x->dec.len)))
+				break;
+		}
+		x->scan_key = key;
+		x->scan_started = true;
+		n++;
+	}
+	bool last = rc == MDB_NOTFOUND;
+	if (rc && rc != MDB_NOTFOUND)
+		goto out;
+	rc = 0;
+	if (grow((void **)&x->chunks, &x->cchunks, x->nchunks + 1, sizeof *x->chunks)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	x->chunks[x->nchunks] = (scanchunk){ .end = x->scan_key, .last = last, .sc = sc };
+	/* the rebuild stays marked until the log replay passes every chunk */
+	rc = commit_batch(x, &txn, x->seq, true, x->dead);
+	if (rc == 0) {
+		x->nchunks++;
+		x->next += x->b.ndocs;
+		x->scanned += n;
+		x->batches++;
+		if (last) {
+			x->scanning = false;
+			x->replay_until = 0;
+			for (size_t i = 0; i < x->nchunks; i++)
+				if (x->chunks[i].sc > x->replay_until)
+					x->replay_until = x->chunks[i].sc;
+		}
+	} else {
+		x->lensum = lens; /* undo what add_doc counted */
+	}
+out:
+	if (txn)
+		na_store_rend(s, txn);
+	return rc;
+}
+
+/* Follows the log for one batch. 0, 1 when caught up, 2 when the log no
+ * longer holds our position (rebuild), or negative. */
+static int log_step(na_indexer *x)
+{
+	na_store *s = x->s;
+	MDB_txn *txn;
+	int rc = na_store_rbegin(s, &txn);
+	if (rc)
+		return rc;
+	MDB_cursor *cur = NULL;
+	uint64_t epoch;
+	if ((rc = na_meta_get_u64(s, txn, "ix_epoch", &epoch)))
+		goto out;
+	if (epoch != x->epoch) {
+		rc = 3; /* reset under us (a follower's snapshot) */
+		goto out;
+	}
+	if ((rc = mdb_cursor_open(txn, s->log, &cur)))
+		goto out;
+	builder_clear(&x->b);
+	uint8_t kb[8];
+	na_be64_put(kb, x->seq + 1);
+	MDB_val k = { 8, kb }, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	bool finish = false;
+	if (rc == MDB_NOTFOUND) {
+		uint64_t head = 0;
+		rc = na_meta_get_u64(s, txn, "seq", &head);
+		if (rc)
+			goto out;
+		if (head > x->seq) {
+			rc = 2; /* entries we need were trimmed */
+			goto out;
+		}
+		/* caught up; a rebuild whose replay is complete ends here */
+		if (!x->rebuild || x->seq < x->replay_until) {
+			rc = 1;
+			goto out;
+		}
+		finish = true;
+		rc = 0;
+	}
+	if (rc)
+		goto out;
+	if (!finish && (k.mv_size != 8 || na_be64_get(k.mv_data) != x->seq + 1)) {
+		log_warn("index: the log no longer holds entry %llu (trimmed); rebuilding",
+			 (unsigned long long)(x->seq + 1));
+		rc = 2;
+		goto out;
+	}
+	uint64_t seq = x->seq, dead = x->dead, lens = x->lensum;
+	size_t entries = 0;
+	while (!finish && rc == 0 && entries < BATCH_ENTRIES && x->b.ndocs < BATCH_ARTICLES) {
+		uint64_t e = na_be64_get(k.mv_data);
+		if (e != seq + 1)
+			break; /* a gap cannot happen; stop at it */
+		const uint8_t *p = v.mv_data;
+		if (v.mv_size >= 1 + NA_KEY_BYTES && p[0] == 'P') {
+			na_key key;
+			memcpy(key.b, p + 1, NA_KEY_BYTES);
+			if (v.mv_size >= 1 + 2 * NA_KEY_BYTES)
+				dead++;
+			bool found = false;
+			if (!covered(x, &key, e) && (rc = read_article(x, txn, &key, &found)))
+				break;
+			if (found && (rc = add_doc(x, &key, x->dec.data, x->dec.len)))
+				break;
+		} else if (v.mv_size >= 1 + NA_KEY_BYTES && p[0] == 'D') {
+			dead++;
+		}
+		seq = e;
+		entries++;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		if (rc == 0 && k.mv_size != 8)
+			rc = MDB_CORRUPTED;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		goto out;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	bool rebuild_after = x->rebuild && seq < x->replay_until;
+	rc = commit_batch(x, &txn, seq, rebuild_after, dead);
+	if (rc == 0) {
+		x->seq = seq;
+		x->dead = dead;
+		x->next += x->b.ndocs;
+		x->batches++;
+		if (x->rebuild && !rebuild_after) {
+			x->rebuild = false;
+			x->nchunks = 0;
+			log_info("index: rebuild done (%llu articles, log position %llu)",
+				 (unsigned long long)x->next, (unsigned long long)seq);
+		}
+	} else {
+		x->lensum = lens;
+	}
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		na_store_rend(s, txn);
+	return rc;
+}
+
+static void *ix_main(void *arg)
+{
+	na_indexer *x = arg;
+	bool need_reset = x->rebuild;
+	while (true) {
+		pthread_mutex_lock(&x->mu);
+		bool stop = x->stop;
+		if (x->reindex) {
+			x->reindex = false;
+			need_reset = true;
+		}
+		pthread_mutex_unlock(&x->mu);
+		if (stop)
+			break;
+		if (__atomic_load_n(&x->s->snapshot_incomplete, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
+			set_state(x, NA_IX_WAITING);
+			need_reset = true;
+			backoff(x);
+			continue;
+		}
+		if (need_reset) {
+			set_state(x, NA_IX_REBUILDING);
+			if (do_reset(x)) {
+				backoff(x);
+				continue;
+			}
+			need_reset = false;
+		}
+		int rc;
+		if (x->scanning) {
+			set_state(x, NA_IX_REBUILDING);
+			rc = scan_step(x);
+		} else {
+			set_state(x, x->rebuild ? NA_IX_REBUILDING : NA_IX_CATCHING_UP);
+			rc = log_step(x);
+		}
+		if (rc == 2 || rc == 3) {
+			if (rc == 3 && load_state(x) == 0 && !x->rebuild)
+				continue;
+			need_reset = true;
+			continue;
+		}
+		if (rc == 1) {
+			/* caught up: wait for the next commit */
+			pthread_mutex_lock(&x->mu);
+			if (!x->rebuild)
+				x->state = NA_IX_READY;
+			while (!x->stop && !x->reindex && x->head <= x->seq &&
+			       !__atomic_load_n(&x->s->snapshot_incomplete, __ATOMIC_ACQUIRE))
+				pthread_cond_wait(&x->cv, &x->mu);
+			pthread_mutex_unlock(&x->mu);
+			continue;
+		}
+		if (rc < 0 || rc > 3) {
+			if (rc != -1)
+				log_error("index: batch failed: %s", rc > 0 ? mdb_strerror(rc) : strerror(-rc));
+			backoff(x);
+		}
+	}
+	return NULL;
+}
+
+int na_indexer_start(na_store *s, na_writer *w, na_ix_notify notify, void *arg, na_indexer **out)
+{
+	na_indexer *x = calloc(1, sizeof *x);
+	if (!x)
+		return -ENOMEM;
+	x->s = s;
+	x->w = w;
+	x->notify = notify;
+	x->arg = arg;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	int rc = na_analyzer_new(&x->an);
+	if (rc == 0)
+		rc = load_state(x);
+	x->head = w->seq;
+	if (rc == 0)
+		rc = -pthread_create(&x->th, NULL, ix_main, x);
+	if (rc) {
+		na_analyzer_free(x->an);
+		pthread_mutex_destroy(&x->mu);
+		pthread_cond_destroy(&x->cv);
+		free(x);
+		return rc > 0 ? -EIO : rc;
+	}
+	x->started = true;
+	*out = x;
+	return 0;
+}
+
+void na_indexer_stop(na_indexer *x)
+{
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->mu);
+	x->stop = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	pthread_join(x->th, NULL);
+	na_analyzer_free(x->an);
+	builder_free(&x->b);
+	free(x->dec.data);
+	free(x->pdocs);
+	free(x->ptfs);
+	free(x->chunks);
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cv);
+	free(x);
+}
+
+void na_indexer_kick(na_indexer *x, uint64_t seq)
+{
+	pthread_mutex_lock(&x->mu);
+	x->head = seq;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+void na_indexer_reindex(na_indexer *x)
+{
+	pthread_mutex_lock(&x->mu);
+	x->reindex = true;
+	/* from now on searches that wait for a seq wait for the rebuild */
+	__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+void na_indexer_stats(na_indexer *x, na_ixstats *st)
+{
+	pthread_mutex_lock(&x->mu);
+	st->seq = __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE);
+	st->head = x->head;
+	st->docs = x->next;
+	st->dead = x->dead;
+	st->scanned = x->scanned;
+	st->batches = x->batches;
+	st->state = x->state;
+	pthread_mutex_unlock(&x->mu);
+}
+
+uint64_t na_indexer_seq(na_indexer *x)
+{
+	return x ? __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE) : 0;
+}

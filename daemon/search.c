@@ -1,0 +1,1203 @@
+/*
+ * search.c - query execution over the full-text index (design in index.c).
+ *
+ * A query runs in one read transaction. Each query word becomes, per
+ * language present in the index, the term keys of its analysed form (one
+ * for a plain word; several, ANDed, for a word the analyser splits, such
+ * as "e-mail", and for phrases); a prefix becomes every term under it (at
+ * most NA_SEARCH_MAX_EXPANSIONS). The tree is then evaluated one docid
+ * range (1024 docids, an ixrange entry) at a time: postings of that range
+ * only, as sorted docid lists, intersected (AND), merged (OR) and
+ * subtracted (NOT). The ranges are visited in the order of the requested
+ * sort (highest key first for newest), skipping those outside the time
+ * window, and the walk stops as soon as no unvisited range can hold a
+ * better article than the page already has. Relevance visits every range
+ * in the window and ranks by BM25 (k1 = 1.2, b = 0.75).
+ *
+ * The index answers exactly for words, prefixes and exact-field values; it
+ * gives a superset for phrases (and words that analyse into several terms),
+ * so when the tree holds one, every candidate is checked against the
+ * article text with na_search_match before it counts. Every returned
+ * article is read by its key: a version deleted or replaced since it was
+ * indexed is not there and is skipped, so no stale hit is returned.
+ */
+#include "search.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index.h"
+#include "rpc.h"
+
+#define SB (1u << NA_IX_RANGE_SHIFT)
+#define BM25_K1 1.2
+#define BM25_B 0.75
+
+/* ======================================================================
+ * Matching one article (the reference semantics)
+ * ====================================================================== */
+
+typedef struct atok {
+	uint32_t off, pos;
+	uint16_t len;
+	uint8_t field; /* 0 title, 1 summary, 2 body */
+} atok;
+
+typedef struct toks {
+	char *arena;
+	size_t alen, acap;
+	atok *t;
+	size_t n, cap;
+	uint8_t field;
+} toks;
+
+static int toks_add(const na_token *t, void *arg)
+{
+	toks *k = arg;
+	if (k->alen + t->len > k->acap) {
+		size_t nc = k->acap ? k->acap * 2 : 4096;
+		while (nc < k->alen + t->len)
+			nc *= 2;
+		char *na = realloc(k->arena, nc);
+		if (!na)
+			return -ENOMEM;
+		k->arena = na;
+		k->acap = nc;
+	}
+	if (k->n == k->cap) {
+		size_t nc = k->cap ? k->cap * 2 : 256;
+		atok *nt = realloc(k->t, nc * sizeof *nt);
+		if (!nt)
+			return -ENOMEM;
+		k->t = nt;
+		k->cap = nc;
+	}
+	memcpy(k->arena + k->alen, t->term, t->len);
+	k->t[k->n++] = (atok){ (uint32_t)k->alen, t->pos, (uint16_t)t->len, k->field };
+	k->alen += t->len;
+	return 0;
+}
+
+static void toks_free(toks *k)
+{
+	free(k->arena);
+	free(k->t);
+}
+
+typedef struct mctx {
+	na_analyzer *a;
+	const na_query *q;
+	const na_ixdoc *d;
+	toks doc;   /* the article's words, stemmed in its language */
+	toks qt;    /* scratch: a leaf's words */
+} mctx;
+
+static bool tok_eq(const toks *A, const atok *x, const toks *B, const atok *y)
+{
+	return x->len == y->len && memcmp(A->arena + x->off, B->arena + y->off, x->len) == 0;
+}
+
+/* The words of the leaf text in qt (stemmed as lang, or not). */
+static int leaf_words(mctx *m, const na_qnode *nd, const char *lang, int stem)
+{
+	m->qt.n = m->qt.alen = 0;
+	m->qt.field = 0;
+	return na_analyze(m->a, nd->text, nd->len, lang, stem, 0, toks_add, &m->qt);
+}
+
+static bool field_ok(const na_qnode *nd, uint8_t f)
+{
+	return nd->field == NA_F_TEXT || f == 0;
+}
+
+static int match_seq(mctx *m, const na_qnode *nd)
+{
+	int rc = leaf_words(m, nd, m->d->lang, 1);
+	if (rc)
+		return rc;
+	if (m->qt.n == 0)
+		return 0;
+	for (size_t i = 0; i < m->doc.n; i++) {
+		const atok *t = &m->doc.t[i];
+		if (!field_ok(nd, t->field) || !tok_eq(&m->doc, t, &m->qt, &m->qt.t[0]))
+			continue;
+		size_t j = 1;
+		for (; j < m->qt.n; j++) {
+			if (i + j >= m->doc.n)
+				break;
+			const atok *u = &m->doc.t[i + j];
+			if (u->field != t->field || u->pos != t->pos + j ||
+			    !tok_eq(&m->doc, u, &m->qt, &m->qt.t[j]))
+				break;
+		}
+		if (j == m->qt.n)
+			return 1;
+	}
+	return 0;
+}
+
+static int match_prefix(mctx *m, const na_qnode *nd)
+{
+	int rc = leaf_words(m, nd, "", 0);
+	if (rc)
+		return rc;
+	if (m->qt.n != 1)
+		return 0;
+	const atok *p = &m->qt.t[0];
+	for (size_t i = 0; i < m->doc.n; i++) {
+		const atok *t = &m->doc.t[i];
+		if (field_ok(nd, t->field) && t->len >= p->len &&
+		    memcmp(m->doc.arena + t->off, m->qt.arena + p->off, p->len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int match_exact(mctx *m, const na_qnode *nd)
+{
+	char want[NA_EXACT_MAX], have[NA_EXACT_MAX];
+	size_t wn = na_exact_norm(m->a, nd->text, nd->len, want);
+	if (!wn)
+		return 0;
+	const na_ixstr *vals;
+	uint32_t n;
+	switch (nd->field) {
+	case NA_F_AUTHOR: vals = m->d->authors; n = m->d->nauthors; break;
+	case NA_F_TAG: vals = m->d->tags; n = m->d->ntags; break;
+	case NA_F_SOURCE: vals = &m->d->source; n = m->d->source.s ? 1 : 0; break;
+	default: vals = &m->d->section; n = m->d->section.s ? 1 : 0; break;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		size_t hn = na_exact_norm(m->a, vals[i].s, vals[i].n, have);
+		if (!hn)
+			continue;
+		if (nd->kind == NA_Q_PREFIX ? hn >= wn && memcmp(have, want, wn) == 0
+					    : hn == wn && memcmp(have, want, wn) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int match_node(mctx *m, uint32_t id)
+{
+	const na_qnode *nd = &m->q->node[id];
+	int rc;
+	switch (nd->kind) {
+	case NA_Q_AND:
+		for (uint16_t i = 0; i < nd->nkids; i++)
+			if ((rc = match_node(m, nd->kid[i])) <= 0)
+				return rc;
+		return 1;
+	case NA_Q_OR:
+		for (uint16_t i = 0; i < nd->nkids; i++)
+			if ((rc = match_node(m, nd->kid[i])) != 0)
+				return rc;
+		return 0;
+	case NA_Q_NOT:
+		rc = match_node(m, nd->kid[0]);
+		return rc < 0 ? rc : !rc;
+	default:
+		break;
+	}
+	if (nd->field >= NA_F_AUTHOR)
+		return match_exact(m, nd);
+	if (nd->kind == NA_Q_PREFIX)
+		return match_prefix(m, nd);
+	return match_seq(m, nd);
+}
+
+int na_search_match(na_analyzer *a, const na_query *q, const uint8_t *raw, size_t len)
+{
+	na_ixdoc d;
+	if (na_ixdoc_parse(raw, len, &d))
+		return -EINVAL;
+	mctx m = { .a = a, .q = q, .d = &d };
+	const na_ixstr *f[] = { &d.title, &d.summary, &d.body };
+	int rc = 0;
+	for (uint8_t i = 0; i < 3 && rc == 0; i++) {
+		if (!f[i]->s)
+			continue;
+		m.doc.field = i;
+		rc = na_analyze(a, f[i]->s, f[i]->n, d.lang, 1, 0, toks_add, &m.doc);
+	}
+	if (rc == 0)
+		rc = match_node(&m, q->root);
+	toks_free(&m.doc);
+	toks_free(&m.qt);
+	return rc;
+}
+
+/* ======================================================================
+ * Running a query on the index
+ * ====================================================================== */
+
+typedef struct term {
+	uint8_t key[NA_IX_TERMKEY_MAX];
+	uint16_t len;
+	double idf;
+	/* the last chunk decoded */
+	bool cached;
+	uint32_t cbase, cn;
+	uint32_t *cd;
+	uint16_t *ctf;
+} term;
+
+typedef struct group {
+	uint32_t first, n; /* terms, ANDed */
+} group;
+
+typedef struct plist {
+	uint32_t *d;
+	double *sc;
+	size_t n, cap;
+} plist;
+
+typedef struct cand {
+	na_key key;
+	double score;
+	uint32_t doc;
+} cand;
+
+typedef struct sbrange {
+	uint32_t sb;
+	na_key lo, hi;
+} sbrange;
+
+typedef struct ctx {
+	na_store *s;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	na_analyzer *a;
+	const na_query *q;
+	const na_search_q *sq;
+	char *err;
+	size_t errlen;
+	term *terms;
+	size_t nterms, cterms;
+	group *groups;
+	size_t ngroups, cgroups;
+	struct {
+		uint32_t g0, ng;
+		bool exact;
+	} leaf[NA_QUERY_MAX_NODES];
+	plist res[NA_QUERY_MAX_NODES];
+	plist tmp, tmp2;
+	char langs[128];
+	size_t nlangs;
+	uint64_t ndocs;
+	double avgdl;
+	bool relevance;
+	/* doc info of the current range */
+	uint32_t lo, hi;
+	const uint8_t *blk[SB >> NA_IX_DOCS_SHIFT];
+	uint32_t blkn[SB >> NA_IX_DOCS_SHIFT];
+	bool blkdone[SB >> NA_IX_DOCS_SHIFT];
+	na_buf dec;
+} ctx;
+
+static int __attribute__((format(printf, 2, 3))) bad(ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err, c->errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int plist_reserve(plist *p, size_t n)
+{
+	if (n <= p->cap)
+		return 0;
+	size_t nc = p->cap ? p->cap : 256;
+	while (nc < n)
+		nc *= 2;
+	uint32_t *d = realloc(p->d, nc * sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	p->d = d;
+	double *s = realloc(p->sc, nc * sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	p->sc = s;
+	p->cap = nc;
+	return 0;
+}
+
+static void plist_free(plist *p)
+{
+	free(p->d);
+	free(p->sc);
+}
+
+static int add_term(ctx *c, const uint8_t *k, size_t n)
+{
+	if (c->nterms == c->cterms) {
+		size_t nc = c->cterms ? c->cterms * 2 : 32;
+		term *nt = realloc(c->terms, nc * sizeof *nt);
+		if (!nt)
+			return -ENOMEM;
+		c->terms = nt;
+		c->cterms = nc;
+	}
+	term *t = &c->terms[c->nterms++];
+	memset(t, 0, sizeof *t);
+	memcpy(t->key, k, n);
+	t->len = (uint16_t)n;
+	return 0;
+}
+
+static int add_group(ctx *c, uint32_t first, uint32_t n)
+{
+	if (c->ngroups == c->cgroups) {
+		size_t nc = c->cgroups ? c->cgroups * 2 : 32;
+		group *ng = realloc(c->groups, nc * sizeof *ng);
+		if (!ng)
+			return -ENOMEM;
+		c->groups = ng;
+		c->cgroups = nc;
+	}
+	c->groups[c->ngroups++] = (group){ first, n };
+	return 0;
+}
+
+typedef struct wctx {
+	ctx *c;
+	int field;
+	const char *lang;
+	uint32_t n;
+} wctx;
+
+static int word_term(const na_token *t, void *arg)
+{
+	wctx *w = arg;
+	uint8_t k[NA_IX_TERMKEY_MAX];
+	size_t n = na_ix_term_key(k, w->field, w->lang, t->term, t->len);
+	w->n++;
+	return add_term(w->c, k, n);
+}
+
+/* Every term of the index that starts with the prefix key p. */
+static int expand_prefix(ctx *c, const na_qnode *nd, const uint8_t *p, size_t pn)
+{
+	uint8_t k[NA_IX_TERMKEY_MAX + 5];
+	memcpy(k, p, pn);
+	MDB_val kv = { pn, k }, v;
+	int rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
+	unsigned found = 0;
+	while (rc == 0) {
+		const uint8_t *kk = kv.mv_data;
+		if (kv.mv_size < pn + 5 || memcmp(kk, p, pn) != 0)
+			break;
+		size_t tl = kv.mv_size - 5;
+		if (kk[tl] != 0)
+			return -EIO;
+		if (++found > NA_SEARCH_MAX_EXPANSIONS)
+			return bad(c, "position %u: prefix \"%.*s*\" matches more than %d terms; make it longer",
+				   nd->pos, (int)(nd->len > 40 ? 40 : nd->len), nd->text,
+				   NA_SEARCH_MAX_EXPANSIONS);
+		uint32_t first = (uint32_t)c->nterms;
+		if ((rc = add_term(c, kk, tl)) || (rc = add_group(c, first, 1)))
+			return rc;
+		/* skip the rest of this term's chunks */
+		memcpy(k, kk, tl);
+		k[tl] = 1;
+		kv.mv_size = tl + 1;
+		kv.mv_data = k;
+		rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
+	}
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int field_byte(na_qfield f)
+{
+	switch (f) {
+	case NA_F_TEXT: return NA_IXF_TEXT;
+	case NA_F_TITLE: return NA_IXF_TITLE;
+	case NA_F_AUTHOR: return NA_IXF_AUTHOR;
+	case NA_F_TAG: return NA_IXF_TAG;
+	case NA_F_SOURCE: return NA_IXF_SOURCE;
+	default: return NA_IXF_SECTION;
+	}
+}
+
+/* Turns each leaf into groups of term keys. */
+static int plan(ctx *c)
+{
+	for (uint32_t id = 0; id < c->q->n; id++) {
+		const na_qnode *nd = &c->q->node[id];
+		if (nd->kind > NA_Q_PREFIX)
+			continue;
+		c->leaf[id].g0 = (uint32_t)c->ngroups;
+		c->leaf[id].exact = true;
+		int fb = field_byte(nd->field);
+		int rc = 0;
+		if (nd->field >= NA_F_AUTHOR) {
+			char norm[NA_EXACT_MAX];
+			size_t n = na_exact_norm(c->a, nd->text, nd->len, norm);
+			uint8_t k[NA_IX_TERMKEY_MAX];
+			size_t kl = na_ix_term_key(k, fb, "", norm, n);
+			if (nd->kind == NA_Q_PREFIX) {
+				rc = expand_prefix(c, nd, k, kl);
+			} else {
+				uint32_t first = (uint32_t)c->nterms;
+				if (!(rc = add_term(c, k, kl)))
+					rc = add_group(c, first, 1);
+			}
+		} else {
+			for (size_t li = 0; li < c->nlangs && rc == 0; li += 2) {
+				char lang[3] = { c->langs[li], c->langs[li + 1], 0 };
+				if (lang[0] == '-')
+					lang[0] = 0;
+				if (nd->kind == NA_Q_PREFIX) {
+					/* prefixes match the stored (stemmed) words */
+					wctx w = { c, fb, lang, 0 };
+					uint32_t first = (uint32_t)c->nterms;
+					rc = na_analyze(c->a, nd->text, nd->len, "", 0, 0, word_term, &w);
+					if (rc || w.n != 1)
+						break;
+					term t = c->terms[first];
+					c->nterms = first;
+					rc = expand_prefix(c, nd, t.key, t.len);
+					continue;
+				}
+				wctx w = { c, fb, lang, 0 };
+				uint32_t first = (uint32_t)c->nterms;
+				rc = na_analyze(c->a, nd->text, nd->len, lang, 1, 0, word_term, &w);
+				if (rc == 0 && w.n > 0)
+					rc = add_group(c, first, w.n);
+				if (w.n > 1)
+					c->leaf[id].exact = false;
+			}
+		}
+		if (rc)
+			return rc;
+		c->leaf[id].ng = (uint32_t)c->ngroups - c->leaf[id].g0;
+	}
+	return 0;
+}
+
+/* Document frequency: the sum of the term's chunk counts. */
+static int term_idf(ctx *c, term *t)
+{
+	uint8_t k[NA_IX_TERMKEY_MAX + 5];
+	memcpy(k, t->key, t->len);
+	k[t->len] = 0;
+	memset(k + t->len + 1, 0, 4);
+	MDB_val kv = { t->len + 5u, k }, v;
+	uint64_t df = 0;
+	int rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
+	while (rc == 0 && kv.mv_size == t->len + 5u && memcmp(kv.mv_data, t->key, t->len) == 0 &&
+	       ((const uint8_t *)kv.mv_data)[t->len] == 0) {
+		int64_t n = na_post_count(v.mv_data, v.mv_size);
+		if (n < 0)
+			return -EIO;
+		df += (uint64_t)n;
+		rc = mdb_cursor_get(c->cur, &kv, &v, MDB_NEXT);
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	double N = (double)(c->ndocs > df ? c->ndocs : df);
+	t->idf = log(1.0 + (N - (double)df + 0.5) / ((double)df + 0.5));
+	return 0;
+}
+
+/* The doc info (key, length) of docid d in the current range. */
+static int docinfo(ctx *c, uint32_t d, na_key *key, uint16_t *len)
+{
+	uint32_t bi = (d - c->lo) >> NA_IX_DOCS_SHIFT;
+	if (!c->blkdone[bi]) {
+		uint8_t kb[4];
+		uint32_t blk = d >> NA_IX_DOCS_SHIFT;
+		kb[0] = (uint8_t)(blk >> 24);
+		kb[1] = (uint8_t)(blk >> 16);
+		kb[2] = (uint8_t)(blk >> 8);
+		kb[3] = (uint8_t)blk;
+		MDB_val k = { 4, kb }, v;
+		int rc = mdb_get(c->txn, c->s->ixdocs, &k, &v);
+		c->blkdone[bi] = true;
+		c->blk[bi] = NULL;
+		c->blkn[bi] = 0;
+		if (rc == 0 && v.mv_size % NA_IX_DOC_BYTES == 0) {
+			c->blk[bi] = v.mv_data;
+			c->blkn[bi] = (uint32_t)(v.mv_size / NA_IX_DOC_BYTES);
+		} else if (rc && rc != MDB_NOTFOUND) {
+			return rc;
+		}
+	}
+	uint32_t i = d & ((1u << NA_IX_DOCS_SHIFT) - 1);
+	if (i >= c->blkn[bi])
+		return -EIO;
+	const uint8_t *p = c->blk[bi] + (size_t)i * NA_IX_DOC_BYTES;
+	if (key)
+		memcpy(key->b, p, NA_KEY_BYTES);
+	if (len)
+		*len = (uint16_t)(p[16] << 8 | p[17]);
+	return 0;
+}
+
+static int load_chunk(term *t, const MDB_val *k, const MDB_val *v)
+{
+	const uint8_t *kb = (const uint8_t *)k->mv_data + t->len + 1;
+	uint32_t base = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 | (uint32_t)kb[2] << 8 | kb[3];
+	if (t->cached && t->cbase == base)
+		return 0;
+	if (!t->cd) {
+		t->cd = malloc(NA_POST_CHUNK_MAX * sizeof *t->cd);
+		t->ctf = malloc(NA_POST_CHUNK_MAX * sizeof *t->ctf);
+		if (!t->cd || !t->ctf)
+			return -ENOMEM;
+	}
+	if (na_post_decode(v->mv_data, v->mv_size, base, t->cd, t->ctf, NA_POST_CHUNK_MAX, &t->cn))
+		return -EIO;
+	t->cbase = base;
+	t->cached = true;
+	return 0;
+}
+
+static bool is_chunk_of(const term *t, const MDB_val *k)
+{
+	return k->mv_size == t->len + 5u && memcmp(k->mv_data, t->key, t->len) == 0 &&
+	       ((const uint8_t *)k->mv_data)[t->len] == 0;
+}
+
+/* Postings of term t with lo <= docid < hi into out (scored when ranking). */
+static int term_postings(ctx *c, term *t, plist *out)
+{
+	out->n = 0;
+	uint8_t k[NA_IX_TERMKEY_MAX + 5];
+	memcpy(k, t->key, t->len);
+	k[t->len] = 0;
+	k[t->len + 1] = (uint8_t)(c->lo >> 24);
+	k[t->len + 2] = (uint8_t)(c->lo >> 16);
+	k[t->len + 3] = (uint8_t)(c->lo >> 8);
+	k[t->len + 4] = (uint8_t)c->lo;
+	MDB_val kv = { t->len + 5u, k }, v;
+	int rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
+	bool exact_hit = rc == 0 && is_chunk_of(t, &kv) && memcmp(kv.mv_data, k, t->len + 5u) == 0;
+	if (!exact_hit) {
+		/* the chunk holding lo starts before it */
+		MDB_val pk, pv;
+		int prc = rc == 0 ? mdb_cursor_get(c->cur, &pk, &pv, MDB_PREV)
+				  : rc == MDB_NOTFOUND ? mdb_cursor_get(c->cur, &pk, &pv, MDB_LAST) : rc;
+		if (prc == 0 && is_chunk_of(t, &pk)) {
+			kv = pk;
+			v = pv;
+			rc = 0;
+		} else if (prc && prc != MDB_NOTFOUND) {
+			return prc;
+		} else if (rc == 0) {
+			/* back to the first chunk at or after lo */
+			kv.mv_size = t->len + 5u;
+			kv.mv_data = k;
+			rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
+		}
+	}
+	while (rc == 0 && is_chunk_of(t, &kv)) {
+		if ((rc = load_chunk(t, &kv, &v)))
+			return rc;
+		if (t->cbase >= c->hi)
+			break;
+		for (uint32_t i = 0; i < t->cn; i++) {
+			uint32_t d = t->cd[i];
+			if (d < c->lo)
+				continue;
+			if (d >= c->hi)
+				break;
+			if ((rc = plist_reserve(out, out->n + 1)))
+				return rc;
+			double s = 0;
+			if (c->relevance) {
+				uint16_t dl = 0;
+				if ((rc = docinfo(c, d, NULL, &dl)))
+					return rc;
+				double tf = t->ctf[i];
+				s = t->idf * tf * (BM25_K1 + 1) /
+				    (tf + BM25_K1 * (1 - BM25_B + BM25_B * dl / c->avgdl));
+			}
+			out->d[out->n] = d;
+			out->sc[out->n] = s;
+			out->n++;
+		}
+		if (t->cn && t->cd[t->cn - 1] >= c->hi)
+			break;
+		rc = mdb_cursor_get(c->cur, &kv, &v, MDB_NEXT);
+	}
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* a &= b (scores add) */
+static void intersect(plist *a, const plist *b)
+{
+	size_t i = 0, j = 0, o = 0;
+	while (i < a->n && j < b->n) {
+		if (a->d[i] < b->d[j])
+			i++;
+		else if (a->d[i] > b->d[j])
+			j++;
+		else {
+			a->d[o] = a->d[i];
+			a->sc[o] = a->sc[i] + b->sc[j];
+			o++;
+			i++;
+			j++;
+		}
+	}
+	a->n = o;
+}
+
+/* a -= b */
+static void subtract(plist *a, const plist *b)
+{
+	size_t i = 0, j = 0, o = 0;
+	while (i < a->n) {
+		while (j < b->n && b->d[j] < a->d[i])
+			j++;
+		if (j < b->n && b->d[j] == a->d[i]) {
+			i++;
+			continue;
+		}
+		a->d[o] = a->d[i];
+		a->sc[o] = a->sc[i];
+		o++;
+		i++;
+	}
+	a->n = o;
+}
+
+/* a |= b, using tmp */
+static int unite(plist *a, const plist *b, plist *tmp)
+{
+	int rc = plist_reserve(tmp, a->n + b->n);
+	if (rc)
+		return rc;
+	size_t i = 0, j = 0, o = 0;
+	while (i < a->n || j < b->n) {
+		if (j >= b->n || (i < a->n && a->d[i] < b->d[j])) {
+			tmp->d[o] = a->d[i];
+			tmp->sc[o++] = a->sc[i++];
+		} else if (i >= a->n || b->d[j] < a->d[i]) {
+			tmp->d[o] = b->d[j];
+			tmp->sc[o++] = b->sc[j++];
+		} else {
+			tmp->d[o] = a->d[i];
+			tmp->sc[o++] = a->sc[i++] + b->sc[j++];
+		}
+	}
+	tmp->n = o;
+	plist sw = *a;
+	*a = *tmp;
+	*tmp = sw;
+	return 0;
+}
+
+static int copy_into(plist *dst, const plist *src)
+{
+	int rc = plist_reserve(dst, src->n);
+	if (rc)
+		return rc;
+	if (src->n) {
+		memcpy(dst->d, src->d, src->n * sizeof *src->d);
+		memcpy(dst->sc, src->sc, src->n * sizeof *src->sc);
+	}
+	dst->n = src->n;
+	return 0;
+}
+
+/* Evaluates node id over [lo, hi) into c->res[id]; *exact tells whether
+ * the result is exact (else a superset to verify). */
+static int eval(ctx *c, uint32_t id, bool *exact)
+{
+	const na_qnode *nd = &c->q->node[id];
+	plist *r = &c->res[id];
+	r->n = 0;
+	int rc;
+	*exact = true;
+	if (nd->kind <= NA_Q_PREFIX) {
+		*exact = c->leaf[id].exact;
+		for (uint32_t g = c->leaf[id].g0; g < c->leaf[id].g0 + c->leaf[id].ng; g++) {
+			const group *gr = &c->groups[g];
+			if ((rc = term_postings(c, &c->terms[gr->first], &c->tmp2)))
+				return rc;
+			for (uint32_t t = 1; t < gr->n && c->tmp2.n; t++) {
+				if ((rc = term_postings(c, &c->terms[gr->first + t], &c->tmp)))
+					return rc;
+				intersect(&c->tmp2, &c->tmp);
+			}
+			if (r->n == 0) {
+				if ((rc = copy_into(r, &c->tmp2)))
+					return rc;
+			} else if ((rc = unite(r, &c->tmp2, &c->tmp))) {
+				return rc;
+			}
+		}
+		return 0;
+	}
+	if (nd->kind == NA_Q_OR) {
+		for (uint16_t i = 0; i < nd->nkids; i++) {
+			bool ex;
+			if ((rc = eval(c, nd->kid[i], &ex)))
+				return rc;
+			*exact = *exact && ex;
+			if (i == 0)
+				rc = copy_into(r, &c->res[nd->kid[i]]);
+			else
+				rc = unite(r, &c->res[nd->kid[i]], &c->tmp);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	/* AND: positives first, then subtract exact negatives */
+	bool first = true;
+	for (uint16_t i = 0; i < nd->nkids; i++) {
+		const na_qnode *k = &c->q->node[nd->kid[i]];
+		if (k->kind == NA_Q_NOT)
+			continue;
+		if (!first && r->n == 0)
+			return 0;
+		bool ex;
+		if ((rc = eval(c, nd->kid[i], &ex)))
+			return rc;
+		*exact = *exact && ex;
+		if (first) {
+			if ((rc = copy_into(r, &c->res[nd->kid[i]])))
+				return rc;
+			first = false;
+		} else {
+			intersect(r, &c->res[nd->kid[i]]);
+		}
+	}
+	for (uint16_t i = 0; i < nd->nkids && r->n; i++) {
+		const na_qnode *k = &c->q->node[nd->kid[i]];
+		if (k->kind != NA_Q_NOT)
+			continue;
+		bool ex;
+		if ((rc = eval(c, k->kid[0], &ex)))
+			return rc;
+		if (ex) {
+			/* scores of negated terms do not count */
+			subtract(r, &c->res[k->kid[0]]);
+		} else {
+			*exact = false; /* phrases: decided on the text */
+		}
+	}
+	return 0;
+}
+
+/* ---- ordering --------------------------------------------------------- */
+
+static int cmp_newest(const void *a, const void *b)
+{
+	return -memcmp(((const cand *)a)->key.b, ((const cand *)b)->key.b, NA_KEY_BYTES);
+}
+
+static int cmp_oldest(const void *a, const void *b)
+{
+	return memcmp(((const cand *)a)->key.b, ((const cand *)b)->key.b, NA_KEY_BYTES);
+}
+
+static int cmp_rel(const void *a, const void *b)
+{
+	const cand *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return cmp_newest(a, b);
+}
+
+static int cmp_sb_newest(const void *a, const void *b)
+{
+	return -memcmp(((const sbrange *)a)->hi.b, ((const sbrange *)b)->hi.b, NA_KEY_BYTES);
+}
+
+static int cmp_sb_oldest(const void *a, const void *b)
+{
+	return memcmp(((const sbrange *)a)->lo.b, ((const sbrange *)b)->lo.b, NA_KEY_BYTES);
+}
+
+/* Is candidate x strictly after the cursor in the requested order? */
+static bool past_cursor(const na_search_q *q, const cand *x, double cs, const na_key *ck)
+{
+	if (!q->has_after)
+		return true;
+	int c = memcmp(x->key.b, ck->b, NA_KEY_BYTES);
+	switch (q->order) {
+	case NA_ORDER_NEWEST: return c < 0;
+	case NA_ORDER_OLDEST: return c > 0;
+	default: return x->score < cs || (x->score == cs && c < 0);
+	}
+}
+
+static int ordcmp(const na_search_q *q, const cand *a, const cand *b)
+{
+	return q->order == NA_ORDER_NEWEST ? cmp_newest(a, b)
+	       : q->order == NA_ORDER_OLDEST ? cmp_oldest(a, b) : cmp_rel(a, b);
+}
+
+/* Reads the article of a candidate; 1 if it exists (and matches, when the
+ * tree needs the text), 0 if not, negative on error. */
+static int accept_cand(ctx *c, const cand *x, bool verify)
+{
+	const uint8_t *rec;
+	size_t len;
+	int rc = na_store_get(c->s, c->txn, &x->key, &rec, &len);
+	if (rc == MDB_NOTFOUND)
+		return 0; /* deleted or replaced since it was indexed */
+	if (rc)
+		return rc;
+	if (!verify)
+		return 1;
+	if (na_store_decode(c->s, rec, len, &c->dec.data, &c->dec.cap, &c->dec.len))
+		return -EIO;
+	rc = na_search_match(c->a, c->q, c->dec.data, c->dec.len);
+	return rc < 0 ? (rc == -EINVAL ? 0 : rc) : rc;
+}
+
+typedef struct page {
+	cand *v;
+	size_t n, cap; /* cap = limit + 1 */
+} page;
+
+/* Inserts x into the page (sorted best first, at most cap). */
+static void page_insert(const na_search_q *q, page *p, const cand *x)
+{
+	size_t i = p->n;
+	while (i > 0 && ordcmp(q, x, &p->v[i - 1]) < 0)
+		i--;
+	if (i >= p->cap)
+		return;
+	size_t move = (p->n < p->cap ? p->n : p->cap - 1) - i;
+	memmove(&p->v[i + 1], &p->v[i], move * sizeof *x);
+	p->v[i] = *x;
+	if (p->n < p->cap)
+		p->n++;
+}
+
+static int pack_article(ctx *c, msgpack_packer *pk, const cand *x)
+{
+	const uint8_t *rec;
+	size_t len;
+	int rc = na_store_get(c->s, c->txn, &x->key, &rec, &len);
+	if (rc)
+		return rc == MDB_NOTFOUND ? -EIO : rc;
+	if (na_store_decode(c->s, rec, len, &c->dec.data, &c->dec.cap, &c->dec.len))
+		return -EIO;
+	if (c->sq->project)
+		return na_article_project(pk, c->dec.data, c->dec.len, &c->sq->fields) ? -EIO : 0;
+	return na_mp_pack_raw(pk, c->dec.data, c->dec.len);
+}
+
+static void key_window(const na_search_q *q, na_key *lo, na_key *hi)
+{
+	if (q->has_from)
+		na_key_floor(lo, q->from);
+	if (q->has_to)
+		na_key_floor(hi, q->to);
+}
+
+static bool in_window(const na_search_q *q, const na_key *lo, const na_key *hi, const na_key *k)
+{
+	if (q->has_from && memcmp(k->b, lo->b, NA_KEY_BYTES) < 0)
+		return false;
+	if (q->has_to && memcmp(k->b, hi->b, NA_KEY_BYTES) >= 0)
+		return false;
+	return true;
+}
+
+static int run(ctx *c, msgpack_packer *pk)
+{
+	const na_search_q *q = c->sq;
+	na_store *s = c->s;
+	int rc;
+	MDB_val v;
+	uint64_t lensum = 0;
+	if ((rc = na_meta_get_u64(s, c->txn, "ix_next", &c->ndocs)) ||
+	    (rc = na_meta_get_u64(s, c->txn, "ix_len", &lensum)))
+		return rc;
+	c->avgdl = c->ndocs ? (double)lensum / (double)c->ndocs : 1;
+	if (c->avgdl <= 0)
+		c->avgdl = 1;
+	if (na_meta_get(s, c->txn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof c->langs) {
+		memcpy(c->langs, v.mv_data, v.mv_size);
+		c->nlangs = v.mv_size & ~(size_t)1;
+	}
+	if ((rc = mdb_cursor_open(c->txn, s->ixpost, &c->cur)))
+		return rc;
+	if ((rc = plan(c)))
+		return rc;
+	c->relevance = q->order == NA_ORDER_RELEVANCE;
+	for (size_t i = 0; c->relevance && i < c->nterms; i++)
+		if ((rc = term_idf(c, &c->terms[i])))
+			return rc;
+	/* the cursor */
+	double cs = 0;
+	na_key ck;
+	if (q->has_after) {
+		size_t want = c->relevance ? 24 : 16;
+		if (q->after_len != want)
+			return bad(c, "after: not a cursor of a search in %s order",
+				   c->relevance ? "relevance" : q->order == NA_ORDER_NEWEST ? "newest" : "oldest");
+		if (c->relevance) {
+			uint64_t bits = na_be64_get(q->after);
+			memcpy(&cs, &bits, 8);
+			memcpy(ck.b, q->after + 8, 16);
+		} else {
+			memcpy(ck.b, q->after, 16);
+		}
+	}
+	/* the docid ranges that can hold articles of the window */
+	na_key wlo, whi;
+	key_window(q, &wlo, &whi);
+	sbrange *sbs = NULL;
+	size_t nsb = 0, csb = 0;
+	uint64_t eligible_docs = 0;
+	bool skipped = false;
+	MDB_cursor *rc_cur;
+	if ((rc = mdb_cursor_open(c->txn, s->ixrange, &rc_cur)))
+		return rc;
+	MDB_val k;
+	for (rc = mdb_cursor_get(rc_cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(rc_cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 4 || v.mv_size != 32) {
+			rc = -EIO;
+			break;
+		}
+		sbrange r;
+		const uint8_t *kb = k.mv_data;
+		r.sb = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 | (uint32_t)kb[2] << 8 | kb[3];
+		memcpy(r.lo.b, v.mv_data, 16);
+		memcpy(r.hi.b, (const uint8_t *)v.mv_data + 16, 16);
+		if (q->has_from && memcmp(r.hi.b, wlo.b, 16) < 0)
+			continue;
+		if (q->has_to && memcmp(r.lo.b, whi.b, 16) >= 0)
+			continue;
+		uint64_t end = (uint64_t)(r.sb + 1) << NA_IX_RANGE_SHIFT;
+		uint64_t ndoc = (end < c->ndocs ? end : c->ndocs) - ((uint64_t)r.sb << NA_IX_RANGE_SHIFT);
+		eligible_docs += ndoc;
+		if (q->has_after && !c->relevance) {
+			/* a range wholly on the seen side of the cursor */
+			if ((q->order == NA_ORDER_NEWEST && memcmp(r.lo.b, ck.b, 16) >= 0) ||
+			    (q->order == NA_ORDER_OLDEST && memcmp(r.hi.b, ck.b, 16) <= 0)) {
+				skipped = true;
+				continue;
+			}
+		}
+		if (nsb == csb) {
+			size_t nc = csb ? csb * 2 : 64;
+			sbrange *ns = realloc(sbs, nc * sizeof *ns);
+			if (!ns) {
+				rc = -ENOMEM;
+				break;
+			}
+			sbs = ns;
+			csb = nc;
+		}
+		sbs[nsb++] = r;
+	}
+	mdb_cursor_close(rc_cur);
+	if (rc && rc != MDB_NOTFOUND) {
+		free(sbs);
+		return rc;
+	}
+	rc = 0;
+	if (nsb)
+		qsort(sbs, nsb, sizeof *sbs, q->order == NA_ORDER_OLDEST ? cmp_sb_oldest : cmp_sb_newest);
+
+	page pg = { .cap = (size_t)q->limit + 1 };
+	pg.v = malloc(pg.cap * sizeof *pg.v);
+	cand *cands = NULL;
+	size_t ncand = 0, ccand = 0;
+	uint64_t seen = 0, visited_docs = 0;
+	bool all_visited = !skipped;
+	if (!pg.v) {
+		free(sbs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nsb && rc == 0; i++) {
+		const sbrange *r = &sbs[i];
+		if (!c->relevance && pg.n == pg.cap) {
+			cand best = { .key = q->order == NA_ORDER_NEWEST ? r->hi : r->lo };
+			if (ordcmp(q, &best, &pg.v[pg.n - 1]) >= 0) {
+				all_visited = false;
+				break;
+			}
+		}
+		c->lo = r->sb << NA_IX_RANGE_SHIFT;
+		c->hi = c->lo + SB;
+		memset(c->blkdone, 0, sizeof c->blkdone);
+		bool exact;
+		if ((rc = eval(c, c->q->root, &exact)))
+			break;
+		uint64_t end = (uint64_t)c->hi < c->ndocs ? c->hi : c->ndocs;
+		visited_docs += end > c->lo ? end - c->lo : 0;
+		const plist *res = &c->res[c->q->root];
+		size_t base = ncand;
+		for (size_t j = 0; j < res->n; j++) {
+			cand x = { .score = res->sc[j], .doc = res->d[j] };
+			if ((rc = docinfo(c, x.doc, &x.key, NULL)))
+				break;
+			if (!in_window(q, &wlo, &whi, &x.key))
+				continue;
+			seen++;
+			if (!past_cursor(q, &x, cs, &ck))
+				continue;
+			if (c->relevance && ncand == NA_SEARCH_MAX_CANDIDATES) {
+				/* memory stays bounded: keep the better half (the page
+				 * comes from its top, after dropping stale hits) */
+				qsort(cands, ncand, sizeof *cands, cmp_rel);
+				ncand = NA_SEARCH_MAX_CANDIDATES / 2;
+			}
+			if (ncand == ccand) {
+				size_t nc = ccand ? ccand * 2 : 1024;
+				cand *nv = realloc(cands, nc * sizeof *nv);
+				if (!nv) {
+					rc = -ENOMEM;
+					break;
+				}
+				cands = nv;
+				ccand = nc;
+			}
+			cands[ncand++] = x;
+		}
+		if (rc || c->relevance)
+			continue;
+		/* newest/oldest: fill the page from this range, best first */
+		if (ncand > base)
+			qsort(cands + base, ncand - base, sizeof *cands,
+			      q->order == NA_ORDER_NEWEST ? cmp_newest : cmp_oldest);
+		for (size_t j = base; j < ncand; j++) {
+			if (pg.n == pg.cap && ordcmp(q, &cands[j], &pg.v[pg.n - 1]) >= 0)
+				break;
+			int a = accept_cand(c, &cands[j], !exact);
+			if (a < 0) {
+				rc = a;
+				break;
+			}
+			if (a)
+				page_insert(q, &pg, &cands[j]);
+		}
+		ncand = 0;
+	}
+	bool root_exact = true;
+	if (rc == 0 && c->relevance) {
+		/* exactness does not depend on the range: evaluate it once more
+		 * cheaply by asking the planner (a phrase leaf anywhere) */
+		for (uint32_t id = 0; id < c->q->n; id++)
+			if (c->q->node[id].kind <= NA_Q_PREFIX && !c->leaf[id].exact)
+				root_exact = false;
+		if (ncand)
+			qsort(cands, ncand, sizeof *cands, cmp_rel);
+		for (size_t j = 0; j < ncand && pg.n < pg.cap; j++) {
+			int a = accept_cand(c, &cands[j], !root_exact);
+			if (a < 0) {
+				rc = a;
+				break;
+			}
+			if (a)
+				pg.v[pg.n++] = cands[j];
+		}
+	}
+	free(cands);
+	free(sbs);
+	if (rc) {
+		free(pg.v);
+		return rc;
+	}
+	uint64_t total = seen;
+	if (!all_visited && visited_docs)
+		total = (uint64_t)((double)seen * (double)eligible_docs / (double)visited_docs + 0.5);
+	size_t out = pg.n > q->limit ? q->limit : pg.n;
+	msgpack_pack_map(pk, 3);
+	na_mp_pack_cstr(pk, "articles");
+	msgpack_pack_array(pk, (uint32_t)out);
+	for (size_t i = 0; i < out && rc == 0; i++)
+		rc = pack_article(c, pk, &pg.v[i]);
+	if (rc == 0) {
+		na_mp_pack_cstr(pk, "total");
+		msgpack_pack_uint64(pk, total);
+		na_mp_pack_cstr(pk, "next");
+		if (pg.n > q->limit) {
+			const cand *last = &pg.v[q->limit - 1];
+			if (c->relevance) {
+				uint8_t b[24];
+				uint64_t bits;
+				memcpy(&bits, &last->score, 8);
+				na_be64_put(b, bits);
+				memcpy(b + 8, last->key.b, 16);
+				msgpack_pack_bin(pk, 24);
+				msgpack_pack_bin_body(pk, b, 24);
+			} else {
+				msgpack_pack_bin(pk, 16);
+				msgpack_pack_bin_body(pk, last->key.b, 16);
+			}
+		} else {
+			msgpack_pack_nil(pk);
+		}
+	}
+	free(pg.v);
+	return rc;
+}
+
+int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_packer *pk,
+		  char *err, size_t errlen)
+{
+	na_query *q = malloc(sizeof *q);
+	ctx *c = calloc(1, sizeof *c);
+	if (!q || !c) {
+		free(q);
+		free(c);
+		return -ENOMEM;
+	}
+	if (na_query_parse(sq->q, sq->qlen, a, q, err, errlen)) {
+		free(q);
+		free(c);
+		return -EINVAL;
+	}
+	if (!s->have_index) {
+		na_query_free(q);
+		free(q);
+		free(c);
+		snprintf(err, errlen, "this archive has no search index");
+		return -EINVAL;
+	}
+	c->s = s;
+	c->a = a;
+	c->q = q;
+	c->sq = sq;
+	c->err = err;
+	c->errlen = errlen;
+	int rc = na_store_rbegin(s, &c->txn);
+	if (rc == 0) {
+		/* the reply is packed into a side buffer: an error midway must not
+		 * leave half a reply in pk */
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer tp;
+		msgpack_packer_init(&tp, &sb, msgpack_sbuffer_write);
+		rc = run(c, &tp);
+		if (c->cur)
+			mdb_cursor_close(c->cur);
+		na_store_rend(s, c->txn);
+		if (rc == 0)
+			na_mp_pack_raw(pk, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	for (size_t i = 0; i < c->nterms; i++) {
+		free(c->terms[i].cd);
+		free(c->terms[i].ctf);
+	}
+	free(c->terms);
+	free(c->groups);
+	for (size_t i = 0; i < NA_QUERY_MAX_NODES; i++)
+		plist_free(&c->res[i]);
+	plist_free(&c->tmp);
+	plist_free(&c->tmp2);
+	free(c->dec.data);
+	na_query_free(q);
+	free(q);
+	free(c);
+	return rc;
+}

@@ -1,0 +1,470 @@
+/*
+ * test_search.c - full-text search against a real newsarchd, checked
+ * against a brute-force scan of the same articles.
+ *
+ * The test generates articles (pseudo-words from syllables, some with
+ * accents and capitals, English inflections for the stemmer, several
+ * languages, authors, tags, sources, sections; publication times in random
+ * order so docid order and time order differ) and queries over them: every
+ * operator, field filters, time windows, the three orders, pagination by
+ * cursor with small pages. For each query the expected answer is computed
+ * by scanning the test's own copy of the live articles with na_search_match
+ * (the reference semantics, unit-tested separately in test_search_match.c)
+ * and compared with what the daemon returns: the same articles in the same
+ * order (newest/oldest), the same set without duplicates (relevance).
+ * Then the same after deletes and replacements, on a follower, after an
+ * online reindex and after a restart; and malformed queries.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "daemon.h"
+#include "newsarch.h"
+#include "query.h"
+#include "search.h"
+
+#define NART 400
+#define NQ 90
+
+typedef struct art {
+	char guid[32];
+	int64_t sec;          /* unique per live article */
+	na_article *a;        /* NULL: deleted */
+} art;
+
+static art A[NART];
+static na_test_daemon P, F;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static na_analyzer *AN;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng % n);
+}
+
+static const char *const words[] = {
+	"cocoa", "coffee", "copper", "crude", "market", "markets", "marketing", "bank",
+	"banks", "banking", "rate", "rates", "rating", "running", "runs", "run",
+	"Café", "CAFE", "école", "Zürich", "naïve", "garçon", "tokyo", "東京",
+	"grain", "wheat", "harvest", "strike", "strikes", "strong", "dollar", "yen",
+	"oil", "opec", "ship", "shipping", "export", "exports", "exported", "price",
+	"prices", "u.s.", "e-mail", "co-op", "1987", "4.5", "twenty", "trade",
+};
+#define NWORDS (sizeof words / sizeof words[0])
+static const char *const authors[] = { "Jane Doe", "John Smith", "Zoë Brontë", "li wei", "Ana-María" };
+static const char *const tags[] = { "commodities", "Energy", "FX", "grain", "metals" };
+static const char *const sources[] = { "Reuters", "AP", "Agence France-Presse" };
+static const char *const sections[] = { "Business", "World News", "Markets" };
+static const char *const langs[] = { "en", "fr", "de", "", "xx", "en-GB" };
+
+static void sentence(char *out, size_t cap, unsigned n)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const char *w = words[rnd(NWORDS)];
+		int k = snprintf(out + o, cap - o, "%s%s%s", i ? (rnd(7) ? " " : ", ") : "", w,
+				 rnd(11) == 0 ? "." : "");
+		if (k < 0 || (size_t)k >= cap - o)
+			break;
+		o += (size_t)k;
+	}
+}
+
+static na_article *make(const char *guid, int64_t sec)
+{
+	na_article_builder *b;
+	na_article *a = NULL;
+	char title[256], body[2048], summary[512];
+	assert_int_equal(na_article_builder_new(&b), 0);
+	assert_int_equal(na_article_builder_set_str(b, "guid", guid, strlen(guid)), 0);
+	assert_int_equal(na_article_builder_set_time(b, "published", (na_time){ sec, 0 }), 0);
+	sentence(title, sizeof title, 2 + rnd(5));
+	assert_int_equal(na_article_builder_set_str(b, "title", title, strlen(title)), 0);
+	sentence(body, sizeof body, 10 + rnd(40));
+	assert_int_equal(na_article_builder_set_str(b, "body", body, strlen(body)), 0);
+	if (rnd(3) == 0) {
+		sentence(summary, sizeof summary, 4 + rnd(8));
+		assert_int_equal(na_article_builder_set_str(b, "summary", summary, strlen(summary)), 0);
+	}
+	const char *l = langs[rnd(6)];
+	if (l[0])
+		assert_int_equal(na_article_builder_set_str(b, "language", l, strlen(l)), 0);
+	for (unsigned i = rnd(3); i > 0; i--) {
+		const char *au = authors[rnd(5)];
+		assert_int_equal(na_article_builder_add_author(b, au, strlen(au)), 0);
+	}
+	for (unsigned i = rnd(3); i > 0; i--) {
+		const char *t = tags[rnd(5)];
+		assert_int_equal(na_article_builder_add_tag(b, t, strlen(t)), 0);
+	}
+	if (rnd(4)) {
+		const char *s = sources[rnd(3)];
+		assert_int_equal(na_article_builder_set_str(b, "source", s, strlen(s)), 0);
+	}
+	if (rnd(2)) {
+		const char *s = sections[rnd(3)];
+		assert_int_equal(na_article_builder_set_str(b, "section", s, strlen(s)), 0);
+	}
+	assert_int_equal(na_article_builder_finish(b, &a), 0);
+	na_article_builder_free(b);
+	return a;
+}
+
+static na_client *connect_to(const na_test_daemon *d)
+{
+	na_client *c = NULL;
+	char err[256];
+	if (na_client_connect_ex(d->addr, NULL, &c, err, sizeof err))
+		fail_msg("connect %s: %s", d->addr, err);
+	return c;
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+static void word_of_article(char *out, size_t cap)
+{
+	/* a few consecutive words of some live article's body: a phrase that
+	 * exists */
+	for (;;) {
+		const art *x = &A[rnd(NART)];
+		if (!x->a)
+			continue;
+		const char *body;
+		size_t n;
+		if (na_article_get_body(x->a, &body, &n))
+			continue;
+		size_t start = rnd((uint32_t)n);
+		while (start > 0 && body[start - 1] != ' ')
+			start--;
+		size_t end = start, spaces = 0, want = 1 + rnd(3);
+		while (end < n && !(body[end] == ' ' && ++spaces == want))
+			end++;
+		size_t o = 0;
+		for (size_t i = start; i < end && o + 1 < cap; i++)
+			if (body[i] != '"')
+				out[o++] = body[i];
+		out[o] = 0;
+		if (o)
+			return;
+	}
+}
+
+static void gen_query(char *q, size_t cap)
+{
+	char a[256];
+	const char *w1 = words[rnd(NWORDS)], *w2 = words[rnd(NWORDS)], *w3 = words[rnd(NWORDS)];
+	switch (rnd(16)) {
+	case 0: snprintf(q, cap, "%s", w1); break;
+	case 1: snprintf(q, cap, "%s %s", w1, w2); break;
+	case 2: snprintf(q, cap, "%s OR %s", w1, w2); break;
+	case 3: snprintf(q, cap, "%s -%s", w1, w2); break;
+	case 4: word_of_article(a, sizeof a); snprintf(q, cap, "\"%s\"", a); break;
+	case 5: snprintf(q, cap, "%.3s*", w1); break;
+	case 6: snprintf(q, cap, "title:%s", w1); break;
+	case 7: snprintf(q, cap, "author:\"%s\"", authors[rnd(5)]); break;
+	case 8: snprintf(q, cap, "tag:%s %s", tags[rnd(5)], rnd(2) ? w1 : ""); break;
+	case 9: snprintf(q, cap, "source:\"%s\" OR section:\"%s\"", sources[rnd(3)], sections[rnd(3)]); break;
+	case 10: snprintf(q, cap, "(%s OR %s) %s", w1, w2, w3); break;
+	case 11: word_of_article(a, sizeof a); snprintf(q, cap, "%s -\"%s\"", w1, a); break;
+	case 12: snprintf(q, cap, "%s AND (%s OR -%s %s)", w1, w2, w3, w1); break;
+	case 13: snprintf(q, cap, "author:jan* OR tag:e*"); break;
+	case 14: word_of_article(a, sizeof a); snprintf(q, cap, "title:\"%s\" OR \"%s\"", a, w1); break;
+	default: snprintf(q, cap, "%s %s -%s", w1, w2, w3); break;
+	}
+}
+
+/* ---- comparing --------------------------------------------------------- */
+
+typedef struct hit {
+	int64_t sec;
+	const char *guid;
+} hit;
+
+static int cmp_hit_new(const void *a, const void *b)
+{
+	const hit *x = a, *y = b;
+	return x->sec < y->sec ? 1 : x->sec > y->sec ? -1 : 0;
+}
+
+static int cmp_guid(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Expected hits (newest first) into out; returns the count. */
+static size_t brute(const na_query *q, bool has_from, int64_t from, bool has_to, int64_t to,
+		    hit *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < NART; i++) {
+		if (!A[i].a)
+			continue;
+		if ((has_from && A[i].sec < from) || (has_to && A[i].sec >= to))
+			continue;
+		const uint8_t *raw;
+		size_t len;
+		na_article_bytes(A[i].a, &raw, &len);
+		int m = na_search_match(AN, q, raw, len);
+		assert_true(m >= 0);
+		if (m)
+			out[n++] = (hit){ A[i].sec, A[i].guid };
+	}
+	qsort(out, n, sizeof *out, cmp_hit_new);
+	return n;
+}
+
+static uint64_t run_checks(na_client *c, uint64_t min_seq, unsigned nq, const char *where)
+{
+	static hit exp[NART];
+	static char *got[NART + 1];
+	uint64_t checked = 0;
+	for (unsigned qi = 0; qi < nq; qi++) {
+		char qs[600];
+		gen_query(qs, sizeof qs);
+		na_query q;
+		char err[256];
+		if (na_query_parse(qs, strlen(qs), AN, &q, err, sizeof err)) {
+			/* some generated queries are invalid on purpose (a word
+			 * with no letters after a minus...): the server must say
+			 * so too */
+			na_search_opts o = { .query = qs, .min_seq = min_seq };
+			na_search *it;
+			const na_article *a;
+			assert_int_equal(na_search_open(c, &o, &it), 0);
+			assert_int_equal(na_search_next(it, &a), NA_EBADREQ);
+			na_search_close(it);
+			continue;
+		}
+		bool hf = rnd(3) == 0, ht = rnd(3) == 0;
+		int64_t from = 500000000 + (int64_t)rnd(60000000), to = from + (int64_t)rnd(40000000);
+		if (!hf)
+			from = 0;
+		na_time tf = { from, 0 }, tt = { to, 0 };
+		size_t ne = brute(&q, hf, from, ht, to, exp);
+		for (int order = 0; order < 3; order++) {
+			na_search_opts o = { .query = qs, .limit = 1 + rnd(9), .order = (na_search_order)order,
+					     .from = hf ? &tf : NULL, .to = ht ? &tt : NULL,
+					     .min_seq = min_seq, .timeout_ms = 60000 };
+			if (rnd(4) == 0) {
+				static const char *const fl[] = { "guid", "published" };
+				o.fields = fl;
+				o.nfields = 2;
+			}
+			na_search *it;
+			const na_article *a;
+			assert_int_equal(na_search_open(c, &o, &it), 0);
+			size_t n = 0;
+			int rc;
+			while ((rc = na_search_next(it, &a)) == 1) {
+				if (n >= NART)
+					fail_msg("%s: query [%s] returned more than %d articles", where, qs, NART);
+				const char *g;
+				size_t gl;
+				na_time pt;
+				assert_int_equal(na_article_get_guid(a, &g, &gl), 0);
+				assert_int_equal(na_article_get_published(a, &pt), 0);
+				got[n] = strndup(g, gl);
+				if (order != 2) {
+					size_t k = order == 0 ? n : ne - 1 - n;
+					if (n >= ne || strcmp(got[n], exp[k].guid) != 0)
+						fail_msg("%s: query [%s] order %d: hit %zu is %s, expected %s (%zu expected)",
+							 where, qs, order, n, got[n], n < ne ? exp[k].guid : "nothing", ne);
+				}
+				n++;
+			}
+			if (rc != 0)
+				fail_msg("%s: query [%s]: %s", where, qs, na_client_errmsg(c));
+			na_search_close(it);
+			if (n != ne)
+				fail_msg("%s: query [%s] order %d: %zu hits, expected %zu", where, qs, order, n, ne);
+			if (order == 2) {
+				const char *eg[NART];
+				for (size_t i = 0; i < ne; i++)
+					eg[i] = exp[i].guid;
+				qsort(eg, ne, sizeof *eg, cmp_guid);
+				qsort(got, n, sizeof *got, cmp_guid);
+				for (size_t i = 0; i < n; i++)
+					if (strcmp(eg[i], got[i]) != 0 || (i && strcmp(got[i - 1], got[i]) == 0))
+						fail_msg("%s: query [%s] relevance: hit set differs at %zu (%s vs %s)",
+							 where, qs, i, got[i], eg[i]);
+			}
+			for (size_t i = 0; i < n; i++)
+				free(got[i]);
+			checked++;
+		}
+		na_query_free(&q);
+	}
+	return checked;
+}
+
+/* ---- the test ------------------------------------------------------------ */
+
+static uint64_t put_all(na_client *c, size_t from, size_t to)
+{
+	uint64_t seq = 0;
+	for (size_t i = from; i < to; i++) {
+		na_put_result r;
+		assert_int_equal(na_put(c, A[i].a, &r), 0);
+		if (r.seq > seq)
+			seq = r.seq;
+	}
+	return seq;
+}
+
+static int64_t unique_sec(void)
+{
+	for (;;) {
+		int64_t s = 500000000 + (int64_t)rnd(100000000);
+		bool dup = false;
+		for (size_t i = 0; i < NART; i++)
+			if (A[i].a && A[i].sec == s)
+				dup = true;
+		if (!dup)
+			return s;
+	}
+}
+
+static void test_search_vs_brute_force(void **state)
+{
+	(void)state;
+	assert_int_equal(na_analyzer_new(&AN), 0);
+	memset(&P, 0, sizeof P);
+	assert_int_equal(na_test_daemon_start(&P), 0);
+	for (size_t i = 0; i < NART; i++) {
+		snprintf(A[i].guid, sizeof A[i].guid, "g%zu", i);
+		A[i].sec = unique_sec();
+		A[i].a = make(A[i].guid, A[i].sec);
+	}
+	na_client *c = connect_to(&P);
+	uint64_t seq = put_all(c, 0, NART);
+	uint64_t checked = run_checks(c, seq, NQ, "primary");
+
+	/* deletes and replacements */
+	for (size_t i = 0; i < NART; i += 7) {
+		uint64_t dseq;
+		int deleted;
+		assert_int_equal(na_delete(c, A[i].guid, strlen(A[i].guid), &deleted, &dseq), 0);
+		assert_int_equal(deleted, 1);
+		na_article_free(A[i].a);
+		A[i].a = NULL;
+		seq = dseq > seq ? dseq : seq;
+	}
+	for (size_t i = 3; i < NART; i += 9) {
+		if (!A[i].a)
+			continue;
+		na_article_free(A[i].a);
+		A[i].a = NULL;
+		A[i].sec = unique_sec();
+		A[i].a = make(A[i].guid, A[i].sec);
+		na_put_result r;
+		assert_int_equal(na_put(c, A[i].a, &r), 0);
+		seq = r.seq > seq ? r.seq : seq;
+	}
+	checked += run_checks(c, seq, NQ, "after deletes and replacements");
+
+	/* a follower builds its own index from what it applies */
+	memset(&F, 0, sizeof F);
+	F.extra[0] = "--follow";
+	F.extra[1] = P.addr;
+	assert_int_equal(na_test_daemon_start(&F), 0);
+	na_client *fc = connect_to(&F);
+	checked += run_checks(fc, seq, NQ / 2, "follower");
+	/* and keeps it up to date while streaming */
+	for (size_t i = 5; i < NART; i += 11) {
+		if (!A[i].a)
+			continue;
+		na_article_free(A[i].a);
+		A[i].sec = unique_sec();
+		A[i].a = make(A[i].guid, A[i].sec);
+		na_put_result r;
+		assert_int_equal(na_put(c, A[i].a, &r), 0);
+		seq = r.seq > seq ? r.seq : seq;
+	}
+	checked += run_checks(fc, seq, NQ / 2, "follower, streaming");
+	na_client_close(fc);
+
+	/* online rebuild: while it runs the index covers nothing, so min_seq
+	 * waits for the end */
+	assert_int_equal(na_reindex(c), 0);
+	checked += run_checks(c, seq, NQ / 2, "after reindex");
+
+	/* the index survives a restart */
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_stop(&P), 0);
+	assert_int_equal(na_test_daemon_restart(&P), 0);
+	c = connect_to(&P);
+	checked += run_checks(c, seq, NQ / 3, "after restart");
+	print_message("%llu searches compared with the brute-force scan\n", (unsigned long long)checked);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&F), 0);
+	assert_int_equal(na_test_daemon_cleanup(&P), 0);
+	for (size_t i = 0; i < NART; i++)
+		na_article_free(A[i].a);
+	na_analyzer_free(AN);
+}
+
+static void test_bad_queries(void **state)
+{
+	(void)state;
+	na_test_daemon d = { 0 };
+	assert_int_equal(na_test_daemon_start(&d), 0);
+	na_client *c = connect_to(&d);
+	static const struct { const char *q, *want; } bad[] = {
+		{ "", "empty query" },
+		{ "   ", "empty query" },
+		{ "\"unterminated", "position 0: unterminated phrase" },
+		{ "cocoa (oil", "position 6: unbalanced" },
+		{ "cocoa)", "position 5: unbalanced" },
+		{ "-cocoa", "position 0: a group of terms needs at least one" },
+		{ "cocoa OR", "position 6: OR needs a term after it" },
+		{ "OR cocoa", "position 0: OR needs a term before it" },
+		{ "colour:red", "position 0: unknown field \"colour\"" },
+		{ "title:", "position 0: title: needs a value" },
+		{ "*", "position 0: a lone \"*\"" },
+		{ "cocoa --", "position 7: \"-\" has no letters" },
+		{ "()", "position 0: empty parentheses" },
+		{ "a OR -b", "position 5: a group of terms needs" },
+		{ "e-ma*", "position 0: a prefix must be a single word" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		na_search_opts o = { .query = bad[i].q };
+		na_search *it;
+		const na_article *a;
+		assert_int_equal(na_search_open(c, &o, &it), 0);
+		int rc = na_search_next(it, &a);
+		if (rc != NA_EBADREQ || !strstr(na_client_errmsg(c), bad[i].want))
+			fail_msg("query [%s]: got %d \"%s\", expected BAD_REQUEST with \"%s\"", bad[i].q, rc,
+				 na_client_errmsg(c), bad[i].want);
+		na_search_close(it);
+	}
+	/* a cursor of another order, and a bad raw request */
+	const uint8_t *res;
+	size_t rlen;
+	static const uint8_t no_q[] = { 0x91, 0x80 }; /* [{}] */
+	assert_int_equal(na_call_raw(c, "search", no_q, sizeof no_q, &res, &rlen), NA_EBADREQ);
+	assert_non_null(strstr(na_client_errmsg(c), "q: the query is required"));
+	/* the server keeps serving */
+	assert_int_equal(na_ping(c), 0);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&d), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_search_vs_brute_force),
+		cmocka_unit_test(test_bad_queries),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
