@@ -975,50 +975,45 @@ typedef struct train_req {
 #define TRAIN_MAX_BYTES (16u << 20)
 
 /* Worker pool: train on the most recent articles. */
+typedef struct train_walk {
+	size_t *sizes;
+	uint8_t *buf;
+	size_t used;
+	unsigned n;
+} train_walk;
+
+static int train_sample(void *arg, const na_key *key, const uint8_t *art, size_t len)
+{
+	(void)key;
+	train_walk *tw = arg;
+	if (tw->used + len <= TRAIN_MAX_BYTES) {
+		memcpy(tw->buf + tw->used, art, len);
+		tw->used += len;
+		tw->sizes[tw->n++] = len;
+	}
+	return tw->n >= TRAIN_MAX_SAMPLES;
+}
+
 static void train_work(uv_work_t *uw)
 {
 	train_req *t = uw->data;
 	na_store *st = &t->s->store;
-	size_t *sizes = malloc(sizeof *sizes * TRAIN_MAX_SAMPLES);
-	uint8_t *buf = malloc(TRAIN_MAX_BYTES);
-	uint8_t *tmp = NULL;
-	size_t tmpcap = 0, used = 0;
-	unsigned n = 0;
+	train_walk tw = { .sizes = malloc(sizeof(size_t) * TRAIN_MAX_SAMPLES),
+			  .buf = malloc(TRAIN_MAX_BYTES) };
 	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
 	t->rc = -ENOMEM;
-	if (!sizes || !buf)
+	if (!tw.sizes || !tw.buf)
 		goto out;
 	if ((t->rc = na_store_rbegin(st, &txn)))
 		goto out;
-	if ((t->rc = mdb_cursor_open(txn, st->articles, &cur)))
-		goto out;
-	MDB_val k, v;
-	int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	while (rc == 0 && n < TRAIN_MAX_SAMPLES) {
-		size_t len;
-		if (na_store_decode(st, v.mv_data, v.mv_size, &tmp, &tmpcap, &len) == 0 &&
-		    used + len <= TRAIN_MAX_BYTES) {
-			memcpy(buf + used, tmp, len);
-			used += len;
-			sizes[n++] = len;
-		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
+	/* newest first, whether stored singly or in blocks */
+	na_store_walk(st, txn, NULL, true, train_sample, &tw);
 	na_store_rend(st, txn);
-	txn = NULL;
-	t->samples = n;
-	t->rc = na_codec_train(buf, sizes, n, t->s->cfg.dict_size, &t->dict, &t->dict_len);
+	t->samples = tw.n;
+	t->rc = na_codec_train(tw.buf, tw.sizes, tw.n, t->s->cfg.dict_size, &t->dict, &t->dict_len);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		na_store_rend(st, txn);
-	free(sizes);
-	free(buf);
-	free(tmp);
+	free(tw.sizes);
+	free(tw.buf);
 }
 
 /* ---- recompression --------------------------------------------------- */

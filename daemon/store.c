@@ -152,6 +152,7 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 			return -EIO;
 		}
 		if ((rc = put_meta(txn, s->meta, "schema", schema, 8)) ||
+		    (rc = na_meta_put_u64(s, txn, "articles", 0)) ||
 		    (rc = put_meta(txn, s->meta, "hash_key", s->hash_key, 16)) ||
 		    (rc = put_meta(txn, s->meta, "archive_id", s->archive_id, 16)) ||
 		    (rc = put_meta(txn, s->meta, "history", s->history, 16))) {
@@ -164,9 +165,23 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 		*msg = "cannot read the meta table";
 		return rc;
 	}
-	if (v.mv_size != 8 || na_be64_get(v.mv_data) != NA_SCHEMA_VERSION) {
+	if (v.mv_size != 8 || (na_be64_get(v.mv_data) != NA_SCHEMA_VERSION &&
+			       na_be64_get(v.mv_data) != 1)) {
 		*msg = "unsupported archive schema version";
 		return -EINVAL;
+	}
+	if (na_be64_get(v.mv_data) == 1 && !readonly) {
+		/* version 1 holds single records only: count them, then mark
+		 * the archive as one that may hold blocks */
+		MDB_stat st;
+		uint8_t schema[8];
+		na_be64_put(schema, NA_SCHEMA_VERSION);
+		if ((rc = mdb_stat(txn, s->articles, &st)) ||
+		    (rc = na_meta_put_u64(s, txn, "articles", st.ms_entries)) ||
+		    (rc = put_meta(txn, s->meta, "schema", schema, 8))) {
+			*msg = "cannot upgrade the archive to schema 2";
+			return rc;
+		}
 	}
 	if (get_meta(txn, s->meta, "hash_key", &v) || v.mv_size != 16) {
 		*msg = "archive meta table lacks its hash key";
@@ -383,7 +398,7 @@ int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, 
 		    size_t *outlen)
 {
 	na_rec r;
-	if (na_rec_parse(s->codec, rec, len, &r))
+	if (na_rec_is_block(rec, len) || na_rec_parse(s->codec, rec, len, &r))
 		return -EIO;
 	if (*cap < r.raw_len || !*buf) {
 		size_t want = r.raw_len < 4096 ? 4096 : r.raw_len;
@@ -397,6 +412,154 @@ int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, 
 	return rc == -ENOMEM ? rc : rc ? -EIO : 0;
 }
 
+static int grow(na_buf *b, size_t want)
+{
+	if (b->data && b->cap >= want)
+		return 0;
+	size_t n = want < 4096 ? 4096 : want;
+	uint8_t *p = realloc(b->data, n);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = n;
+	return 0;
+}
+
+int na_store_entry_last(na_store *s, const MDB_val *k, const MDB_val *v, na_key *last)
+{
+	if (k->mv_size != NA_KEY_BYTES)
+		return MDB_CORRUPTED;
+	if (!na_rec_is_block(v->mv_data, v->mv_size)) {
+		memcpy(last->b, k->mv_data, NA_KEY_BYTES);
+		return 0;
+	}
+	na_block *b = malloc(sizeof *b);
+	if (!b)
+		return -ENOMEM;
+	int rc = na_block_parse(s->codec, v->mv_data, v->mv_size, b) ? MDB_CORRUPTED : 0;
+	if (rc == 0 && memcmp(b->m[b->first_live].key, k->mv_data, NA_KEY_BYTES) != 0)
+		rc = MDB_CORRUPTED;
+	if (rc == 0)
+		memcpy(last->b, b->m[b->last_live].key, NA_KEY_BYTES);
+	free(b);
+	return rc;
+}
+
+/* A parsed block stored under key k: the key must be its first live
+ * member's. */
+static int parse_block_at(na_store *s, const MDB_val *k, const MDB_val *v, na_block *b)
+{
+	if (k->mv_size != NA_KEY_BYTES || na_block_parse(s->codec, v->mv_data, v->mv_size, b) ||
+	    memcmp(b->m[b->first_live].key, k->mv_data, NA_KEY_BYTES) != 0)
+		return MDB_CORRUPTED;
+	return 0;
+}
+
+/* The live member with this key, or -1. */
+static int block_find(const na_block *b, const uint8_t *key)
+{
+	uint32_t lo = b->first_live, hi = b->last_live + 1;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(b->m[mid].key, key, NA_KEY_BYTES);
+		if (c == 0)
+			return b->m[mid].dead ? -1 : (int)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+int na_store_locate(na_store *s, MDB_txn *txn, const na_key *key, na_loc *loc, na_block *blk)
+{
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	na_block *own = NULL;
+	int rc = mdb_get(txn, s->articles, &k, &v);
+	if (rc == 0 && !na_rec_is_block(v.mv_data, v.mv_size)) {
+		na_rec r;
+		if (na_rec_parse(s->codec, v.mv_data, v.mv_size, &r))
+			return MDB_CORRUPTED;
+		loc->ckey = *key;
+		loc->rec = v.mv_data;
+		loc->rec_len = v.mv_size;
+		loc->block = false;
+		loc->member = 0;
+		loc->raw_len = r.raw_len;
+		return 0;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if (!blk && !(blk = own = malloc(sizeof *blk)))
+		return -ENOMEM;
+	if (rc == MDB_NOTFOUND) {
+		/* inside a block stored under an earlier key? */
+		MDB_cursor *cur;
+		if ((rc = mdb_cursor_open(txn, s->articles, &cur)))
+			goto out;
+		k.mv_data = (void *)key->b;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+		else if (rc == MDB_NOTFOUND)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+		mdb_cursor_close(cur);
+		if (rc)
+			goto out;
+		if (!na_rec_is_block(v.mv_data, v.mv_size)) {
+			rc = MDB_NOTFOUND;
+			goto out;
+		}
+	}
+	if ((rc = parse_block_at(s, &k, &v, blk)))
+		goto out;
+	int m = block_find(blk, key->b);
+	if (m < 0) {
+		rc = MDB_NOTFOUND;
+		goto out;
+	}
+	memcpy(loc->ckey.b, k.mv_data, NA_KEY_BYTES);
+	loc->rec = v.mv_data;
+	loc->rec_len = v.mv_size;
+	loc->block = true;
+	loc->member = (uint32_t)m;
+	loc->raw_len = blk->m[m].len;
+out:
+	free(own);
+	return rc;
+}
+
+int na_store_read_loc(na_store *s, const na_loc *loc, const na_block *blk, na_buf *dec)
+{
+	if (!loc->block) {
+		int rc = na_store_decode(s, loc->rec, loc->rec_len, &dec->data, &dec->cap, &dec->len);
+		return rc == -ENOMEM ? rc : rc ? MDB_CORRUPTED : 0;
+	}
+	if (grow(dec, blk->raw_len ? blk->raw_len : 1))
+		return -ENOMEM;
+	int rc = na_block_decode(s->codec, blk, dec->data, dec->cap);
+	if (rc)
+		return rc == -ENOMEM ? rc : MDB_CORRUPTED;
+	const na_bmember *m = &blk->m[loc->member];
+	memmove(dec->data, dec->data + m->off, m->len);
+	dec->len = m->len;
+	return 0;
+}
+
+int na_store_read_key(na_store *s, MDB_txn *txn, const na_key *key, na_buf *dec)
+{
+	na_block *blk = malloc(sizeof *blk);
+	if (!blk)
+		return -ENOMEM;
+	na_loc loc;
+	int rc = na_store_locate(s, txn, key, &loc, blk);
+	if (rc == 0)
+		rc = na_store_read_loc(s, &loc, blk, dec);
+	free(blk);
+	return rc;
+}
+
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
 		  const uint8_t **recp, size_t *reclenp, na_buf *dec)
 {
@@ -406,6 +569,7 @@ int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_k
 	int rc = mdb_cursor_open(txn, s->guids, &cur);
 	if (rc)
 		return rc;
+	na_block *blk = NULL;
 	MDB_val k = { 8, hb }, v;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
@@ -413,8 +577,20 @@ int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_k
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		MDB_val ak = { NA_KEY_BYTES, v.mv_data }, av;
-		rc = mdb_get(txn, s->articles, &ak, &av);
+		na_key ak;
+		memcpy(ak.b, v.mv_data, NA_KEY_BYTES);
+		na_loc loc;
+		MDB_val tk = { NA_KEY_BYTES, ak.b }, tv;
+		/* the common case, a single record: no block scratch needed */
+		if (mdb_get(txn, s->articles, &tk, &tv) == 0 && !na_rec_is_block(tv.mv_data, tv.mv_size)) {
+			rc = na_store_locate(s, txn, &ak, &loc, NULL);
+		} else {
+			if (!blk && !(blk = malloc(sizeof *blk))) {
+				rc = -ENOMEM;
+				break;
+			}
+			rc = na_store_locate(s, txn, &ak, &loc, blk);
+		}
 		if (rc == MDB_NOTFOUND) {
 			rc = MDB_CORRUPTED;
 			break;
@@ -423,55 +599,271 @@ int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_k
 			break;
 		const char *g;
 		uint32_t glen;
-		if (na_store_decode(s, av.mv_data, av.mv_size, &dec->data, &dec->cap, &dec->len) ||
-		    na_article_guid(dec->data, dec->len, &g, &glen)) {
+		if ((rc = na_store_read_loc(s, &loc, blk, dec)))
+			break;
+		if (na_article_guid(dec->data, dec->len, &g, &glen)) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
 		if (glen == gn && memcmp(g, guid, gn) == 0) {
-			memcpy(key->b, v.mv_data, NA_KEY_BYTES);
-			*recp = av.mv_data;
-			*reclenp = av.mv_size;
+			*key = ak;
+			*recp = loc.rec;
+			*reclenp = loc.rec_len;
 			break;
 		}
 	}
+	free(blk);
 	mdb_cursor_close(cur);
 	return rc;
 }
 
-/* Appends one article (decoded, maybe projected) to an sbuffer. */
-static int emit(na_store *s, const na_range_q *q, const MDB_val *v, msgpack_sbuffer *sb,
-		uint8_t **tmp, size_t *tmpcap)
+/*
+ * Walking articles in key order across singles and blocks. Entries never
+ * overlap: no entry's key lies between a block's first and last live
+ * member (the writer splits a block that a new key would fall into), so
+ * walking entries and, inside a block, its live members in order visits
+ * articles in key order.
+ */
+typedef struct walk {
+	na_store *s;
+	MDB_cursor *cur;
+	bool reverse;
+	MDB_val k, v;
+	bool have;             /* k, v hold an entry */
+	bool is_block;
+	int idx;               /* block: the current member */
+	na_block *blk;
+	bool decoded;          /* blk's payload is in dbuf */
+	uint8_t *dbuf;
+	size_t dcap;
+	na_buf one;            /* a single record, decoded */
+} walk;
+
+static int walk_entry(walk *w)
 {
-	na_rec r;
-	if (na_rec_parse(s->codec, v->mv_data, v->mv_size, &r))
-		return -EIO;
-	if (!q->project) {
-		/* decode straight into the output buffer */
-		if (sb->alloc - sb->size < r.raw_len) {
-			size_t na = sb->alloc ? sb->alloc : 65536;
-			while (na - sb->size < r.raw_len)
-				na *= 2;
-			char *nd = realloc(sb->data, na);
-			if (!nd)
-				return -ENOMEM;
-			sb->data = nd;
-			sb->alloc = na;
+	w->decoded = false;
+	w->is_block = na_rec_is_block(w->v.mv_data, w->v.mv_size);
+	if (w->k.mv_size != NA_KEY_BYTES)
+		return MDB_CORRUPTED;
+	if (!w->is_block)
+		return 0;
+	if (!w->blk && !(w->blk = malloc(sizeof *w->blk)))
+		return -ENOMEM;
+	int rc = parse_block_at(w->s, &w->k, &w->v, w->blk);
+	if (rc)
+		return rc;
+	w->idx = w->reverse ? (int)w->blk->last_live + 1 : (int)w->blk->first_live - 1;
+	return 0;
+}
+
+/* Positions on the entry holding the first article at or after `from`
+ * (forward) or before `before` (reverse); NULL: the ends. */
+static int walk_open(walk *w, na_store *s, MDB_txn *txn, bool reverse, const uint8_t *from,
+		     const uint8_t *before)
+{
+	memset(w, 0, sizeof *w);
+	w->s = s;
+	w->reverse = reverse;
+	int rc = mdb_cursor_open(txn, s->articles, &w->cur);
+	if (rc)
+		return rc;
+	if (!reverse) {
+		if (from) {
+			w->k.mv_size = NA_KEY_BYTES;
+			w->k.mv_data = (void *)from;
+			rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_SET_RANGE);
+			if (rc == 0 && memcmp(w->k.mv_data, from, NA_KEY_BYTES) != 0) {
+				/* a block before may reach past from */
+				MDB_val pk, pv;
+				int pr = mdb_cursor_get(w->cur, &pk, &pv, MDB_PREV);
+				bool back = false;
+				if (pr == 0 && na_rec_is_block(pv.mv_data, pv.mv_size)) {
+					na_key last;
+					if ((rc = na_store_entry_last(s, &pk, &pv, &last)))
+						return rc;
+					back = memcmp(last.b, from, NA_KEY_BYTES) >= 0;
+				}
+				if (back) {
+					w->k = pk;
+					w->v = pv;
+				} else if (pr == 0) {
+					rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_NEXT);
+				} else if (pr == MDB_NOTFOUND) {
+					rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_FIRST);
+				} else {
+					rc = pr;
+				}
+			} else if (rc == MDB_NOTFOUND) {
+				rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_LAST);
+			}
+		} else {
+			rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_FIRST);
 		}
+	} else if (before) {
+		w->k.mv_size = NA_KEY_BYTES;
+		w->k.mv_data = (void *)before;
+		rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_SET_RANGE);
+		if (rc == 0)
+			rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_PREV);
+		else if (rc == MDB_NOTFOUND)
+			rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_LAST);
+	} else {
+		rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_LAST);
+	}
+	if (rc == 0) {
+		w->have = true;
+		rc = walk_entry(w);
+		if (rc == 0 && !w->is_block)
+			w->idx = -2; /* the single is next */
+	}
+	return rc;
+}
+
+static void walk_close(walk *w)
+{
+	if (w->cur)
+		mdb_cursor_close(w->cur);
+	free(w->blk);
+	free(w->dbuf);
+	free(w->one.data);
+}
+
+/* Steps to the next article; *key points at its key. 0, MDB_NOTFOUND at
+ * the end, or an error. */
+static int walk_next(walk *w, const uint8_t **key)
+{
+	for (;;) {
+		if (!w->have)
+			return MDB_NOTFOUND;
+		if (!w->is_block) {
+			if (w->idx == -2) {
+				w->idx = -1;
+				*key = w->k.mv_data;
+				return 0;
+			}
+		} else {
+			int step = w->reverse ? -1 : 1;
+			for (int i = w->idx + step; i >= (int)w->blk->first_live && i <= (int)w->blk->last_live;
+			     i += step)
+				if (!w->blk->m[i].dead) {
+					w->idx = i;
+					*key = w->blk->m[i].key;
+					return 0;
+				}
+		}
+		int rc = mdb_cursor_get(w->cur, &w->k, &w->v, w->reverse ? MDB_PREV : MDB_NEXT);
+		if (rc) {
+			w->have = false;
+			return rc;
+		}
+		if ((rc = walk_entry(w)))
+			return rc;
+		if (!w->is_block)
+			w->idx = -2;
+	}
+}
+
+/* The current article's bytes. */
+static int walk_bytes(walk *w, const uint8_t **p, size_t *n)
+{
+	if (!w->is_block) {
+		int rc = na_store_decode(w->s, w->v.mv_data, w->v.mv_size, &w->one.data, &w->one.cap,
+					 &w->one.len);
+		if (rc)
+			return rc;
+		*p = w->one.data;
+		*n = w->one.len;
+		return 0;
+	}
+	if (!w->decoded) {
+		size_t want = w->blk->raw_len ? w->blk->raw_len : 1;
+		if (w->dcap < want) {
+			uint8_t *nb = realloc(w->dbuf, want);
+			if (!nb)
+				return -ENOMEM;
+			w->dbuf = nb;
+			w->dcap = want;
+		}
+		int rc = na_block_decode(w->s->codec, w->blk, w->dbuf, w->dcap);
+		if (rc)
+			return rc == -ENOMEM ? rc : -EIO;
+		w->decoded = true;
+	}
+	*p = w->dbuf + w->blk->m[w->idx].off;
+	*n = w->blk->m[w->idx].len;
+	return 0;
+}
+
+int na_store_walk(na_store *s, MDB_txn *txn, const na_key *after, bool reverse,
+		  na_store_walk_fn fn, void *arg)
+{
+	walk w;
+	const uint8_t *a = after ? after->b : NULL;
+	int rc = walk_open(&w, s, txn, reverse, reverse ? NULL : a, reverse ? a : NULL);
+	const uint8_t *key;
+	while (rc == 0 && (rc = walk_next(&w, &key)) == 0) {
+		if (a && (reverse ? memcmp(key, a, NA_KEY_BYTES) >= 0 : memcmp(key, a, NA_KEY_BYTES) <= 0))
+			continue;
+		const uint8_t *p;
 		size_t n;
-		if (na_codec_decode(s->codec, v->mv_data, v->mv_size, (uint8_t *)sb->data + sb->size,
-				    r.raw_len, &n))
+		if ((rc = walk_bytes(&w, &p, &n)))
+			break;
+		na_key k;
+		memcpy(k.b, key, NA_KEY_BYTES);
+		if ((rc = fn(arg, &k, p, n)))
+			break;
+	}
+	walk_close(&w);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int sb_reserve(msgpack_sbuffer *sb, size_t n)
+{
+	if (sb->alloc - sb->size >= n)
+		return 0;
+	size_t na = sb->alloc ? sb->alloc : 65536;
+	while (na - sb->size < n)
+		na *= 2;
+	char *nd = realloc(sb->data, na);
+	if (!nd)
+		return -ENOMEM;
+	sb->data = nd;
+	sb->alloc = na;
+	return 0;
+}
+
+/* Appends the walk's current article (maybe projected) to an sbuffer. */
+static int emit(walk *w, const na_range_q *q, msgpack_sbuffer *sb)
+{
+	if (!q->project && !w->is_block) {
+		/* decode a single record straight into the output buffer */
+		na_rec r;
+		if (na_rec_parse(w->s->codec, w->v.mv_data, w->v.mv_size, &r))
+			return -EIO;
+		if (sb_reserve(sb, r.raw_len))
+			return -ENOMEM;
+		size_t n;
+		if (na_codec_decode(w->s->codec, w->v.mv_data, w->v.mv_size,
+				    (uint8_t *)sb->data + sb->size, r.raw_len, &n))
 			return -EIO;
 		sb->size += n;
 		return 0;
 	}
+	const uint8_t *p;
 	size_t n;
-	int rc = na_store_decode(s, v->mv_data, v->mv_size, tmp, tmpcap, &n);
+	int rc = walk_bytes(w, &p, &n);
 	if (rc)
-		return rc;
+		return rc == MDB_CORRUPTED ? -EIO : rc;
+	if (!q->project) {
+		if (sb_reserve(sb, n))
+			return -ENOMEM;
+		memcpy(sb->data + sb->size, p, n);
+		sb->size += n;
+		return 0;
+	}
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	return na_article_project(&pk, *tmp, n, &q->fields) ? -EIO : 0;
+	return na_article_project(&pk, p, n, &q->fields) ? -EIO : 0;
 }
 
 int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
@@ -480,11 +872,6 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 	int rc = na_store_rbegin(s, &txn);
 	if (rc)
 		return rc;
-	MDB_cursor *cur;
-	if ((rc = mdb_cursor_open(txn, s->articles, &cur))) {
-		na_store_rend(s, txn);
-		return rc;
-	}
 	/* Articles are decoded straight into the reply buffer when the packer
 	 * writes to an sbuffer; the array32 header's count is patched at the end. */
 	msgpack_sbuffer own, *sb = &own;
@@ -499,74 +886,53 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 		count_at = sb->size;
 		msgpack_sbuffer_write(sb, (const char *)a32, 5);
 	}
-	uint8_t *tmp = NULL;
-	size_t tmpcap = 0;
 	na_key lo, hi, last;
 	if (q->has_from) na_key_floor(&lo, q->from);
 	if (q->has_to) na_key_floor(&hi, q->to);
-	MDB_val k, v;
 	uint32_t count = 0;
 	bool more = false;
-	/* position on the first candidate */
+	walk w;
+	const uint8_t *from = NULL, *before = NULL;
 	if (!q->reverse) {
-		if (q->has_after) {
-			k.mv_size = NA_KEY_BYTES;
-			k.mv_data = (void *)q->after.b;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-			if (rc == 0 && memcmp(k.mv_data, q->after.b, NA_KEY_BYTES) == 0)
-				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-			if (rc == 0 && q->has_from && memcmp(k.mv_data, lo.b, NA_KEY_BYTES) < 0) {
-				k.mv_data = lo.b;
-				rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-			}
-		} else if (q->has_from) {
-			k.mv_size = NA_KEY_BYTES;
-			k.mv_data = lo.b;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		} else {
-			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-		}
+		from = q->has_from ? lo.b : NULL;
+		if (q->has_after && (!from || memcmp(q->after.b, from, NA_KEY_BYTES) >= 0))
+			from = q->after.b;
 	} else {
-		/* the first key strictly below the bound, walking backwards */
-		const uint8_t *bound = q->has_after ? q->after.b : q->has_to ? hi.b : NULL;
-		if (q->has_after && q->has_to && memcmp(hi.b, q->after.b, NA_KEY_BYTES) < 0)
-			bound = hi.b;
-		if (bound) {
-			k.mv_size = NA_KEY_BYTES;
-			k.mv_data = (void *)bound;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-			if (rc == 0)
-				rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-			else if (rc == MDB_NOTFOUND)
-				rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-		} else {
-			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-		}
+		before = q->has_to ? hi.b : NULL;
+		if (q->has_after && (!before || memcmp(q->after.b, before, NA_KEY_BYTES) < 0))
+			before = q->after.b;
 	}
-	while (rc == 0) {
-		if (k.mv_size != NA_KEY_BYTES) {
-			rc = -EIO;
-			break;
+	rc = walk_open(&w, s, txn, q->reverse, from, before);
+	const uint8_t *key;
+	while (rc == 0 && (rc = walk_next(&w, &key)) == 0) {
+		if (!q->reverse) {
+			if (q->has_after && memcmp(key, q->after.b, NA_KEY_BYTES) <= 0)
+				continue;
+			if (q->has_from && memcmp(key, lo.b, NA_KEY_BYTES) < 0)
+				continue;
+			if (q->has_to && memcmp(key, hi.b, NA_KEY_BYTES) >= 0)
+				break;
+		} else {
+			if (before && memcmp(key, before, NA_KEY_BYTES) >= 0)
+				continue;
+			if (q->has_from && memcmp(key, lo.b, NA_KEY_BYTES) < 0)
+				break;
 		}
-		if (!q->reverse && q->has_to && memcmp(k.mv_data, hi.b, NA_KEY_BYTES) >= 0)
-			break;
-		if (q->reverse && q->has_from && memcmp(k.mv_data, lo.b, NA_KEY_BYTES) < 0)
-			break;
 		if (count == q->limit || (count > 0 && sb->size > NA_RANGE_MAX_BYTES)) {
 			more = true; /* the page is full: by count or by bytes */
 			break;
 		}
-		if ((rc = emit(s, q, &v, sb, &tmp, &tmpcap)))
+		if ((rc = emit(&w, q, sb)))
 			break;
-		memcpy(last.b, k.mv_data, NA_KEY_BYTES);
+		memcpy(last.b, key, NA_KEY_BYTES);
 		count++;
-		rc = mdb_cursor_get(cur, &k, &v, q->reverse ? MDB_PREV : MDB_NEXT);
 	}
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
-	mdb_cursor_close(cur);
+	if (rc == MDB_CORRUPTED)
+		rc = -EIO;
+	walk_close(&w);
 	na_store_rend(s, txn);
-	free(tmp);
 	if (rc == 0) {
 		if (direct) {
 			uint8_t *c = (uint8_t *)sb->data + count_at + 1;
@@ -592,6 +958,32 @@ int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk)
 	return rc;
 }
 
+/* Counts live members (single records: 1) of every entry. */
+static int count_scan(na_store *s, MDB_txn *txn, uint64_t *n)
+{
+	walk w;
+	*n = 0;
+	int rc = walk_open(&w, s, txn, false, NULL, NULL);
+	const uint8_t *key;
+	while (rc == 0 && (rc = walk_next(&w, &key)) == 0)
+		(*n)++;
+	walk_close(&w);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int na_store_articles(na_store *s, MDB_txn *txn, uint64_t *n)
+{
+	MDB_val v;
+	int rc = na_meta_get(s, txn, "articles", &v);
+	if (rc == 0 && v.mv_size == 8) {
+		*n = na_be64_get(v.mv_data);
+		return 0;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	return count_scan(s, txn, n); /* a read-only version 1 archive */
+}
+
 int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_t to, uint64_t *n)
 {
 	MDB_txn *txn;
@@ -600,37 +992,26 @@ int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_
 		return rc;
 	*n = 0;
 	if (!has_from && !has_to) {
-		MDB_stat st;
-		rc = mdb_stat(txn, s->articles, &st);
-		*n = st.ms_entries;
-		na_store_rend(s, txn);
-		return rc;
-	}
-	MDB_cursor *cur;
-	if ((rc = mdb_cursor_open(txn, s->articles, &cur))) {
+		rc = na_store_articles(s, txn, n);
 		na_store_rend(s, txn);
 		return rc;
 	}
 	na_key lo, hi;
-	MDB_val k, v;
 	if (has_to) na_key_floor(&hi, to);
-	if (has_from) {
-		na_key_floor(&lo, from);
-		k.mv_size = NA_KEY_BYTES;
-		k.mv_data = lo.b;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	} else {
-		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	}
-	while (rc == 0) {
-		if (has_to && (k.mv_size != NA_KEY_BYTES || memcmp(k.mv_data, hi.b, NA_KEY_BYTES) >= 0))
+	if (has_from) na_key_floor(&lo, from);
+	walk w;
+	rc = walk_open(&w, s, txn, false, has_from ? lo.b : NULL, NULL);
+	const uint8_t *key;
+	while (rc == 0 && (rc = walk_next(&w, &key)) == 0) {
+		if (has_from && memcmp(key, lo.b, NA_KEY_BYTES) < 0)
+			continue;
+		if (has_to && memcmp(key, hi.b, NA_KEY_BYTES) >= 0)
 			break;
 		(*n)++;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
+	walk_close(&w);
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
-	mdb_cursor_close(cur);
 	na_store_rend(s, txn);
 	return rc;
 }
@@ -653,9 +1034,11 @@ int na_store_stats_get(na_store *s, na_store_stats *o)
 	for (size_t i = 0; i < sizeof all / sizeof all[0] && rc == 0; i++) {
 		rc = mdb_stat(txn, all[i], &st);
 		if (i == 0)
-			o->articles = st.ms_entries;
+			o->records = st.ms_entries;
 		o->page_bytes += pages(&st);
 	}
+	if (rc == 0)
+		rc = na_store_articles(s, txn, &o->articles);
 	if (rc == 0 && (rc = mdb_stat(txn, 0, &st)) == 0) /* the main db */
 		o->page_bytes += pages(&st);
 	if (rc == 0)
