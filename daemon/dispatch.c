@@ -196,8 +196,15 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 21);
+	msgpack_pack_map(&pk, 24);
 	kv_u64(&pk, "articles", st.articles);
+	kv_u64(&pk, "records", st.records);
+	kv_u64(&pk, "blocks_compacted", s->compacted_blocks);
+	na_mp_pack_cstr(&pk, "compacting");
+	if (na_compact_pending(s))
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
 	kv_u64(&pk, "raw_bytes", st.raw_bytes);
 	kv_u64(&pk, "stored_bytes", st.stored_bytes);
 	na_mp_pack_cstr(&pk, "ratio");
@@ -606,8 +613,24 @@ static void write_done(na_wjob *job)
 		s->dict_stored += w->stored_sum;
 		s->dict_records += w->dict_records;
 	}
-	if (job->code == NA_CODE_OK && job->seq_after)
+	if (job->code == NA_CODE_OK && job->seq_after) {
 		na_repl_committed(s, job->seq_after);
+		/* the lowest key stored (a delete's key is not known here) */
+		bool any = false, unknown = w->kind == 2;
+		na_key lo, k;
+		for (uint32_t i = 0; i < job->n && !unknown; i++) {
+			const na_witem *it = &w->items[i];
+			if (it->skip || (it->status != NA_WS_CREATED && it->status != NA_WS_UPDATED))
+				continue;
+			na_key_make(&k, it->micros, it->seq);
+			if (!any || memcmp(k.b, lo.b, NA_KEY_BYTES) < 0)
+				lo = k;
+			any = true;
+			unknown |= it->status == NA_WS_UPDATED; /* the old version left a gap */
+		}
+		if (any || unknown)
+			na_compact_wrote(s, unknown ? NULL : &lo);
+	}
 	if (job->code == NA_CODE_OK && w->replicas && !c->closing && w->kind != 2) {
 		/* hold the reply until enough followers have it */
 		msgpack_sbuffer body;

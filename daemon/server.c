@@ -84,6 +84,7 @@ static void reload(na_server *s)
 	RESTART(max_map_size)
 	RESTART(compression_level)
 	RESTART(dict_size)
+	RESTART(block_level)
 	RESTART(metrics_listen)
 	RESTART(allow_unauthenticated)
 	RESTART(socket_mode)
@@ -133,6 +134,7 @@ static void on_tick(uv_timer_t *t)
 	uint64_t now = uv_now(s->loop);
 	if (!s->stopping) {
 		na_repl_tick(s);
+		na_compact_tick(s);
 		if (++s->ticks % 5 == 0)
 			notify_status(s);
 		if (s->ticks % 10 == 0)
@@ -189,6 +191,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.max_map_size = cfg->max_map_size,
 		.relaxed = cfg->relaxed,
 		.level = cfg->compression_level,
+		.block_level = cfg->block_level,
 		.max_article = cfg->max_article_bytes,
 		.fork_history = cfg->follow[0] == 0,
 	};
@@ -412,6 +415,7 @@ int na_server_listen(na_server *s)
 
 void na_server_free(na_server *s)
 {
+	na_compact_free(s);
 	if (s->cfg.socket[0] && s->have_pipe)
 		unlink(s->cfg.socket);
 	na_store_close(&s->store);

@@ -263,6 +263,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		*msg = "out of memory";
 		return rc;
 	}
+	na_codec_set_block_level(s->codec, o->block_level ? o->block_level : o->level);
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
 	if (o->relaxed)
 		flags |= MDB_NOSYNC;

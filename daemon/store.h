@@ -26,6 +26,7 @@ typedef struct na_store_opts {
 	size_t max_map_size;   /* the map never grows past this */
 	bool relaxed;          /* MDB_NOSYNC: commits are not fsynced */
 	int level;             /* zstd level */
+	int block_level;       /* zstd level of blocks (0: level) */
 	size_t max_article;    /* largest article accepted, bytes */
 	bool readonly;         /* open read-only (verify) */
 	bool fork_history;     /* a primary: continue under a new history id */
