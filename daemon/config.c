@@ -89,7 +89,7 @@ void na_config_defaults(na_config *c)
 	c->max_map_size = 256 * G;
 	c->compression_level = 3;
 	c->dict_size = 64 * K;
-	c->block_bytes = 32 * K;
+	c->block_bytes = 0;
 	c->block_level = 6;
 	c->train_min = 2000;
 	c->max_request_bytes = NA_MAX_REQUEST_BYTES_DEFAULT;
