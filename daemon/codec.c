@@ -2,7 +2,16 @@
  * codec.c - record encoding, zstd with trained dictionaries (see codec.h).
  *
  * Dictionaries are pre-digested once into a CDict and a DDict, which zstd
- * allows many threads to share. Contexts (CCtx/DCtx) are per use and come
+ * allows many threads to share. Blocks (runs of articles in one frame, see
+ * codec.h) are compressed at their own level (block_level: they are built
+ * off the write path), so each dictionary has a second CDict for it; zstd
+ * takes the level of a frame from the CDict it references.
+ *
+ * Block headers are untrusted input like any record: the parser bounds the
+ * member count, checks every varint, requires the lengths to add up to the
+ * declared total (itself bounded by max_raw), keys to increase strictly
+ * without wrapping, and one live member; decoding checks that exactly the
+ * declared number of bytes comes out. Contexts (CCtx/DCtx) are per use and come
  * from a mutex-protected free list, so the loop thread, worker threads and
  * the writer never contend for more than a pointer swap.
  */

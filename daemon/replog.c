@@ -42,7 +42,18 @@
  * (insert a version that is already there: nothing; remove one that is gone:
  * nothing). Until the snapshot is whole, the follower's meta carries a
  * "snapshot" mark: if it dies meanwhile, it starts over with a new snapshot.
- * Dictionaries travel before the first record that uses them.
+ * Dictionaries travel before the first record that uses them. Rows are
+ * stored entries: single records or whole blocks (a follower keeps blocks
+ * as they come when they overlap nothing it has, else stores their members
+ * one by one). The snapshot cursor is the last article shipped; when the
+ * compactor packed it together with later ones between two chunks, the
+ * block holding it is sent again whole and the follower skips what it has.
+ *
+ * Blocks are local: compaction writes no log entry, and a log entry names
+ * an article key. When that article sits in a block by the time the entry
+ * is shipped, the sender sends it as a raw single record (decoding each
+ * block once for a run of entries that fall into it); the follower stores
+ * it as a single record and its own compactor packs it again.
  *
  * Streaming is push. After each commit the primary sends new entries to
  * every connected follower in batches ("log" notifications). The follower

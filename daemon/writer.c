@@ -14,6 +14,19 @@
  * created it), so a log reader finds either exactly the bytes the change
  * wrote, or nothing because a later entry in the log removed them.
  *
+ * Blocks (codec.h, compact.c). Puts always store single records. When the
+ * version a put replaces, or a delete removes, is a member of a block, the
+ * block is rewritten with that member flagged dead (the compressed payload
+ * is copied as is: no decompression, no recompression on the writer); if it
+ * was the first live member, the block moves to the next one's key. A put
+ * whose key falls between two live members of a block (an article older
+ * than the newest ones) splits the block into two copies of the payload
+ * with complementary dead flags, so entries never overlap (store.c). The
+ * compactor later repacks blocks with dead members. NA_WOP_COMPACT swaps a
+ * compactor's block in for its source entries only if they are still there,
+ * adjacent and unchanged; it writes no log entry (the articles are the
+ * same) so every node compacts on its own.
+ *
  * When LMDB reports MDB_MAP_FULL the transaction is aborted, readers are
  * kept out (resize_lock), the map is doubled up to max_map_size and the
  * whole group is applied again. At the limit, jobs are retried one per
@@ -36,7 +49,7 @@ enum { LOG_PUT = 'P', LOG_DELETE = 'D', LOG_DICT = 'Z' };
 typedef struct wstate {
 	uint64_t seq, raw_bytes, stored_bytes, articles;
 	na_key max_key;
-	bool have_max;
+	bool have_max, any_blocks;
 } wstate;
 
 static void save(const na_writer *w, wstate *s)
@@ -47,6 +60,7 @@ static void save(const na_writer *w, wstate *s)
 	s->articles = w->articles;
 	s->max_key = w->max_key;
 	s->have_max = w->have_max;
+	s->any_blocks = w->any_blocks;
 }
 
 static void restore(na_writer *w, const wstate *s)
@@ -57,6 +71,7 @@ static void restore(na_writer *w, const wstate *s)
 	w->articles = s->articles;
 	w->max_key = s->max_key;
 	w->have_max = s->have_max;
+	w->any_blocks = s->any_blocks;
 }
 
 static int log_append(na_writer *w, MDB_txn *txn, uint64_t seq, const uint8_t *e, size_t n)
@@ -79,6 +94,16 @@ static int del_guid(na_writer *w, MDB_txn *txn, const char *g, uint32_t gn, cons
 static int refresh_max(na_writer *w, MDB_txn *txn);
 
 /* ---- articles inside blocks ------------------------------------------ */
+
+/* The archive holds (or held) blocks: from then on, a put below the highest
+ * key checks whether it falls inside one. Recorded in meta "blocks". */
+static int note_blocks(na_writer *w, MDB_txn *txn)
+{
+	if (w->any_blocks)
+		return 0;
+	w->any_blocks = true;
+	return na_meta_put_u64(w->store, txn, "blocks", 1);
+}
 
 static int scratch(na_buf *b, size_t want)
 {
@@ -226,7 +251,7 @@ static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 	na_key_make(&key, it->micros, seq);
 	MDB_val k = { NA_KEY_BYTES, key.b }, v = { it->rec_len, (void *)it->rec };
 	bool append = !w->have_max || memcmp(key.b, w->max_key.b, NA_KEY_BYTES) > 0;
-	if (!append && (rc = make_room(w, txn, &key)))
+	if (!append && w->any_blocks && (rc = make_room(w, txn, &key)))
 		return rc;
 	if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
 		return rc;
@@ -341,7 +366,7 @@ static int insert_single(na_writer *w, MDB_txn *txn, const na_key *key, const ui
 			return 0; /* already have it (a snapshot overlapping the log) */
 		if (rc != MDB_NOTFOUND)
 			return rc;
-		if ((rc = make_room(w, txn, key)))
+		if (w->any_blocks && (rc = make_room(w, txn, key)))
 			return rc;
 	}
 	if (na_store_decode(s, rec, len, &dec->data, &dec->cap, &dec->len))
@@ -403,6 +428,8 @@ static int insert_block(na_writer *w, MDB_txn *txn, const na_key *key, const uin
 	if (na_block_decode(s->codec, b, dec->data, dec->cap))
 		return MDB_CORRUPTED;
 	if (whole) {
+		if ((rc = note_blocks(w, txn)))
+			return rc;
 		MDB_val k = { NA_KEY_BYTES, first.b }, v = { len, (void *)rec };
 		if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
 			return rc;
@@ -535,6 +562,8 @@ static int apply_compact(na_writer *w, MDB_txn *txn, na_wjob *j)
 			break;
 		w->stored_bytes = w->stored_bytes - old + cb->rec_len;
 		j->compacted++;
+		if ((rc = note_blocks(w, txn)))
+			break;
 	}
 	mdb_cursor_close(cur);
 	return rc;
@@ -1020,6 +1049,7 @@ static void run_done(uv_async_t *a)
 static int load_state(na_writer *w)
 {
 	na_store *s = w->store;
+	uint64_t blocks = 0;
 	MDB_txn *txn;
 	int rc = na_store_rbegin(s, &txn);
 	if (rc)
@@ -1027,8 +1057,10 @@ static int load_state(na_writer *w)
 	if ((rc = na_meta_get_u64(s, txn, "seq", &w->seq)) ||
 	    (rc = na_meta_get_u64(s, txn, "raw_bytes", &w->raw_bytes)) ||
 	    (rc = na_meta_get_u64(s, txn, "stored_bytes", &w->stored_bytes)) ||
-	    (rc = na_store_articles(s, txn, &w->articles)))
+	    (rc = na_store_articles(s, txn, &w->articles)) ||
+	    (rc = na_meta_get_u64(s, txn, "blocks", &blocks)))
 		goto out;
+	w->any_blocks = blocks != 0;
 	w->have_max = false;
 	rc = refresh_max(w, txn);
 out:

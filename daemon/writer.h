@@ -148,6 +148,7 @@ typedef struct na_writer {
 	uint64_t seq, raw_bytes, stored_bytes, articles;
 	na_key max_key;           /* the highest article key (have_max) */
 	bool have_max;
+	bool any_blocks;          /* meta "blocks": the archive has stored blocks */
 	na_buf scratch;           /* decoded articles, reused */
 	na_buf blockbuf, blockbuf2; /* blocks being rewritten */
 	na_block *blk;            /* a parsed block */
