@@ -380,7 +380,7 @@ static void read_work(uv_work_t *w)
 	} else {
 		reply_head(&pk, rr->msgid);
 		msgpack_pack_nil(&pk);
-		rc = na_store_range(st, &rr->q, &pk);
+		rc = na_store_range(st, &rr->q, &rr->out);
 	}
 	if (rc) {
 		rr->failed = true;

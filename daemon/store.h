@@ -63,6 +63,9 @@ typedef struct na_store {
 	pthread_mutex_t txn_lock;
 	MDB_txn *txn_free[64];
 	unsigned txn_free_n;
+	/* A second decoder for range pages (store.c): a range on a worker
+	 * thread hands it half of the records to decompress when it is idle. */
+	struct na_helper *helper;
 } na_store;
 
 /* Opens (creating if needed) the archive in opts->dir. 0 or a negative
@@ -147,9 +150,10 @@ typedef struct na_range_q {
 	uint32_t timeout_ms;
 } na_range_q;
 
-/* Packs the {"articles": [...], "next": ...} result of a range query.
- * Returns 0 or a negative error (-EIO for a corrupt record). */
-int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk);
+/* Appends the {"articles": [...], "next": ...} result of a range query to
+ * sb (the articles are decoded straight into it). Returns 0 or a negative
+ * error (-EIO for a corrupt record); on an error sb is as it was. */
+int na_store_range(na_store *s, const na_range_q *q, msgpack_sbuffer *sb);
 /* Counts articles with from <= published < to. */
 int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_t to,
 		   uint64_t *n);

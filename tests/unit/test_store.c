@@ -240,9 +240,7 @@ static void range(fx *f, const na_range_q *q, page *p)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	assert_int_equal(na_store_range(&f->store, q, &pk), 0);
+	assert_int_equal(na_store_range(&f->store, q, &sb), 0);
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	size_t off = 0;
@@ -1309,6 +1307,39 @@ static void test_blocks_replicated(void **state)
 	teardown(&gs);
 }
 
+/* Pages big enough to be decoded on two threads (store.c), mixing single
+ * records and blocks, in both directions: every article in its place. */
+static void test_range_parallel_decode(void **state)
+{
+	fx *f = *state;
+	char g[32], t[32];
+	for (int i = 0; i < 300; i++) {
+		snprintf(g, sizeof g, "g%03d", i);
+		snprintf(t, sizeof t, "title %d", i);
+		assert_int_equal(put_ex(f, g, 1000 + i, 0, t, 300 + (size_t)(i % 7) * 50).code, 0);
+		if (i == 149)
+			assert_true(compact_all(f, 9, NULL) > 0);
+	}
+	char *want = malloc(16384), *got = malloc(16384);
+	want[0] = 0;
+	for (int i = 0; i < 300; i++) {
+		size_t l = strlen(want);
+		snprintf(want + l, 16384 - l, "%s%03d", l ? " g" : "g", i);
+	}
+	for (uint32_t limit = 1000; limit >= 37; limit = limit == 1000 ? 150 : 37) {
+		range_both(f, false, 0, false, 0, limit, got, 16384);
+		assert_string_equal(got, want);
+		if (limit == 37)
+			break;
+	}
+	/* a page cut by a time bound in the middle of a block */
+	na_range_q q = { .has_from = true, .from = 1005 * US, .has_to = true, .to = 1290 * US,
+			 .limit = 1000 };
+	assert_int_equal(range_all(f, q, got, 16384, NULL), 285);
+	free(want);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1326,6 +1357,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocks_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_compaction_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_replicated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_parallel_decode, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
