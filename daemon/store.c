@@ -593,64 +593,73 @@ int na_store_read_key(na_store *s, MDB_txn *txn, const na_key *key, na_buf *dec)
 	return rc;
 }
 
+/* Is the article at ak the one with this guid? 1 yes, 0 no, or an error. */
+static int find_check(na_store *s, MDB_txn *txn, const uint8_t *ak, const char *guid, uint32_t gn,
+		      na_block *blk, na_loc *loc, na_buf *dec)
+{
+	int rc = na_store_locate(s, txn, (const na_key *)ak, loc, blk);
+	if (rc == MDB_NOTFOUND)
+		return MDB_CORRUPTED; /* the index names a key that is not there */
+	if (rc || (rc = na_store_read_loc(s, loc, blk, dec)))
+		return rc;
+	const char *g;
+	uint32_t glen;
+	if (na_article_guid(dec->data, dec->len, &g, &glen))
+		return MDB_CORRUPTED;
+	return glen == gn && memcmp(g, guid, gn) == 0;
+}
+
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
 		  const uint8_t **recp, size_t *reclenp, na_buf *dec)
 {
 	uint8_t hb[8];
 	na_be64_put(hb, na_store_guid_hash(s, guid, gn));
 	MDB_val k = { 8, hb }, v;
-	/* most lookups on the write path are for new guids: no cursor then */
+	na_block blk; /* ~7 KiB of scratch on the stack, written only for blocks */
+	na_loc loc;
+	/* The first (usually only) article under this hash, without a cursor:
+	 * a new guid on the write path, or a get that finds it at once. */
 	int rc = mdb_get(txn, s->guids, &k, &v);
 	if (rc)
 		return rc;
+	if (v.mv_size != NA_KEY_BYTES)
+		return MDB_CORRUPTED;
+	uint8_t first[NA_KEY_BYTES];
+	memcpy(first, v.mv_data, NA_KEY_BYTES);
+	rc = find_check(s, txn, first, guid, gn, &blk, &loc, dec);
+	if (rc < 0 || rc > 1)
+		return rc;
+	if (rc == 1)
+		goto found;
+	/* a hash shared with other guids: look at the others */
 	MDB_cursor *cur;
 	if ((rc = mdb_cursor_open(txn, s->guids, &cur)))
 		return rc;
-	na_block *blk = NULL;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
 		if (v.mv_size != NA_KEY_BYTES) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		na_key ak;
-		memcpy(ak.b, v.mv_data, NA_KEY_BYTES);
-		na_loc loc;
-		MDB_val tk = { NA_KEY_BYTES, ak.b }, tv;
-		/* the common case, a single record: no block scratch needed */
-		if (mdb_get(txn, s->articles, &tk, &tv) == 0 && !na_rec_is_block(tv.mv_data, tv.mv_size)) {
-			rc = na_store_locate(s, txn, &ak, &loc, NULL);
-		} else {
-			if (!blk && !(blk = malloc(sizeof *blk))) {
-				rc = -ENOMEM;
-				break;
-			}
-			rc = na_store_locate(s, txn, &ak, &loc, blk);
-		}
-		if (rc == MDB_NOTFOUND) {
-			rc = MDB_CORRUPTED;
+		if (memcmp(v.mv_data, first, NA_KEY_BYTES) == 0)
+			continue;
+		memcpy(first, v.mv_data, NA_KEY_BYTES);
+		rc = find_check(s, txn, first, guid, gn, &blk, &loc, dec);
+		if (rc == 1) {
+			rc = 0;
 			break;
 		}
 		if (rc)
 			break;
-		const char *g;
-		uint32_t glen;
-		if ((rc = na_store_read_loc(s, &loc, blk, dec)))
-			break;
-		if (na_article_guid(dec->data, dec->len, &g, &glen)) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		if (glen == gn && memcmp(g, guid, gn) == 0) {
-			*key = ak;
-			*recp = loc.rec;
-			*reclenp = loc.rec_len;
-			break;
-		}
 	}
-	free(blk);
 	mdb_cursor_close(cur);
-	return rc;
+	if (rc)
+		return rc;
+found:
+	memcpy(key->b, first, NA_KEY_BYTES);
+	*recp = loc.rec;
+	*reclenp = loc.rec_len;
+	return 0;
 }
 
 /*
