@@ -894,12 +894,12 @@ static int emit_projected(walk *w, const na_range_q *q, msgpack_sbuffer *sb)
  * Decoding a range page on two cores. A page of whole articles is first
  * planned: the walk lists what to decode (a single record, or members of a
  * block) and where each article goes in the reply, whose size is known
- * from the record headers. The tasks are then split in two halves of about
- * equal bytes; the helper thread decodes one while the worker decodes the
- * other, straight into their places in the reply buffer. A zstd frame
- * decodes at a fixed cost per output byte, so on a machine with a spare
- * core this halves the time a large page takes. When the helper is busy
- * (another range holds it), the worker decodes everything itself.
+ * from the record headers. Then the worker and a helper thread take the
+ * tasks in turn, each decoding straight into its place in the reply buffer.
+ * A zstd frame decodes at a fixed cost per output byte, so with a spare core
+ * a large page takes about half the time; with none, the worker simply does
+ * (nearly) all of it. When the helper is busy (another range holds it), the
+ * worker decodes everything itself.
  */
 typedef struct dtask {
 	const uint8_t *rec;    /* the record (in the read transaction's pages) */
@@ -913,87 +913,94 @@ typedef struct dtask {
 struct na_helper {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool busy, ready, done, stop;
+	pthread_cond_t cond;       /* the helper waits here for work */
+	pthread_cond_t done_cond;  /* the worker waits here for the last task */
+	bool busy, stop;           /* busy: a page is being shared */
 	na_codec *codec;
 	const dtask *tasks;
-	size_t ntasks;
+	size_t ntasks, next, finished;
 	uint8_t *base;
 	int rc;
 };
 
-/* Decodes tasks into base. 0 or -EIO/-ENOMEM. */
-static int run_tasks(na_codec *codec, const dtask *t, size_t n, uint8_t *base)
+/* Per-thread scratch for block tasks. */
+typedef struct tscratch {
+	na_block *b;
+	uint8_t *tmp;
+	size_t tmpcap;
+} tscratch;
+
+/* Decodes one task into base. 0 or -EIO/-ENOMEM. */
+static int run_task(na_codec *codec, const dtask *t, uint8_t *base, tscratch *sc)
 {
-	na_block *b = NULL;
-	uint8_t *tmp = NULL;
-	size_t tmpcap = 0;
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (!t[i].block) {
-			size_t got;
-			if (na_codec_decode(codec, t[i].rec, t[i].len, base + t[i].out, t[i].bytes, &got) ||
-			    got != t[i].bytes)
-				rc = -EIO;
-			continue;
-		}
-		if (!b && !(b = malloc(sizeof *b))) {
-			rc = -ENOMEM;
-			break;
-		}
-		if (na_block_parse(codec, t[i].rec, t[i].len, b)) {
-			rc = -EIO;
-			break;
-		}
-		if (tmpcap < b->raw_len) {
-			uint8_t *p = realloc(tmp, b->raw_len);
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			tmp = p;
-			tmpcap = b->raw_len;
-		}
-		if (na_block_decode(codec, b, tmp, tmpcap)) {
-			rc = -EIO;
-			break;
-		}
-		size_t at = t[i].out;
-		int step = t[i].from <= t[i].to ? 1 : -1;
-		for (int m = t[i].from;; m += step) {
-			if (!b->m[m].dead) {
-				memcpy(base + at, tmp + b->m[m].off, b->m[m].len);
-				at += b->m[m].len;
-			}
-			if (m == t[i].to)
-				break;
-		}
-		if (at - t[i].out != t[i].bytes)
-			rc = -EIO;
+	if (!t->block) {
+		size_t got;
+		if (na_codec_decode(codec, t->rec, t->len, base + t->out, t->bytes, &got) ||
+		    got != t->bytes)
+			return -EIO;
+		return 0;
 	}
-	free(b);
-	free(tmp);
-	return rc;
+	if (!sc->b && !(sc->b = malloc(sizeof *sc->b)))
+		return -ENOMEM;
+	na_block *b = sc->b;
+	if (na_block_parse(codec, t->rec, t->len, b))
+		return -EIO;
+	if (sc->tmpcap < b->raw_len) {
+		uint8_t *p = realloc(sc->tmp, b->raw_len);
+		if (!p)
+			return -ENOMEM;
+		sc->tmp = p;
+		sc->tmpcap = b->raw_len;
+	}
+	if (na_block_decode(codec, b, sc->tmp, sc->tmpcap))
+		return -EIO;
+	size_t at = t->out;
+	int step = t->from <= t->to ? 1 : -1;
+	for (int m = t->from;; m += step) {
+		if (!b->m[m].dead) {
+			memcpy(base + at, sc->tmp + b->m[m].off, b->m[m].len);
+			at += b->m[m].len;
+		}
+		if (m == t->to)
+			break;
+	}
+	return at - t->out == t->bytes ? 0 : -EIO;
+}
+
+static void scratch_free(tscratch *sc)
+{
+	free(sc->b);
+	free(sc->tmp);
+}
+
+/* Takes the next task of the shared page and runs it; false when none is
+ * left. Called with h->lock held; returns with it held. */
+static bool share_one(struct na_helper *h, tscratch *sc)
+{
+	if (!h->busy || h->next >= h->ntasks)
+		return false;
+	size_t i = h->next++;
+	pthread_mutex_unlock(&h->lock);
+	int rc = run_task(h->codec, &h->tasks[i], h->base, sc);
+	pthread_mutex_lock(&h->lock);
+	if (rc && !h->rc)
+		h->rc = rc;
+	if (++h->finished == h->ntasks)
+		pthread_cond_signal(&h->done_cond);
+	return true;
 }
 
 static void *helper_main(void *arg)
 {
 	struct na_helper *h = arg;
+	tscratch sc = { 0 };
 	pthread_mutex_lock(&h->lock);
-	for (;;) {
-		while (!h->ready && !h->stop)
+	while (!h->stop) {
+		if (!share_one(h, &sc))
 			pthread_cond_wait(&h->cond, &h->lock);
-		if (h->stop)
-			break;
-		h->ready = false;
-		pthread_mutex_unlock(&h->lock);
-		int rc = run_tasks(h->codec, h->tasks, h->ntasks, h->base);
-		pthread_mutex_lock(&h->lock);
-		h->rc = rc;
-		h->done = true;
-		pthread_cond_broadcast(&h->cond);
 	}
 	pthread_mutex_unlock(&h->lock);
+	scratch_free(&sc);
 	return NULL;
 }
 
@@ -1004,10 +1011,12 @@ static void helper_start(na_store *s)
 		return;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
+	pthread_cond_init(&h->done_cond, NULL);
 	h->codec = s->codec;
 	if (pthread_create(&h->thread, NULL, helper_main, h)) {
 		pthread_mutex_destroy(&h->lock);
 		pthread_cond_destroy(&h->cond);
+		pthread_cond_destroy(&h->done_cond);
 		free(h);
 		return;
 	}
@@ -1026,51 +1035,49 @@ static void helper_stop(na_store *s)
 	pthread_join(h->thread, NULL);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
+	pthread_cond_destroy(&h->done_cond);
 	free(h);
 	s->helper = NULL;
 }
 
 #define PARALLEL_MIN_BYTES (32u << 10)
 
-/* Decodes the planned tasks into base, on two threads when it pays. */
+/*
+ * Decodes the planned tasks into base. When the page is big and the helper
+ * is free, the tasks are shared: both threads take the next one in turn
+ * (under the helper's lock), so the worker never waits for work the helper
+ * has not started (if the helper is slow to wake, the worker does it all),
+ * only for a task the helper is in the middle of.
+ */
 static int decode_tasks(na_store *s, const dtask *t, size_t n, size_t total, uint8_t *base)
 {
 	struct na_helper *h = s->helper;
-	bool handed = false;
-	size_t mine = n;
+	tscratch sc = { 0 };
+	int rc = 0;
+	bool shared = false;
 	if (h && total >= PARALLEL_MIN_BYTES && n >= 2) {
-		/* the helper takes the tail: tasks after the middle byte */
-		size_t half = total / 2, i = 0;
-		while (i < n && t[i].out + t[i].bytes <= t[0].out + half)
-			i++;
-		if (i == 0)
-			i = 1;
-		if (i < n) {
-			pthread_mutex_lock(&h->lock);
-			if (!h->busy) {
-				h->busy = true;
-				h->tasks = t + i;
-				h->ntasks = n - i;
-				h->base = base;
-				h->done = false;
-				h->ready = true;
-				pthread_cond_broadcast(&h->cond);
-				handed = true;
-				mine = i;
-			}
-			pthread_mutex_unlock(&h->lock);
-		}
-	}
-	int rc = run_tasks(s->codec, t, mine, base);
-	if (handed) {
 		pthread_mutex_lock(&h->lock);
-		while (!h->done)
-			pthread_cond_wait(&h->cond, &h->lock);
-		if (rc == 0)
+		if (!h->busy) {
+			h->busy = true;
+			h->tasks = t;
+			h->ntasks = n;
+			h->next = h->finished = 0;
+			h->base = base;
+			h->rc = 0;
+			pthread_cond_signal(&h->cond);
+			shared = true;
+			while (share_one(h, &sc))
+				;
+			while (h->finished < h->ntasks)
+				pthread_cond_wait(&h->done_cond, &h->lock);
 			rc = h->rc;
-		h->busy = false;
+			h->busy = false;
+		}
 		pthread_mutex_unlock(&h->lock);
 	}
+	for (size_t i = 0; !shared && i < n && rc == 0; i++)
+		rc = run_task(s->codec, &t[i], base, &sc);
+	scratch_free(&sc);
 	return rc;
 }
 
