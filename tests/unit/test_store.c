@@ -1340,6 +1340,32 @@ static void test_range_parallel_decode(void **state)
 	free(got);
 }
 
+/* Two guids under one index hash (forced: an extra index entry), the other
+ * one first: the lookup looks past the first candidate. */
+static void test_find_hash_shared(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(put(f, "x", 1000, "the x").status, NA_WS_CREATED);
+	na_key kx;
+	char t[64];
+	assert_int_equal(find2(f, "x", &kx, t, sizeof t), 0);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(&f->store, "y", 1));
+	MDB_val hk = { 8, hb }, hv = { NA_KEY_BYTES, kx.b };
+	assert_int_equal(mdb_put(txn, f->store.guids, &hk, &hv, MDB_NODUPDATA), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	/* y is not stored yet: x's article is found under y's hash, and is not y */
+	assert_int_equal(find2(f, "y", NULL, t, sizeof t), MDB_NOTFOUND);
+	assert_int_equal(put(f, "y", 2000, "the y").status, NA_WS_CREATED);
+	assert_int_equal(find2(f, "y", NULL, t, sizeof t), 0);
+	assert_string_equal(t, "the y");
+	assert_int_equal(find2(f, "x", NULL, t, sizeof t), 0);
+	assert_string_equal(t, "the x");
+	assert_int_equal(put(f, "y", 2000, "the y").status, NA_WS_UNCHANGED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1358,6 +1384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocks_compaction_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_replicated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_parallel_decode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_find_hash_shared, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
