@@ -63,9 +63,6 @@ typedef struct na_store {
 	pthread_mutex_t txn_lock;
 	MDB_txn *txn_free[64];
 	unsigned txn_free_n;
-	/* A second decoder for range pages (store.c): a range on a worker
-	 * thread hands it half of the records to decompress when it is idle. */
-	struct na_helper *helper;
 } na_store;
 
 /* Opens (creating if needed) the archive in opts->dir. 0 or a negative

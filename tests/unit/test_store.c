@@ -1307,9 +1307,10 @@ static void test_blocks_replicated(void **state)
 	teardown(&gs);
 }
 
-/* Pages big enough to be decoded on two threads (store.c), mixing single
- * records and blocks, in both directions: every article in its place. */
-static void test_range_parallel_decode(void **state)
+/* Big pages planned and decoded straight into the reply (store.c), mixing
+ * single records and blocks, in both directions: every article in its
+ * place. */
+static void test_range_big_pages(void **state)
 {
 	fx *f = *state;
 	char g[32], t[32];
@@ -1383,7 +1384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocks_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_compaction_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_replicated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_range_parallel_decode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_big_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_find_hash_shared, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
