@@ -12,7 +12,12 @@
  * gathers runs of "loose" entries (single records, and blocks that have
  * dead members, a raw payload, or less than half the target size), decodes
  * them, and compresses each run of about block_bytes raw bytes into one
- * block at block_level. The writer then swaps each block in, in one
+ * block at block_level. Blocks are bigger than half a page, so LMDB keeps
+ * them in overflow pages, whole pages each: a run is cut where its
+ * compressed size, estimated from the ratio of the blocks made so far,
+ * nearly fills a whole number of pages (the one nearest to block_bytes
+ * compressed), instead of at a fixed raw size that would leave half a page
+ * empty on average. The writer then swaps each block in, in one
  * transaction, only if its source entries are all still there, adjacent and
  * byte-for-byte unchanged (checked by keyed hash); a stale block is simply
  * dropped and the next pass retries. Blocks change no article, so they are
@@ -56,6 +61,7 @@ typedef struct compact_req {
 	na_cblock cb[OUT_BLOCKS];
 	uint32_t ncb;
 	uint64_t raw_in;         /* statistics of this chunk */
+	double ratio;            /* raw / compressed of the blocks made so far */
 } compact_req;
 
 static bool loose_block(const na_block *b, size_t target)
@@ -107,6 +113,8 @@ static int run_flush(compact_req *q, run *r)
 					   .nsrc = r->nsrc };
 			q->ncb++;
 			q->raw_in += r->raw_len;
+			double seen = (double)r->raw_len / (double)len;
+			q->ratio = q->ratio > 0 ? 0.8 * q->ratio + 0.2 * seen : seen;
 		}
 	}
 	r->nsrc = r->nm = 0;
@@ -120,6 +128,14 @@ static void compact_work(uv_work_t *uw)
 	compact_req *q = uw->data;
 	na_store *st = &q->s->store;
 	size_t target = q->s->cfg.block_bytes;
+	/* cut runs to fill whole overflow pages (a page header of 16 bytes,
+	 * ~40 bytes of block header and ~8 per member, 4% to spare) */
+	double ratio = q->ratio > 1.0 ? q->ratio : 2.5;
+	size_t psize = st->psize ? st->psize : 4096;
+	size_t pages = (size_t)((double)target / ratio / (double)psize + 0.5);
+	if (pages < 1)
+		pages = 1;
+	double room = (double)(pages * psize - 16 - 40) * 0.96;
 	run *r = calloc(1, sizeof *r);
 	na_block *b = malloc(sizeof *b);
 	uint8_t *tmp = NULL;
@@ -145,16 +161,20 @@ static void compact_work(uv_work_t *uw)
 		bool is_block = na_rec_is_block(v.mv_data, v.mv_size);
 		bool loose;
 		uint32_t live = 1;
+		size_t entry_raw = 0;
 		na_rec rec;
 		if (is_block) {
 			if (na_block_parse(st->codec, v.mv_data, v.mv_size, b))
 				goto out;
-			loose = loose_block(b, target);
+			loose = loose_block(b, (size_t)(room * ratio));
 			live = b->live;
+			for (uint32_t i = 0; i < b->n; i++)
+				entry_raw += b->m[i].dead ? 0 : b->m[i].len;
 		} else {
 			if (na_rec_parse(st->codec, v.mv_data, v.mv_size, &rec))
 				goto out;
 			loose = rec.raw_len <= target;
+			entry_raw = rec.raw_len;
 		}
 		if (!loose) {
 			if (run_flush(q, r))
@@ -162,7 +182,10 @@ static void compact_work(uv_work_t *uw)
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 			continue;
 		}
-		if (r->nm + live > NA_BLOCK_MAX_MEMBERS && run_flush(q, r))
+		/* flush first when this entry would overfill the pages */
+		if ((r->nm + live > NA_BLOCK_MAX_MEMBERS ||
+		     (r->nsrc && (double)(r->raw_len + entry_raw) > (room - 8.0 * (r->nm + live)) * ratio)) &&
+		    run_flush(q, r))
 			goto out;
 		if (q->ncb == OUT_BLOCKS)
 			break;
@@ -204,7 +227,7 @@ static void compact_work(uv_work_t *uw)
 			r->raw_len += n;
 			r->gain = true;
 		}
-		if (r->raw_len >= target && run_flush(q, r))
+		if ((double)r->raw_len >= (room - 8.0 * r->nm) * ratio && run_flush(q, r))
 			goto out;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -302,6 +325,7 @@ static void compact_next(na_server *s, compact_req *q)
 		return;
 	}
 	if (q->at_end) {
+		s->compact_ratio = q->ratio;
 		free(q);
 		s->compact = NULL;
 		if (s->compact_dirty && uv_now(s->loop) - s->last_write_ms >= BUSY_MS)
@@ -347,6 +371,7 @@ void na_compact_kick(na_server *s)
 	s->compact_dirty = false;
 	s->compact_lo_set = false;
 	s->compact = q;
+	q->ratio = s->compact_ratio;
 	compact_run(s, q);
 }
 

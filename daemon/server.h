@@ -102,6 +102,7 @@ struct na_server {
 	uint64_t compact_seen_seq; /* follower: seq when last marked */
 	uint64_t last_write_ms;    /* loop time of the last acknowledged write */
 	uint64_t compacted_blocks, compact_stale;
+	double compact_ratio;      /* of the blocks made so far (0: none yet) */
 };
 
 /* Opens the store and starts the writer; listeners are separate. */
