@@ -1367,6 +1367,31 @@ static void test_find_hash_shared(void **state)
 	assert_int_equal(put(f, "y", 2000, "the y").status, NA_WS_UNCHANGED);
 }
 
+/* An archive of schema 1 (no article counter) opens, counts its articles
+ * and is marked schema 2. */
+static void test_schema1_upgrade(void **state)
+{
+	fx *f = *state;
+	put_series(f, 30);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	assert_int_equal(na_meta_put_u64(&f->store, txn, "schema", 1), 0);
+	MDB_val k = { 8, "articles" };
+	assert_int_equal(mdb_del(txn, f->store.meta, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(count(f, false, 0, false, 0), 30);
+	uint64_t schema = 0;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	assert_int_equal(na_meta_get_u64(&f->store, txn, "schema", &schema), 0);
+	na_store_rend(&f->store, txn);
+	assert_int_equal(schema, NA_SCHEMA_VERSION);
+	assert_int_equal(put(f, "more", 5000, "more").status, NA_WS_CREATED);
+	assert_int_equal(count(f, false, 0, false, 0), 31);
+	assert_int_equal(verify_problems(f), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1386,6 +1411,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocks_replicated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_big_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_find_hash_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema1_upgrade, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
