@@ -62,6 +62,7 @@ typedef struct compact_req {
 	uint32_t ncb;
 	uint64_t raw_in;         /* statistics of this chunk */
 	double ratio;            /* raw / compressed of the blocks made so far */
+	size_t target;           /* block_bytes when the pass began */
 } compact_req;
 
 static bool loose_block(const na_block *b, size_t target)
@@ -127,7 +128,7 @@ static void compact_work(uv_work_t *uw)
 {
 	compact_req *q = uw->data;
 	na_store *st = &q->s->store;
-	size_t target = q->s->cfg.block_bytes;
+	size_t target = q->target;
 	/* cut runs to fill whole overflow pages (a page header of 16 bytes,
 	 * ~40 bytes of block header and ~8 per member, 4% to spare) */
 	double ratio = q->ratio > 1.0 ? q->ratio : 2.5;
@@ -372,6 +373,7 @@ void na_compact_kick(na_server *s)
 	s->compact_lo_set = false;
 	s->compact = q;
 	q->ratio = s->compact_ratio;
+	q->target = s->cfg.block_bytes;
 	compact_run(s, q);
 }
 

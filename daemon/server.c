@@ -52,6 +52,9 @@ static void reload(na_server *s)
 	LIVE(log_retention_bytes, "%zu", (size_t))
 	LIVE(log_retention_age, "%u", (unsigned))
 	LIVE(train_min, "%llu", (unsigned long long))
+	if (n.block_bytes != c->block_bytes)
+		na_compact_wrote(s, NULL); /* a pass over everything with the new size */
+	LIVE(block_bytes, "%zu", (size_t))
 #undef LIVE
 	if (n.log_level != c->log_level) {
 		log_info("SIGHUP: log_level %s -> %s", na_log_level_name(c->log_level),
