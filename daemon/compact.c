@@ -10,7 +10,7 @@
  * unchanged). The compactor walks the articles table in key order a chunk at
  * a time on the worker pool, in a fresh read transaction per chunk: it
  * gathers runs of "loose" entries (single records, and blocks that have
- * dead members, a raw payload, or less than half the target size), decodes
+ * dead members or less than half the target size), decodes
  * them, and compresses each run of about block_bytes raw bytes into one
  * block at block_level. Blocks are bigger than half a page, so LMDB keeps
  * them in overflow pages, whole pages each: a run is cut where its
@@ -71,7 +71,9 @@ static bool loose_block(const na_block *b, size_t target)
 	for (uint32_t i = 0; i < b->n; i++)
 		if (!b->m[i].dead)
 			live += b->m[i].len;
-	return b->live != b->n || b->kind == NA_REC_RAW || live < target / 2;
+	/* a block stored raw (it did not compress) is not loose: packing it
+	 * again would give the same */
+	return b->live != b->n || live < target / 2;
 }
 
 static int run_reserve(run *r, size_t more)
@@ -214,7 +216,7 @@ static void compact_work(uv_work_t *uw)
 				memcpy(r->raw + r->raw_len, tmp + b->m[i].off, b->m[i].len);
 				r->raw_len += b->m[i].len;
 			}
-			r->gain |= b->live != b->n || b->kind == NA_REC_RAW;
+			r->gain |= b->live != b->n;
 		} else {
 			size_t n;
 			if (run_reserve(r, rec.raw_len) ||

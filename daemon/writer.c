@@ -548,12 +548,12 @@ static int apply_compact(na_writer *w, MDB_txn *txn, na_wjob *j)
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		k.mv_size = NA_KEY_BYTES;
-		k.mv_data = (void *)cb->src_keys;
-		if ((rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY)))
-			break;
-		for (uint32_t x = 0; x < cb->nsrc && rc == 0; x++)
-			rc = mdb_cursor_del(cur, 0);
+		/* by key: after mdb_cursor_del at the end of a page the cursor
+		 * is not on the next entry until it is moved */
+		for (uint32_t x = 0; x < cb->nsrc && rc == 0; x++) {
+			MDB_val dk = { NA_KEY_BYTES, (void *)(cb->src_keys + (size_t)x * NA_KEY_BYTES) };
+			rc = mdb_del(txn, s->articles, &dk, NULL);
+		}
 		if (rc)
 			break;
 		MDB_val nk = { NA_KEY_BYTES, w->blk->m[w->blk->first_live].key },
@@ -948,11 +948,12 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 }
 
 /* Jobs that change the archive's identity commit alone, so in-memory state
- * can follow their commit before the next group begins. */
+ * can follow their commit before the next group begins. Compaction commits
+ * alone too: if it ever fails, no client's write fails with it. */
 static bool solo(const na_wjob *j)
 {
 	return j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_SNAP_END || j->op == NA_WOP_HISTORY ||
-	       j->op == NA_WOP_PROMOTE || j->op == NA_WOP_TRIM;
+	       j->op == NA_WOP_PROMOTE || j->op == NA_WOP_TRIM || j->op == NA_WOP_COMPACT;
 }
 
 static void *writer_main(void *arg)
