@@ -144,9 +144,58 @@ static int put_remarked(na_writer *w, MDB_txn *txn, const na_block *b, const boo
 	return 0;
 }
 
+/* Rewrites the block at loc (parsed into w->blk) with only its live
+ * members other than loc's: decompressed and compressed again (a single
+ * record if one is left). Stored under its first member's key. */
+static int shrink_block(na_writer *w, MDB_txn *txn, const na_loc *loc)
+{
+	na_store *s = w->store;
+	na_block *b = w->blk;
+	na_bmember m[NA_BLOCK_MAX_MEMBERS];
+	int rc = scratch(&w->blockbuf2, b->raw_len ? b->raw_len : 1);
+	if (rc)
+		return rc;
+	uint8_t *raw = w->blockbuf2.data;
+	if (na_block_decode(s->codec, b, raw, w->blockbuf2.cap))
+		return MDB_CORRUPTED;
+	size_t used = 0;
+	uint32_t nm = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		if (b->m[i].dead || i == loc->member)
+			continue;
+		memmove(raw + used, raw + b->m[i].off, b->m[i].len); /* offsets only grow */
+		memcpy(m[nm].key, b->m[i].key, NA_KEY_BYTES);
+		m[nm].len = b->m[i].len;
+		m[nm].dead = false;
+		used += b->m[i].len;
+		nm++;
+	}
+	if (nm == 0)
+		return MDB_CORRUPTED;
+	size_t cap = nm == 1 ? na_codec_bound(used) : na_block_bound(nm, used), len;
+	if ((rc = scratch(&w->blockbuf, cap)))
+		return rc;
+	rc = nm == 1 ? na_codec_encode(s->codec, raw, used, w->blockbuf.data, &len)
+		     : na_block_encode(s->codec, m, nm, raw, used, w->blockbuf.data, &len);
+	if (rc)
+		return rc == -ENOMEM ? rc : MDB_CORRUPTED;
+	MDB_val ok = { NA_KEY_BYTES, (void *)loc->ckey.b };
+	if ((rc = mdb_del(txn, s->articles, &ok, NULL)))
+		return rc;
+	MDB_val k = { NA_KEY_BYTES, m[0].key }, v = { len, w->blockbuf.data };
+	if ((rc = mdb_put(txn, s->articles, &k, &v, 0)))
+		return rc;
+	w->stored_bytes += len;
+	return 0;
+}
+
 /* Removes the article at loc (a single record, or a member of the block
- * parsed into w->blk), keeping the byte counters in step. The block stays
- * compressed: the member is only marked dead. */
+ * parsed into w->blk), keeping the byte counters in step. In a block the
+ * member is only marked dead (the payload is copied as it is), until half
+ * of the block's bytes are dead, or at once when the map is at
+ * max_map_size: then the block is compressed again without them, so deletes
+ * give space back without waiting for the compactor (which may find no room
+ * to work in a full map). */
 static int remove_at(na_writer *w, MDB_txn *txn, const na_loc *loc)
 {
 	na_store *s = w->store;
@@ -154,9 +203,17 @@ static int remove_at(na_writer *w, MDB_txn *txn, const na_loc *loc)
 	w->articles--;
 	w->stored_bytes -= loc->rec_len;
 	int rc;
+	uint64_t live_after = 0;
+	if (loc->block)
+		for (uint32_t i = 0; i < w->blk->n; i++)
+			if (!w->blk->m[i].dead && i != loc->member)
+				live_after += w->blk->m[i].len;
 	if (!loc->block || w->blk->live == 1) {
 		MDB_val k = { NA_KEY_BYTES, (void *)loc->ckey.b };
 		rc = mdb_del(txn, s->articles, &k, NULL);
+	} else if (live_after * 2 <= w->blk->raw_len || s->map_size >= s->max_map_size) {
+		/* half dead, or the map cannot grow: give the space back now */
+		rc = shrink_block(w, txn, loc);
 	} else {
 		bool dead[NA_BLOCK_MAX_MEMBERS];
 		for (uint32_t i = 0; i < w->blk->n; i++)
