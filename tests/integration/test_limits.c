@@ -139,9 +139,6 @@ static void test_disk_full(void **state)
 	d.extra[1] = "1M";
 	d.extra[2] = "--max-map-size";
 	d.extra[3] = "4M";
-	/* the compactor, too, meets the full map (and must give up cleanly) */
-	d.extra[4] = "--block-bytes";
-	d.extra[5] = "16K";
 	assert_int_equal(na_test_daemon_start(&d), 0);
 	na_trpc t;
 	na_trpc_init(&t, na_test_connect_tcp(&d));
