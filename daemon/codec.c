@@ -2,7 +2,16 @@
  * codec.c - record encoding, zstd with trained dictionaries (see codec.h).
  *
  * Dictionaries are pre-digested once into a CDict and a DDict, which zstd
- * allows many threads to share. Contexts (CCtx/DCtx) are per use and come
+ * allows many threads to share. Blocks (runs of articles in one frame, see
+ * codec.h) are compressed at their own level (block_level: they are built
+ * off the write path), so each dictionary has a second CDict for it; zstd
+ * takes the level of a frame from the CDict it references.
+ *
+ * Block headers are untrusted input like any record: the parser bounds the
+ * member count, checks every varint, requires the lengths to add up to the
+ * declared total (itself bounded by max_raw), keys to increase strictly
+ * without wrapping, and one live member; decoding checks that exactly the
+ * declared number of bytes comes out. Contexts (CCtx/DCtx) are per use and come
  * from a mutex-protected free list, so the loop thread, worker threads and
  * the writer never contend for more than a pointer swap.
  */
@@ -23,6 +32,7 @@ typedef struct dict {
 	uint32_t id;
 	size_t len;
 	ZSTD_CDict *cdict;
+	ZSTD_CDict *bcdict;      /* at the block level (may be cdict) */
 	ZSTD_DDict *ddict;
 } dict;
 
@@ -32,7 +42,7 @@ typedef struct ctx_node {
 } ctx_node;
 
 struct na_codec {
-	int level;
+	int level, block_level;
 	size_t max_raw;
 	_Atomic(dict *) dicts[NA_MAX_DICTS + 1];
 	atomic_uint current;
@@ -49,6 +59,7 @@ int na_codec_create(int level, size_t max_raw, na_codec **out)
 	if (!c)
 		return -ENOMEM;
 	c->level = level;
+	c->block_level = level;
 	c->max_raw = max_raw;
 	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
@@ -70,6 +81,8 @@ static void free_ctx_list(ctx_node *n, bool cctx)
 
 static void free_dict(dict *d)
 {
+	if (d->bcdict != d->cdict)
+		ZSTD_freeCDict(d->bcdict);
 	ZSTD_freeCDict(d->cdict);
 	ZSTD_freeDDict(d->ddict);
 	free(d);
@@ -86,11 +99,8 @@ void na_codec_destroy(na_codec *c)
 	}
 	for (unsigned i = 0; i <= NA_MAX_DICTS; i++) {
 		dict *d = atomic_load(&c->dicts[i]);
-		if (d) {
-			ZSTD_freeCDict(d->cdict);
-			ZSTD_freeDDict(d->ddict);
-			free(d);
-		}
+		if (d)
+			free_dict(d);
 	}
 	free_ctx_list(c->cctx_free, true);
 	free_ctx_list(c->dctx_free, false);
@@ -110,18 +120,16 @@ int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len)
 	d->id = id;
 	d->len = len;
 	d->cdict = ZSTD_createCDict(bytes, len, c->level);
+	d->bcdict = c->block_level == c->level ? d->cdict
+					       : ZSTD_createCDict(bytes, len, c->block_level);
 	d->ddict = ZSTD_createDDict(bytes, len);
-	if (!d->cdict || !d->ddict) {
-		ZSTD_freeCDict(d->cdict);
-		ZSTD_freeDDict(d->ddict);
-		free(d);
+	if (!d->cdict || !d->bcdict || !d->ddict) {
+		free_dict(d);
 		return -EINVAL;
 	}
 	dict *expect = NULL;
 	if (!atomic_compare_exchange_strong(&c->dicts[id], &expect, d)) {
-		ZSTD_freeCDict(d->cdict);
-		ZSTD_freeDDict(d->ddict);
-		free(d);
+		free_dict(d);
 		return -EEXIST;
 	}
 	unsigned m = atomic_load(&c->max_id);
@@ -355,6 +363,232 @@ int na_codec_decode(na_codec *c, const uint8_t *recb, size_t len, uint8_t *out, 
 	if (ZSTD_isError(n) || n != rec.raw_len)
 		return -EINVAL;
 	*outlen = n;
+	return 0;
+}
+
+/* ---- blocks ----------------------------------------------------------- */
+
+void na_codec_set_block_level(na_codec *c, int level)
+{
+	c->block_level = level;
+}
+
+static size_t put_varint64(uint8_t *p, uint64_t v)
+{
+	size_t i = 0;
+	while (v >= 0x80) {
+		p[i++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[i++] = (uint8_t)v;
+	return i;
+}
+
+static int get_varint64(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int shift = 0;; shift += 7) {
+		if (*i >= len || shift > 63)
+			return -EINVAL;
+		uint8_t b = p[(*i)++];
+		if (shift == 63 && (b & 0x7e))
+			return -EINVAL; /* more than 64 bits */
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			break;
+	}
+	*out = v;
+	return 0;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+int na_block_parse(const na_codec *c, const uint8_t *rec, size_t len, na_block *b)
+{
+	if (len < 6 + 2 + 16 || rec[0] != NA_REC_BLOCK || rec[1] > NA_REC_ZSTD_DICT)
+		return -EINVAL;
+	b->kind = rec[1];
+	b->dict = (uint32_t)rec[2] << 24 | (uint32_t)rec[3] << 16 | (uint32_t)rec[4] << 8 | rec[5];
+	if ((b->kind == NA_REC_ZSTD_DICT) != (b->dict != 0) || b->dict > NA_MAX_DICTS)
+		return -EINVAL;
+	size_t i = 6;
+	uint64_t n, raw;
+	if (get_varint64(rec, len, &i, &n) || n == 0 || n > NA_BLOCK_MAX_MEMBERS ||
+	    get_varint64(rec, len, &i, &raw) || raw > c->max_raw || raw > UINT32_MAX || len - i < 16)
+		return -EINVAL;
+	b->n = (uint32_t)n;
+	b->raw_len = raw;
+	const uint8_t *k0 = rec + i;
+	i += 16;
+	uint64_t t = be64(k0), q = be64(k0 + 8), off = 0;
+	b->live = 0;
+	for (uint32_t j = 0; j < b->n; j++) {
+		uint64_t lf;
+		if (get_varint64(rec, len, &i, &lf))
+			return -EINVAL;
+		uint64_t ml = lf >> 1;
+		if (ml > raw - off)
+			return -EINVAL;
+		if (j > 0) {
+			uint64_t dt, zq;
+			if (get_varint64(rec, len, &i, &dt) || get_varint64(rec, len, &i, &zq))
+				return -EINVAL;
+			int64_t dq = (int64_t)(zq >> 1) ^ -(int64_t)(zq & 1);
+			if (dt > UINT64_MAX - t)
+				return -EINVAL;
+			uint64_t nq = q + (uint64_t)dq;
+			if (dt == 0 && nq <= q)
+				return -EINVAL; /* keys must strictly increase */
+			t += dt;
+			q = nq;
+		}
+		na_bmember *m = &b->m[j];
+		put_be64(m->key, t);
+		put_be64(m->key + 8, q);
+		m->off = (uint32_t)off;
+		m->len = (uint32_t)ml;
+		m->dead = lf & 1;
+		off += ml;
+		if (!m->dead) {
+			if (b->live == 0)
+				b->first_live = j;
+			b->last_live = j;
+			b->live++;
+		}
+	}
+	if (off != raw || b->live == 0)
+		return -EINVAL;
+	b->payload = rec + i;
+	b->payload_len = len - i;
+	if (b->kind == NA_REC_RAW && b->payload_len != raw)
+		return -EINVAL;
+	return 0;
+}
+
+int na_block_decode(na_codec *c, const na_block *b, uint8_t *out, size_t cap)
+{
+	if (cap < b->raw_len)
+		return -EINVAL;
+	if (b->kind == NA_REC_RAW) {
+		memcpy(out, b->payload, b->raw_len);
+		return 0;
+	}
+	dict *d = NULL;
+	if (b->kind == NA_REC_ZSTD_DICT && !(d = atomic_load(&c->dicts[b->dict])))
+		return -EINVAL;
+	ctx_node *node = NULL;
+	ZSTD_DCtx *z = dctx_get(c, &node);
+	if (!z)
+		return -ENOMEM;
+	size_t n = d ? ZSTD_decompress_usingDDict(z, out, b->raw_len, b->payload, b->payload_len,
+						  d->ddict)
+		     : ZSTD_decompressDCtx(z, out, b->raw_len, b->payload, b->payload_len);
+	give(c, &c->dctx_free, node);
+	return ZSTD_isError(n) || n != b->raw_len ? -EINVAL : 0;
+}
+
+size_t na_block_bound(uint32_t n, size_t raw_len)
+{
+	size_t z = ZSTD_compressBound(raw_len);
+	return 6 + 10 + 10 + 16 + (size_t)n * 30 + (z > raw_len ? z : raw_len);
+}
+
+/* The header (everything but the payload) with the given dead flags. */
+static size_t block_header(uint8_t *out, int kind, uint32_t dict, const na_bmember *m, uint32_t n,
+			   const bool *dead, uint64_t raw_len)
+{
+	size_t h = 0;
+	out[h++] = NA_REC_BLOCK;
+	out[h++] = (uint8_t)kind;
+	out[h++] = (uint8_t)(dict >> 24);
+	out[h++] = (uint8_t)(dict >> 16);
+	out[h++] = (uint8_t)(dict >> 8);
+	out[h++] = (uint8_t)dict;
+	h += put_varint64(out + h, n);
+	h += put_varint64(out + h, raw_len);
+	memcpy(out + h, m[0].key, 16);
+	h += 16;
+	for (uint32_t j = 0; j < n; j++) {
+		h += put_varint64(out + h, (uint64_t)m[j].len << 1 | (dead ? dead[j] : m[j].dead));
+		if (j == 0)
+			continue;
+		uint64_t dt = be64(m[j].key) - be64(m[j - 1].key);
+		int64_t dq = (int64_t)(be64(m[j].key + 8) - be64(m[j - 1].key + 8));
+		h += put_varint64(out + h, dt);
+		h += put_varint64(out + h, (uint64_t)dq << 1 ^ (uint64_t)(dq >> 63));
+	}
+	return h;
+}
+
+int na_block_encode(na_codec *c, const na_bmember *m, uint32_t n, const uint8_t *raw,
+		    size_t raw_len, uint8_t *out, size_t *outlen)
+{
+	if (n == 0 || n > NA_BLOCK_MAX_MEMBERS || raw_len > c->max_raw || raw_len > UINT32_MAX)
+		return -EINVAL;
+	uint64_t sum = 0;
+	bool any = false;
+	for (uint32_t j = 0; j < n; j++) {
+		sum += m[j].len;
+		any |= !m[j].dead;
+		if (j && memcmp(m[j - 1].key, m[j].key, 16) >= 0)
+			return -EINVAL;
+	}
+	if (sum != raw_len || !any)
+		return -EINVAL;
+	uint32_t id = atomic_load(&c->current);
+	dict *d = id ? atomic_load(&c->dicts[id]) : NULL;
+	size_t h = block_header(out, d ? NA_REC_ZSTD_DICT : NA_REC_ZSTD, d ? id : 0, m, n, NULL,
+				raw_len);
+	ctx_node *node = NULL;
+	ZSTD_CCtx *z = cctx_get(c, &node);
+	if (!z)
+		return -ENOMEM;
+	size_t cap = na_block_bound(n, raw_len) - h;
+	size_t zn;
+	if (d) {
+		ZSTD_CCtx_refCDict(z, d->bcdict);
+		zn = ZSTD_compress2(z, out + h, cap, raw, raw_len);
+		ZSTD_CCtx_refCDict(z, NULL);
+	} else {
+		ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->block_level);
+		zn = ZSTD_compress2(z, out + h, cap, raw, raw_len);
+		ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->level);
+	}
+	give(c, &c->cctx_free, node);
+	if (ZSTD_isError(zn) || zn >= raw_len) {
+		h = block_header(out, NA_REC_RAW, 0, m, n, NULL, raw_len);
+		memcpy(out + h, raw, raw_len);
+		*outlen = h + raw_len;
+		return 0;
+	}
+	*outlen = h + zn;
+	return 0;
+}
+
+int na_block_remark(const na_block *b, const bool *dead, uint8_t *out, size_t *outlen)
+{
+	bool any = false;
+	for (uint32_t j = 0; j < b->n; j++)
+		any |= !dead[j];
+	if (!any)
+		return -EINVAL;
+	size_t h = block_header(out, b->kind, b->dict, b->m, b->n, dead, b->raw_len);
+	memcpy(out + h, b->payload, b->payload_len);
+	*outlen = h + b->payload_len;
 	return 0;
 }
 

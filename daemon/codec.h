@@ -18,10 +18,11 @@
 #ifndef NA_CODEC_H
 #define NA_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-enum { NA_REC_RAW = 0, NA_REC_ZSTD = 1, NA_REC_ZSTD_DICT = 2 };
+enum { NA_REC_RAW = 0, NA_REC_ZSTD = 1, NA_REC_ZSTD_DICT = 2, NA_REC_BLOCK = 3 };
 #define NA_REC_HDR_MAX 10
 #define NA_MAX_DICTS 4096
 
@@ -70,6 +71,80 @@ int na_rec_parse(const na_codec *c, const uint8_t *rec, size_t len, na_rec *out)
  * 0, -EINVAL (corrupt record or unknown dictionary), -ENOMEM. Thread-safe. */
 int na_codec_decode(na_codec *c, const uint8_t *rec, size_t len, uint8_t *out, size_t cap,
 		    size_t *outlen);
+
+/*
+ * Blocks. A block is one record holding several articles that are adjacent
+ * in key order, compressed together as one zstd frame (a run of articles
+ * shares far more than one article shares with a dictionary). It is stored
+ * under the key of its first live member.
+ *
+ *   byte 0      NA_REC_BLOCK
+ *   byte 1      payload: NA_REC_RAW, NA_REC_ZSTD or NA_REC_ZSTD_DICT
+ *   bytes 2..5  dictionary id, big-endian (0 unless NA_REC_ZSTD_DICT)
+ *   varint      n, the members (1..NA_BLOCK_MAX_MEMBERS)
+ *   varint      total raw length (the members' lengths add up to it)
+ *   16 bytes    the key of member 0
+ *   n times     varint (raw length << 1 | dead); then, for members 1..n-1,
+ *               varint time delta (bytes 0..7 of the key as a big-endian
+ *               integer, minus the previous member's) and varint zigzag
+ *               sequence delta (bytes 8..15, wrapping). Keys strictly
+ *               increase.
+ *   payload     the members' msgpack bytes end to end, raw or one
+ *               magicless zstd frame
+ *
+ * A dead member is one the writer removed (deleted or replaced) without
+ * recompressing the block: its bytes stay in the frame until the compactor
+ * repacks the block; readers skip it. At least one member is live.
+ */
+#define NA_BLOCK_MAX_MEMBERS 256
+
+typedef struct na_bmember {
+	uint8_t key[16];
+	uint32_t off, len;     /* in the decoded payload */
+	bool dead;
+} na_bmember;
+
+typedef struct na_block {
+	int kind;              /* payload encoding: NA_REC_RAW/ZSTD/ZSTD_DICT */
+	uint32_t dict;
+	uint32_t n, live;      /* members, and how many of them are live */
+	uint32_t first_live, last_live; /* indexes */
+	uint64_t raw_len;      /* decoded payload bytes */
+	const uint8_t *payload;
+	size_t payload_len;
+	na_bmember m[NA_BLOCK_MAX_MEMBERS];
+} na_block;
+
+/* True when the record is a block (len >= 1). */
+static inline bool na_rec_is_block(const uint8_t *rec, size_t len)
+{
+	return len >= 1 && rec[0] == NA_REC_BLOCK;
+}
+
+/* Parses a block record: header, member table, payload bounds. Everything
+ * is checked (counts, lengths adding up, keys strictly increasing, a live
+ * member, a raw payload of exactly the raw length). 0 or -EINVAL. */
+int na_block_parse(const na_codec *c, const uint8_t *rec, size_t len, na_block *b);
+
+/* Decodes a parsed block's payload into out (capacity >= b->raw_len).
+ * 0, -EINVAL (corrupt or unknown dictionary), -ENOMEM. Thread-safe. */
+int na_block_decode(na_codec *c, const na_block *b, uint8_t *out, size_t cap);
+
+/* Builds a block record of n members (keys strictly increasing, m[i].len
+ * each, m[i].dead flags; offsets are ignored) whose bytes lie end to end in
+ * raw (raw_len bytes), compressed with the current dictionary at the block
+ * level. out must hold na_block_bound(n, raw_len). 0, -EINVAL, -ENOMEM. */
+size_t na_block_bound(uint32_t n, size_t raw_len);
+int na_block_encode(na_codec *c, const na_bmember *m, uint32_t n, const uint8_t *raw,
+		    size_t raw_len, uint8_t *out, size_t *outlen);
+/* Rewrites a parsed block's header with new dead flags (dead[i] for every
+ * member), keeping its payload bytes as they are. out holds at least
+ * na_block_bound(b->n, 0) + b->payload_len bytes. At least one member must
+ * stay live. 0 or -EINVAL. */
+int na_block_remark(const na_block *b, const bool *dead, uint8_t *out, size_t *outlen);
+
+/* zstd level of blocks (the compactor has time for a higher one). */
+void na_codec_set_block_level(na_codec *c, int level);
 
 /* Trains a dictionary of at most cap bytes from n samples laid end to end
  * in buf (sizes[i] each). On success *dict is malloc'ed (caller frees).

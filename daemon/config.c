@@ -43,6 +43,9 @@ static const opt opts[] = {
 	  "the map never grows past this; then writes fail with NO_SPACE" },
 	{ "compression_level", O_INT, F(compression_level), 1, 19, "zstd level, 1..19" },
 	{ "dict_size", O_SIZE, F(dict_size), 4 * K, 1 * M, "size of trained dictionaries" },
+	{ "block_bytes", O_SIZE, F(block_bytes), 0, 1 * M,
+	  "articles adjacent in time are compacted into blocks of about this many raw bytes; 0 = never" },
+	{ "block_level", O_INT, F(block_level), 1, 19, "zstd level of blocks (compressed in the background)" },
 	{ "train_min", O_U32, F(train_min), 100, 100000000,
 	  "articles stored before the first dictionary is trained" },
 	{ "max_request_bytes", O_SIZE, F(max_request_bytes), 1 * K, 1 * G, "largest request message" },
@@ -103,6 +106,8 @@ void na_config_defaults(na_config *c)
 	c->max_map_size = 256 * G;
 	c->compression_level = 3;
 	c->dict_size = 64 * K;
+	c->block_bytes = 0;
+	c->block_level = 6;
 	c->train_min = 2000;
 	c->max_request_bytes = NA_MAX_REQUEST_BYTES_DEFAULT;
 	c->max_depth = NA_MAX_DEPTH_DEFAULT;

@@ -24,6 +24,8 @@ typedef struct na_config {
 	size_t max_map_size;
 	int compression_level;
 	size_t dict_size;
+	size_t block_bytes;        /* compaction target; 0: no blocks */
+	int block_level;
 	uint64_t train_min;        /* articles before the first dictionary */
 	size_t max_request_bytes;
 	unsigned max_depth;

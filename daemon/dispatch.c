@@ -200,8 +200,15 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 22);
+	msgpack_pack_map(&pk, 25);
 	kv_u64(&pk, "articles", st.articles);
+	kv_u64(&pk, "records", st.records);
+	kv_u64(&pk, "blocks_compacted", s->compacted_blocks);
+	na_mp_pack_cstr(&pk, "compacting");
+	if (na_compact_pending(s))
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
 	kv_u64(&pk, "raw_bytes", st.raw_bytes);
 	kv_u64(&pk, "stored_bytes", st.stored_bytes);
 	na_mp_pack_cstr(&pk, "ratio");
@@ -387,7 +394,7 @@ static void read_work(uv_work_t *w)
 	} else {
 		reply_head(&pk, rr->msgid);
 		msgpack_pack_nil(&pk);
-		rc = na_store_range(st, &rr->q, &pk);
+		rc = na_store_range(st, &rr->q, &rr->out);
 	}
 	if (rc) {
 		rr->failed = true;
@@ -620,8 +627,24 @@ static void write_done(na_wjob *job)
 		s->dict_stored += w->stored_sum;
 		s->dict_records += w->dict_records;
 	}
-	if (job->code == NA_CODE_OK && job->seq_after)
+	if (job->code == NA_CODE_OK && job->seq_after) {
 		na_repl_committed(s, job->seq_after);
+		/* the lowest key stored (a delete's key is not known here) */
+		bool any = false, unknown = w->kind == 2;
+		na_key lo, k;
+		for (uint32_t i = 0; i < job->n && !unknown; i++) {
+			const na_witem *it = &w->items[i];
+			if (it->skip || (it->status != NA_WS_CREATED && it->status != NA_WS_UPDATED))
+				continue;
+			na_key_make(&k, it->micros, it->seq);
+			if (!any || memcmp(k.b, lo.b, NA_KEY_BYTES) < 0)
+				lo = k;
+			any = true;
+			unknown |= it->status == NA_WS_UPDATED; /* the old version left a gap */
+		}
+		if (any || unknown)
+			na_compact_wrote(s, unknown ? NULL : &lo);
+	}
 	if (job->code == NA_CODE_OK && w->replicas && !c->closing && w->kind != 2) {
 		/* hold the reply until enough followers have it */
 		msgpack_sbuffer body;
@@ -989,50 +1012,45 @@ typedef struct train_req {
 #define TRAIN_MAX_BYTES (16u << 20)
 
 /* Worker pool: train on the most recent articles. */
+typedef struct train_walk {
+	size_t *sizes;
+	uint8_t *buf;
+	size_t used;
+	unsigned n;
+} train_walk;
+
+static int train_sample(void *arg, const na_key *key, const uint8_t *art, size_t len)
+{
+	(void)key;
+	train_walk *tw = arg;
+	if (tw->used + len <= TRAIN_MAX_BYTES) {
+		memcpy(tw->buf + tw->used, art, len);
+		tw->used += len;
+		tw->sizes[tw->n++] = len;
+	}
+	return tw->n >= TRAIN_MAX_SAMPLES;
+}
+
 static void train_work(uv_work_t *uw)
 {
 	train_req *t = uw->data;
 	na_store *st = &t->s->store;
-	size_t *sizes = malloc(sizeof *sizes * TRAIN_MAX_SAMPLES);
-	uint8_t *buf = malloc(TRAIN_MAX_BYTES);
-	uint8_t *tmp = NULL;
-	size_t tmpcap = 0, used = 0;
-	unsigned n = 0;
+	train_walk tw = { .sizes = malloc(sizeof(size_t) * TRAIN_MAX_SAMPLES),
+			  .buf = malloc(TRAIN_MAX_BYTES) };
 	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
 	t->rc = -ENOMEM;
-	if (!sizes || !buf)
+	if (!tw.sizes || !tw.buf)
 		goto out;
 	if ((t->rc = na_store_rbegin(st, &txn)))
 		goto out;
-	if ((t->rc = mdb_cursor_open(txn, st->articles, &cur)))
-		goto out;
-	MDB_val k, v;
-	int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	while (rc == 0 && n < TRAIN_MAX_SAMPLES) {
-		size_t len;
-		if (na_store_decode(st, v.mv_data, v.mv_size, &tmp, &tmpcap, &len) == 0 &&
-		    used + len <= TRAIN_MAX_BYTES) {
-			memcpy(buf + used, tmp, len);
-			used += len;
-			sizes[n++] = len;
-		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
+	/* newest first, whether stored singly or in blocks */
+	na_store_walk(st, txn, NULL, true, train_sample, &tw);
 	na_store_rend(st, txn);
-	txn = NULL;
-	t->samples = n;
-	t->rc = na_codec_train(buf, sizes, n, t->s->cfg.dict_size, &t->dict, &t->dict_len);
+	t->samples = tw.n;
+	t->rc = na_codec_train(tw.buf, tw.sizes, tw.n, t->s->cfg.dict_size, &t->dict, &t->dict_len);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		na_store_rend(st, txn);
-	free(sizes);
-	free(buf);
-	free(tmp);
+	free(tw.sizes);
+	free(tw.buf);
 }
 
 /* ---- recompression --------------------------------------------------- */

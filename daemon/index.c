@@ -1124,20 +1124,19 @@ static bool covered(const na_indexer *x, const na_key *key, uint64_t e)
 
 static int read_article(na_indexer *x, MDB_txn *txn, const na_key *key, bool *found)
 {
-	const uint8_t *rec;
-	size_t len;
-	int rc = na_store_get(x->s, txn, key, &rec, &len);
+	/* by key, whether the article is a single record or in a block */
+	int rc = na_store_read_key(x->s, txn, key, &x->dec);
 	*found = false;
 	if (rc == MDB_NOTFOUND)
 		return 0;
-	if (rc)
-		return rc;
-	if (na_store_decode(x->s, rec, len, &x->dec.data, &x->dec.cap, &x->dec.len)) {
+	if (rc == MDB_CORRUPTED || rc == -EIO) {
 		char hx[33];
 		na_hex16(key->b, hx);
 		log_warn("index: article %s is unreadable; not indexed", hx);
 		return 0;
 	}
+	if (rc)
+		return rc;
 	*found = true;
 	return 0;
 }
@@ -1181,6 +1180,27 @@ static int do_reset(na_indexer *x)
 }
 
 /* One chunk of a rebuild's scan. */
+
+/* na_store_walk callback of a rebuild's scan: indexes one article, stops
+ * (SCAN_FULL) after BATCH_ARTICLES, or (SCAN_ERR) on an error in sa->rc. */
+enum { SCAN_FULL = 1, SCAN_ERR = 2 };
+typedef struct scan_arg {
+	na_indexer *x;
+	size_t n;
+	int rc;
+} scan_arg;
+
+static int scan_one(void *arg, const na_key *key, const uint8_t *art, size_t len)
+{
+	scan_arg *sa = arg;
+	na_indexer *x = sa->x;
+	if ((sa->rc = add_doc(x, key, art, len)))
+		return SCAN_ERR;
+	x->scan_key = *key;
+	x->scan_started = true;
+	return ++sa->n >= BATCH_ARTICLES ? SCAN_FULL : 0;
+}
+
 static int scan_step(na_indexer *x)
 {
 	na_store *s = x->s;
@@ -1194,23 +1214,17 @@ static int scan_step(na_indexer *x)
 	builder_clear(&x->b);
 	uint64_t lens = x->lensum;
 	size_t n = 0;
-	na_key key;
-	const uint8_t *rec;
-	size_t len;
-	while (n < BATCH_ARTICLES &&
-	       (rc = na_store_next(s, txn, x->scan_started ? &x->scan_key : NULL, &key, &rec, &len)) == 0) {
-		if (na_store_decode(s, rec, len, &x->dec.data, &x->dec.cap, &x->dec.len) == 0) {
-			if ((rc = add_doc(x, &key, x->dec.data, x->dec.len)))
-				break;
-		}
-		x->scan_key = key;
-		x->scan_started = true;
-		n++;
-	}
-	bool last = rc == MDB_NOTFOUND;
-	if (rc && rc != MDB_NOTFOUND)
+	/* the next BATCH_ARTICLES articles in key order, through blocks too */
+	scan_arg sa = { .x = x, .n = 0, .rc = 0 };
+	rc = na_store_walk(s, txn, x->scan_started ? &x->scan_key : NULL, false, scan_one, &sa);
+	n = sa.n;
+	bool last = rc == 0;
+	if (rc == SCAN_FULL)
+		rc = 0;
+	else if (rc == SCAN_ERR)
+		rc = sa.rc;
+	if (rc)
 		goto out;
-	rc = 0;
 	if (grow((void **)&x->chunks, &x->cchunks, x->nchunks + 1, sizeof *x->chunks)) {
 		rc = -ENOMEM;
 		goto out;

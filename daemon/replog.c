@@ -42,7 +42,18 @@
  * (insert a version that is already there: nothing; remove one that is gone:
  * nothing). Until the snapshot is whole, the follower's meta carries a
  * "snapshot" mark: if it dies meanwhile, it starts over with a new snapshot.
- * Dictionaries travel before the first record that uses them.
+ * Dictionaries travel before the first record that uses them. Rows are
+ * stored entries: single records or whole blocks (a follower keeps blocks
+ * as they come when they overlap nothing it has, else stores their members
+ * one by one). The snapshot cursor is the last article shipped; when the
+ * compactor packed it together with later ones between two chunks, the
+ * block holding it is sent again whole and the follower skips what it has.
+ *
+ * Blocks are local: compaction writes no log entry, and a log entry names
+ * an article key. When that article sits in a block by the time the entry
+ * is shipped, the sender sends it as a raw single record (decoding each
+ * block once for a run of entries that fall into it); the follower stores
+ * it as a single record and its own compactor packs it again.
  *
  * Streaming is push. After each commit the primary sends new entries to
  * every connected follower in batches ("log" notifications). The follower
@@ -349,18 +360,55 @@ static int snap_chunk(na_sender *x)
 	msgpack_packer_init(&rp, &rows, msgpack_sbuffer_write);
 	MDB_val k, v;
 	uint32_t n = 0;
+	na_block *blk = malloc(sizeof *blk);
+	if (!blk) {
+		mdb_cursor_close(cur);
+		na_store_rend(st, txn);
+		msgpack_sbuffer_destroy(&rows);
+		return -1;
+	}
 	if (x->cursor_set) {
+		/* cursor is the last article shipped; the compactor may have
+		 * packed it with later ones since: resend such a block whole
+		 * (the follower keeps what it already has) */
 		k.mv_size = NA_KEY_BYTES;
 		k.mv_data = x->cursor.b;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		if (rc == 0 && memcmp(k.mv_data, x->cursor.b, NA_KEY_BYTES) == 0)
-			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		if (rc == 0 && memcmp(k.mv_data, x->cursor.b, NA_KEY_BYTES) == 0) {
+			if (!na_rec_is_block(v.mv_data, v.mv_size))
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		} else if (rc == 0 || rc == MDB_NOTFOUND) {
+			MDB_val pk, pv;
+			int pr = mdb_cursor_get(cur, &pk, &pv, rc == 0 ? MDB_PREV : MDB_LAST);
+			na_key pl;
+			if (pr == 0 && na_rec_is_block(pv.mv_data, pv.mv_size) &&
+			    na_store_entry_last(st, &pk, &pv, &pl) == 0 &&
+			    memcmp(pl.b, x->cursor.b, NA_KEY_BYTES) > 0) {
+				k = pk;
+				v = pv;
+				rc = 0;
+			} else if (pr == 0 && rc == 0) {
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			}
+		}
 	} else {
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	}
 	while (rc == 0 && n < CHUNK_ITEMS && rows.size < CHUNK_BYTES) {
 		na_rec r;
-		if (k.mv_size != NA_KEY_BYTES || na_rec_parse(st->codec, v.mv_data, v.mv_size, &r)) {
+		na_key last;
+		if (k.mv_size != NA_KEY_BYTES || na_store_entry_last(st, &k, &v, &last)) {
+			rc = -1;
+			break;
+		}
+		if (na_rec_is_block(v.mv_data, v.mv_size)) {
+			if (na_block_parse(st->codec, v.mv_data, v.mv_size, blk)) {
+				rc = -1;
+				break;
+			}
+			r.fmt = blk->kind;
+			r.dict = blk->dict;
+		} else if (na_rec_parse(st->codec, v.mv_data, v.mv_size, &r)) {
 			rc = -1;
 			break;
 		}
@@ -376,11 +424,12 @@ static int snap_chunk(na_sender *x)
 		msgpack_pack_array(&rp, 2);
 		pack_bin(&rp, k.mv_data, NA_KEY_BYTES);
 		pack_bin(&rp, v.mv_data, v.mv_size);
-		memcpy(x->cursor.b, k.mv_data, NA_KEY_BYTES);
+		x->cursor = last;
 		x->cursor_set = true;
 		n++;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
+	free(blk);
 	bool done = rc == MDB_NOTFOUND;
 	uint32_t cur_dict = 0;
 	if (done) {
@@ -452,7 +501,10 @@ static int log_chunk(na_sender *x)
 	msgpack_packer ep;
 	msgpack_packer_init(&ep, &ents, msgpack_sbuffer_write);
 	uint32_t n = 0;
-	na_buf dec = { 0 };
+	na_buf dec = { 0 }, blkbuf = { 0 };
+	na_block *blk = malloc(sizeof *blk);
+	bool have_blk = false;
+	const uint8_t *blk_rec = NULL;
 	while (rc == 0 && n < CHUNK_ITEMS && ents.size < CHUNK_BYTES) {
 		uint64_t seq = k.mv_size == 8 ? na_be64_get(k.mv_data) : 0;
 		const uint8_t *e = v.mv_data;
@@ -461,14 +513,49 @@ static int log_chunk(na_sender *x)
 			break;
 		}
 		if (e[0] == 'P' && (v.mv_size == 17 || v.mv_size == 33)) {
-			MDB_val ak = { NA_KEY_BYTES, (void *)(e + 1) }, av;
-			int gr = mdb_get(txn, st->articles, &ak, &av);
+			/* the version named, wherever it is stored now: a single
+			 * record ships as stored; an article the compactor packed
+			 * into a block ships as a raw single record (the follower
+			 * compacts on its own). Consecutive entries usually fall in
+			 * one block, so the last decoded block is kept. */
+			na_key ak;
+			memcpy(ak.b, e + 1, NA_KEY_BYTES);
+			na_loc loc;
+			const uint8_t *art = NULL, *recp = NULL;
+			size_t artlen = 0, reclen = 0;
+			int gr = blk ? na_store_locate(st, txn, &ak, &loc, blk) : -ENOMEM;
+			if (gr == 0 && loc.block) {
+				if (!have_blk || blk_rec != loc.rec) {
+					have_blk = false;
+					if (blkbuf.cap < blk->raw_len) {
+						uint8_t *nb = realloc(blkbuf.data, blk->raw_len);
+						if (!nb) {
+							rc = -1;
+							break;
+						}
+						blkbuf.data = nb;
+						blkbuf.cap = blk->raw_len;
+					}
+					if (na_block_decode(st->codec, blk, blkbuf.data, blkbuf.cap) == 0) {
+						have_blk = true;
+						blk_rec = loc.rec;
+					} else {
+						gr = MDB_CORRUPTED;
+					}
+				}
+				if (gr == 0) {
+					art = blkbuf.data + blk->m[loc.member].off;
+					artlen = blk->m[loc.member].len;
+				}
+			} else if (gr == 0) {
+				recp = loc.rec;
+				reclen = loc.rec_len;
+			}
 			na_rec rh;
 			/* The bytes shipped are today's: a record re-encoded after a
 			 * dictionary appeared may name a dictionary whose 'Z' entry
 			 * comes later in the log. Send such dictionaries first. */
-			if (!x->subscribe && gr == 0 &&
-			    na_rec_parse(st->codec, av.mv_data, av.mv_size, &rh) == 0 &&
+			if (!x->subscribe && recp && na_rec_parse(st->codec, recp, reclen, &rh) == 0 &&
 			    rh.fmt == NA_REC_ZSTD_DICT)
 				while (x->dict_sent < rh.dict) {
 					if (send_dict(x, txn, x->dict_sent + 1) != 0 &&
@@ -480,9 +567,12 @@ static int log_chunk(na_sender *x)
 				}
 			if (rc)
 				break;
-			if (x->subscribe && gr == 0 &&
-			    na_store_decode(st, av.mv_data, av.mv_size, &dec.data, &dec.cap, &dec.len))
-				gr = MDB_NOTFOUND;
+			if (x->subscribe && recp) {
+				if (na_store_decode(st, recp, reclen, &dec.data, &dec.cap, &dec.len))
+					gr = MDB_NOTFOUND;
+				art = dec.data;
+				artlen = dec.len;
+			}
 			msgpack_pack_array(&ep, 5);
 			msgpack_pack_uint64(&ep, seq);
 			na_mp_pack_cstr(&ep, "P");
@@ -491,12 +581,27 @@ static int log_chunk(na_sender *x)
 				pack_bin(&ep, e + 17, NA_KEY_BYTES);
 			else
 				msgpack_pack_nil(&ep);
-			if (gr != 0)
+			if (gr != 0) {
 				msgpack_pack_nil(&ep);
-			else if (x->subscribe)
-				na_mp_pack_raw(&ep, dec.data, dec.len);
-			else
-				pack_bin(&ep, av.mv_data, av.mv_size);
+			} else if (x->subscribe) {
+				na_mp_pack_raw(&ep, art, artlen);
+			} else if (recp) {
+				pack_bin(&ep, recp, reclen);
+			} else {
+				/* a raw single record: format byte, varint length, bytes */
+				uint8_t h[6];
+				size_t hn = 0;
+				uint32_t l = (uint32_t)artlen;
+				h[hn++] = NA_REC_RAW;
+				while (l >= 0x80) {
+					h[hn++] = (uint8_t)(l | 0x80);
+					l >>= 7;
+				}
+				h[hn++] = (uint8_t)l;
+				msgpack_pack_bin(&ep, hn + artlen);
+				msgpack_pack_bin_body(&ep, h, hn);
+				msgpack_pack_bin_body(&ep, art, artlen);
+			}
 		} else if (e[0] == 'D' && v.mv_size == 17) {
 			msgpack_pack_array(&ep, 3);
 			msgpack_pack_uint64(&ep, seq);
@@ -527,6 +632,8 @@ static int log_chunk(na_sender *x)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	free(dec.data);
+	free(blkbuf.data);
+	free(blk);
 	mdb_cursor_close(cur);
 	na_store_rend(st, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND) {

@@ -841,17 +841,21 @@ static int ordcmp(const na_search_q *q, const cand *a, const cand *b)
  * tree needs the text), 0 if not, negative on error. */
 static int accept_cand(ctx *c, const cand *x, bool verify)
 {
-	const uint8_t *rec;
-	size_t len;
-	int rc = na_store_get(c->s, c->txn, &x->key, &rec, &len);
+	int rc;
+	if (!verify) {
+		/* does the version still exist (a single record or a live block
+		 * member)? */
+		na_loc loc;
+		rc = na_store_locate(c->s, c->txn, &x->key, &loc, NULL);
+		if (rc == MDB_NOTFOUND)
+			return 0; /* deleted or replaced since it was indexed */
+		return rc ? (rc == MDB_CORRUPTED ? -EIO : rc) : 1;
+	}
+	rc = na_store_read_key(c->s, c->txn, &x->key, &c->dec);
 	if (rc == MDB_NOTFOUND)
-		return 0; /* deleted or replaced since it was indexed */
+		return 0;
 	if (rc)
-		return rc;
-	if (!verify)
-		return 1;
-	if (na_store_decode(c->s, rec, len, &c->dec.data, &c->dec.cap, &c->dec.len))
-		return -EIO;
+		return rc == MDB_CORRUPTED ? -EIO : rc;
 	rc = na_search_match(c->a, c->q, c->dec.data, c->dec.len);
 	return rc < 0 ? (rc == -EINVAL ? 0 : rc) : rc;
 }
@@ -878,13 +882,9 @@ static void page_insert(const na_search_q *q, page *p, const cand *x)
 
 static int pack_article(ctx *c, msgpack_packer *pk, const cand *x)
 {
-	const uint8_t *rec;
-	size_t len;
-	int rc = na_store_get(c->s, c->txn, &x->key, &rec, &len);
+	int rc = na_store_read_key(c->s, c->txn, &x->key, &c->dec);
 	if (rc)
-		return rc == MDB_NOTFOUND ? -EIO : rc;
-	if (na_store_decode(c->s, rec, len, &c->dec.data, &c->dec.cap, &c->dec.len))
-		return -EIO;
+		return rc == MDB_NOTFOUND || rc == MDB_CORRUPTED ? -EIO : rc;
 	if (c->sq->project)
 		return na_article_project(pk, c->dec.data, c->dec.len, &c->sq->fields) ? -EIO : 0;
 	return na_mp_pack_raw(pk, c->dec.data, c->dec.len);

@@ -53,6 +53,9 @@ static void reload(na_server *s)
 	LIVE(log_retention_bytes, "%zu", (size_t))
 	LIVE(log_retention_age, "%u", (unsigned))
 	LIVE(train_min, "%llu", (unsigned long long))
+	if (n.block_bytes != c->block_bytes)
+		na_compact_wrote(s, NULL); /* a pass over everything with the new size */
+	LIVE(block_bytes, "%zu", (size_t))
 #undef LIVE
 	if (n.log_level != c->log_level) {
 		log_info("SIGHUP: log_level %s -> %s", na_log_level_name(c->log_level),
@@ -96,6 +99,7 @@ static void reload(na_server *s)
 	RESTART(max_map_size)
 	RESTART(compression_level)
 	RESTART(dict_size)
+	RESTART(block_level)
 	RESTART(metrics_listen)
 	RESTART(allow_unauthenticated)
 	RESTART(socket_mode)
@@ -162,6 +166,7 @@ static void on_tick(uv_timer_t *t)
 	if (!s->stopping) {
 		na_repl_tick(s);
 		na_repl_wake_index(s, true);
+		na_compact_tick(s);
 		if (++s->ticks % 5 == 0)
 			notify_status(s);
 		if (s->ticks % 10 == 0)
@@ -225,6 +230,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.max_map_size = cfg->max_map_size,
 		.relaxed = cfg->relaxed,
 		.level = cfg->compression_level,
+		.block_level = cfg->block_level,
 		.max_article = cfg->max_article_bytes,
 		.fork_history = cfg->follow[0] == 0,
 	};
@@ -506,6 +512,7 @@ int na_server_listen(na_server *s)
 
 void na_server_free(na_server *s)
 {
+	na_compact_free(s);
 	if (s->cfg.socket[0] && s->have_pipe)
 		unlink(s->cfg.socket);
 	na_tls_teardown(s);

@@ -110,6 +110,16 @@ struct na_server {
 	/* full-text search (index.c, search.c) */
 	struct na_indexer *indexer;
 	na_parked *ix_parked;      /* searches waiting for the index to cover min_seq */
+	/* compaction into blocks (compact.c) */
+	struct compact_req *compact; /* the pass in progress */
+	bool compact_waiting;      /* its next chunk waits for the tick */
+	bool compact_dirty;        /* written since the pass began */
+	bool compact_lo_set;       /* ... and nothing below compact_lo */
+	na_key compact_lo;
+	uint64_t compact_seen_seq; /* follower: seq when last marked */
+	uint64_t last_write_ms;    /* loop time of the last acknowledged write */
+	uint64_t compacted_blocks, compact_stale;
+	double compact_ratio;      /* of the blocks made so far (0: none yet) */
 };
 
 /* Opens the store and starts the writer; listeners are separate. */
@@ -190,6 +200,17 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len);
 /* Error reply for a request whose msgid is known. */
 void na_reply_error(na_conn *c, uint32_t msgid, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* compact.c: background packing of adjacent articles into blocks. */
+/* Records a write (lo: the lowest article key it stored, NULL: unknown). */
+void na_compact_wrote(na_server *s, const na_key *lo);
+/* Starts a pass if one is due and none runs. */
+void na_compact_kick(na_server *s);
+/* Once a second: resumes a pass that waited for writes to pause. */
+void na_compact_tick(na_server *s);
+/* A pass runs or is due. */
+bool na_compact_pending(const na_server *s);
+/* At shutdown, after the loop: frees a pass that was waiting. */
+void na_compact_free(na_server *s);
 /* After writes: train or retrain the compression dictionary if due. */
 void na_train_maybe(na_server *s, uint64_t articles);
 

@@ -16,7 +16,9 @@
 #include "codec.h"
 #include "key.h"
 
-#define NA_SCHEMA_VERSION 1
+/* 2: records may be blocks (codec.h); meta "articles" counts articles.
+ * Version 1 archives (single records only) open and are upgraded. */
+#define NA_SCHEMA_VERSION 2
 
 typedef struct na_store_opts {
 	const char *dir;
@@ -24,6 +26,7 @@ typedef struct na_store_opts {
 	size_t max_map_size;   /* the map never grows past this */
 	bool relaxed;          /* MDB_NOSYNC: commits are not fsynced */
 	int level;             /* zstd level */
+	int block_level;       /* zstd level of blocks (0: level) */
 	size_t max_article;    /* largest article accepted, bytes */
 	bool readonly;         /* open read-only (verify) */
 	bool fork_history;     /* a primary: continue under a new history id */
@@ -81,23 +84,56 @@ typedef struct na_buf {
 } na_buf;
 
 /* Looks a guid up. Returns 0 and fills *key, *rec and *reclen (the stored
- * record, valid until the transaction ends) and, as a by-product of telling
+ * record holding the article, which is a block when the article was
+ * compacted into one; valid until the transaction ends) and, as a by-product of telling
  * hash collisions apart, the decoded article in *dec; MDB_NOTFOUND; or an
  * error (MDB_CORRUPTED for an unreadable record). */
 int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
 		  const uint8_t **rec, size_t *reclen, na_buf *dec);
 
-/* The stored record of the article version at key (valid until the
- * transaction ends). 0, MDB_NOTFOUND, or an LMDB error. */
-int na_store_get(na_store *s, MDB_txn *txn, const na_key *key, const uint8_t **rec, size_t *len);
-/* The first article version with a key above *after (after NULL: the
- * first of all), in key order: 0 and *key, *rec, *len; MDB_NOTFOUND after
- * the last; or an LMDB error. */
-int na_store_next(na_store *s, MDB_txn *txn, const na_key *after, na_key *key, const uint8_t **rec,
-		  size_t *len);
+/* Where an article lives: the record holding it (a single record, or a
+ * block and the member's index). rec points into the transaction's pages. */
+typedef struct na_loc {
+	na_key ckey;             /* the key the record is stored under */
+	const uint8_t *rec;
+	size_t rec_len;
+	bool block;
+	uint32_t member;         /* block: index of the member */
+	uint32_t raw_len;        /* the article's decoded length */
+} na_loc;
 
-/* Decodes a record into a growable buffer (*buf of *cap bytes, realloc'ed as
- * needed; caller frees). 0 or negative. */
+/* Finds the article stored under key, whether as a single record or inside
+ * a block. blk: scratch for parsing (may be NULL: one on the heap is used
+ * when needed); on return for a block it holds the parsed block.
+ * 0, MDB_NOTFOUND, MDB_CORRUPTED, or an LMDB error. */
+int na_store_locate(na_store *s, MDB_txn *txn, const na_key *key, na_loc *loc, na_block *blk);
+
+/* Reads the article with this key into dec (growable; caller frees
+ * dec->data). This is the by-key read API: it works for articles in
+ * blocks. 0, MDB_NOTFOUND, MDB_CORRUPTED, -ENOMEM. */
+int na_store_read_key(na_store *s, MDB_txn *txn, const na_key *key, na_buf *dec);
+
+/* Decodes the article at loc into dec (growable). blk: the parsed block
+ * when loc->block (as na_store_locate left it), else ignored. */
+int na_store_read_loc(na_store *s, const na_loc *loc, const na_block *blk, na_buf *dec);
+
+/* Calls fn for every article with key > after (all when after is NULL),
+ * in key order (reverse: every article with key < after, newest first), with its decoded bytes (valid during the call), until fn
+ * returns non-zero (which is then returned). Decodes each block once. */
+typedef int (*na_store_walk_fn)(void *arg, const na_key *key, const uint8_t *art, size_t len);
+int na_store_walk(na_store *s, MDB_txn *txn, const na_key *after, bool reverse,
+		  na_store_walk_fn fn, void *arg);
+
+/* The last article key of a stored entry (its own key for a single
+ * record). 0 or MDB_CORRUPTED. */
+int na_store_entry_last(na_store *s, const MDB_val *k, const MDB_val *v, na_key *last);
+
+/* Article count (meta "articles", or a scan for an archive without it). */
+int na_store_articles(na_store *s, MDB_txn *txn, uint64_t *n);
+
+/* Decodes a single (non-block) record into a growable buffer (*buf of *cap
+ * bytes, realloc'ed as needed; caller frees). 0 or negative; -EIO for a
+ * block (use na_store_read_key / na_store_walk for those). */
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
 		    size_t *outlen);
 
@@ -113,9 +149,10 @@ typedef struct na_range_q {
 	uint32_t timeout_ms;
 } na_range_q;
 
-/* Packs the {"articles": [...], "next": ...} result of a range query.
- * Returns 0 or a negative error (-EIO for a corrupt record). */
-int na_store_range(na_store *s, const na_range_q *q, msgpack_packer *pk);
+/* Appends the {"articles": [...], "next": ...} result of a range query to
+ * sb (the articles are decoded straight into it). Returns 0 or a negative
+ * error (-EIO for a corrupt record); on an error sb is as it was. */
+int na_store_range(na_store *s, const na_range_q *q, msgpack_sbuffer *sb);
 /* Counts articles with from <= published < to. */
 int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_t to,
 		   uint64_t *n);
@@ -123,6 +160,7 @@ int na_store_count(na_store *s, bool has_from, int64_t from, bool has_to, int64_
 typedef struct na_store_stats {
 	uint64_t articles, raw_bytes, stored_bytes, seq;
 	uint64_t index_bytes;  /* pages of the full-text index tables */
+	uint64_t records;      /* entries of the articles table: singles + blocks */
 	uint64_t map_size, map_used, page_bytes;
 	uint32_t dict;
 	size_t dict_bytes;

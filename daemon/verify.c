@@ -37,73 +37,160 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 	char hk[40];
 	*articles = 0;
 
-	/* articles -> decodable, valid, indexed under their own guid */
+	/* articles -> decodable, valid, indexed under their own guid; entries
+	 * (single records and blocks) in order, never overlapping */
 	if (mdb_cursor_open(txn, s->articles, &cur)) {
 		na_store_rend(s, txn);
 		return -EIO;
 	}
+	na_block *blk = malloc(sizeof *blk);
+	if (!blk) {
+		mdb_cursor_close(cur);
+		na_store_rend(s, txn);
+		return -ENOMEM;
+	}
+	na_key prev_last;
+	bool have_prev = false;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		(*articles)++;
 		hexkey(k.mv_data, k.mv_size, hk);
 		if (k.mv_size != NA_KEY_BYTES) {
+			(*articles)++;
 			fprintf(out, "article key %s: wrong length %zu\n", hk, k.mv_size);
 			problems++;
 			continue;
 		}
-		na_rec r;
-		size_t n;
-		if (na_rec_parse(s->codec, v.mv_data, v.mv_size, &r) == 0 && r.fmt == NA_REC_ZSTD_DICT &&
-		    na_codec_dict_size(s->codec, r.dict) == 0) {
-			fprintf(out, "article key %s: names dictionary %u, which does not exist\n", hk, r.dict);
-			problems++;
-			continue;
+		bool is_block = na_rec_is_block(v.mv_data, v.mv_size);
+		uint32_t nmem = 1;
+		if (is_block) {
+			if (na_block_parse(s->codec, v.mv_data, v.mv_size, blk)) {
+				(*articles)++;
+				fprintf(out, "block %s: malformed\n", hk);
+				problems++;
+				continue;
+			}
+			if (memcmp(blk->m[blk->first_live].key, k.mv_data, NA_KEY_BYTES) != 0) {
+				fprintf(out, "block %s: stored under a key other than its first member's\n", hk);
+				problems++;
+			}
+			if (blk->kind == NA_REC_ZSTD_DICT && na_codec_dict_size(s->codec, blk->dict) == 0) {
+				(*articles) += blk->live;
+				fprintf(out, "block %s: names dictionary %u, which does not exist\n", hk, blk->dict);
+				problems++;
+				continue;
+			}
+			if (cap < blk->raw_len || !buf) {
+				uint8_t *nb = realloc(buf, blk->raw_len ? blk->raw_len : 1);
+				if (!nb) {
+					problems = -ENOMEM;
+					break;
+				}
+				buf = nb;
+				cap = blk->raw_len ? blk->raw_len : 1;
+			}
+			if (na_block_decode(s->codec, blk, buf, cap)) {
+				(*articles) += blk->live;
+				fprintf(out, "block %s: does not decode\n", hk);
+				problems++;
+				continue;
+			}
+			nmem = blk->n;
 		}
-		if (na_store_decode(s, v.mv_data, v.mv_size, &buf, &cap, &n)) {
-			fprintf(out, "article key %s: record does not decode\n", hk);
-			problems++;
-			continue;
-		}
-		na_mp mr;
-		na_mp_init(&mr, buf, n);
-		na_article_info info;
-		char err[256];
-		if (na_article_check(&mr, &info, "article", err, sizeof err) || na_mp_left(&mr) != 0) {
-			fprintf(out, "article key %s: not a valid article: %s\n", hk, err);
-			problems++;
-			continue;
-		}
-		if (na_key_micros((const na_key *)k.mv_data) != na_ts_micros(info.published)) {
-			fprintf(out, "article key %s (guid %.*s): key time differs from published\n", hk,
-				(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid);
+		if (have_prev && memcmp(prev_last.b, k.mv_data, NA_KEY_BYTES) >= 0) {
+			fprintf(out, "article key %s: overlaps the block before it\n", hk);
 			problems++;
 		}
-		uint8_t hb[8];
-		na_be64_put(hb, na_store_guid_hash(s, info.guid, info.guid_len));
-		MDB_val ik = { 8, hb }, iv = { NA_KEY_BYTES, k.mv_data };
-		MDB_cursor *ic;
-		mdb_cursor_open(txn, s->guids, &ic);
-		if (mdb_cursor_get(ic, &ik, &iv, MDB_GET_BOTH) != 0) {
-			fprintf(out, "guid %.*s (key %s): missing from the guid index\n",
-				(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid, hk);
-			problems++;
+		for (uint32_t mi = 0; mi < nmem; mi++) {
+			const uint8_t *art, *akey = k.mv_data;
+			size_t n;
+			if (is_block) {
+				if (blk->m[mi].dead)
+					continue;
+				akey = blk->m[mi].key;
+				art = buf + blk->m[mi].off;
+				n = blk->m[mi].len;
+				hexkey(akey, NA_KEY_BYTES, hk);
+			} else {
+				na_rec r;
+				if (na_rec_parse(s->codec, v.mv_data, v.mv_size, &r) == 0 &&
+				    r.fmt == NA_REC_ZSTD_DICT && na_codec_dict_size(s->codec, r.dict) == 0) {
+					(*articles)++;
+					fprintf(out, "article key %s: names dictionary %u, which does not exist\n", hk,
+						r.dict);
+					problems++;
+					continue;
+				}
+				if (na_store_decode(s, v.mv_data, v.mv_size, &buf, &cap, &n)) {
+					(*articles)++;
+					fprintf(out, "article key %s: record does not decode\n", hk);
+					problems++;
+					continue;
+				}
+				art = buf;
+			}
+			(*articles)++;
+			na_mp mr;
+			na_mp_init(&mr, art, n);
+			na_article_info info;
+			char err[256];
+			if (na_article_check(&mr, &info, "article", err, sizeof err) || na_mp_left(&mr) != 0) {
+				fprintf(out, "article key %s: not a valid article: %s\n", hk, err);
+				problems++;
+				continue;
+			}
+			if (na_key_micros((const na_key *)akey) != na_ts_micros(info.published)) {
+				fprintf(out, "article key %s (guid %.*s): key time differs from published\n", hk,
+					(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid);
+				problems++;
+			}
+			uint8_t hb[8];
+			na_be64_put(hb, na_store_guid_hash(s, info.guid, info.guid_len));
+			MDB_val ik = { 8, hb }, iv = { NA_KEY_BYTES, (void *)akey };
+			MDB_cursor *ic;
+			mdb_cursor_open(txn, s->guids, &ic);
+			if (mdb_cursor_get(ic, &ik, &iv, MDB_GET_BOTH) != 0) {
+				fprintf(out, "guid %.*s (key %s): missing from the guid index\n",
+					(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid, hk);
+				problems++;
+			}
+			mdb_cursor_close(ic);
 		}
-		mdb_cursor_close(ic);
+		if (is_block)
+			memcpy(prev_last.b, blk->m[blk->last_live].key, NA_KEY_BYTES);
+		else
+			memcpy(prev_last.b, k.mv_data, NA_KEY_BYTES);
+		have_prev = true;
 	}
 	mdb_cursor_close(cur);
+	if (problems < 0) {
+		free(blk);
+		free(buf);
+		na_store_rend(s, txn);
+		return problems;
+	}
+	uint64_t counted = 0;
+	MDB_val cv;
+	if (na_meta_get(s, txn, "articles", &cv) == 0 && cv.mv_size == 8 &&
+	    (counted = na_be64_get(cv.mv_data)) != *articles) {
+		fprintf(out, "meta: article count %llu, but %llu articles are stored\n",
+			(unsigned long long)counted, (unsigned long long)*articles);
+		problems++;
+	}
 
 	/* guid index -> existing articles */
 	mdb_cursor_open(txn, s->guids, &cur);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		MDB_val av;
+		na_loc loc;
 		hexkey(v.mv_data, v.mv_size, hk);
-		if (v.mv_size != NA_KEY_BYTES || mdb_get(txn, s->articles, &v, &av) != 0) {
+		if (v.mv_size != NA_KEY_BYTES ||
+		    na_store_locate(s, txn, (const na_key *)v.mv_data, &loc, blk) != 0) {
 			fprintf(out, "guid index entry -> key %s: no such article\n", hk);
 			problems++;
 		}
 	}
 	mdb_cursor_close(cur);
+	free(blk);
 
 	/* log: increasing, well formed, not past the recorded seq */
 	uint64_t seq = 0, last = 0;

@@ -14,6 +14,19 @@
  * created it), so a log reader finds either exactly the bytes the change
  * wrote, or nothing because a later entry in the log removed them.
  *
+ * Blocks (codec.h, compact.c). Puts always store single records. When the
+ * version a put replaces, or a delete removes, is a member of a block, the
+ * block is rewritten with that member flagged dead (the compressed payload
+ * is copied as is: no decompression, no recompression on the writer); if it
+ * was the first live member, the block moves to the next one's key. A put
+ * whose key falls between two live members of a block (an article older
+ * than the newest ones) splits the block into two copies of the payload
+ * with complementary dead flags, so entries never overlap (store.c). The
+ * compactor later repacks blocks with dead members. NA_WOP_COMPACT swaps a
+ * compactor's block in for its source entries only if they are still there,
+ * adjacent and unchanged; it writes no log entry (the articles are the
+ * same) so every node compacts on its own.
+ *
  * When LMDB reports MDB_MAP_FULL the transaction is aborted, readers are
  * kept out (resize_lock), the map is doubled up to max_map_size and the
  * whole group is applied again. At the limit, jobs are retried one per
@@ -27,6 +40,7 @@
 #include <sys/statvfs.h>
 
 #include "index.h"
+#include "hash.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -35,9 +49,9 @@
 enum { LOG_PUT = 'P', LOG_DELETE = 'D', LOG_DICT = 'Z' };
 
 typedef struct wstate {
-	uint64_t seq, raw_bytes, stored_bytes;
+	uint64_t seq, raw_bytes, stored_bytes, articles;
 	na_key max_key;
-	bool have_max;
+	bool have_max, any_blocks;
 } wstate;
 
 static void save(const na_writer *w, wstate *s)
@@ -45,8 +59,10 @@ static void save(const na_writer *w, wstate *s)
 	s->seq = w->seq;
 	s->raw_bytes = w->raw_bytes;
 	s->stored_bytes = w->stored_bytes;
+	s->articles = w->articles;
 	s->max_key = w->max_key;
 	s->have_max = w->have_max;
+	s->any_blocks = w->any_blocks;
 }
 
 static void restore(na_writer *w, const wstate *s)
@@ -54,8 +70,10 @@ static void restore(na_writer *w, const wstate *s)
 	w->seq = s->seq;
 	w->raw_bytes = s->raw_bytes;
 	w->stored_bytes = s->stored_bytes;
+	w->articles = s->articles;
 	w->max_key = s->max_key;
 	w->have_max = s->have_max;
+	w->any_blocks = s->any_blocks;
 }
 
 static int log_append(na_writer *w, MDB_txn *txn, uint64_t seq, const uint8_t *e, size_t n)
@@ -77,6 +95,187 @@ static int del_guid(na_writer *w, MDB_txn *txn, const char *g, uint32_t gn, cons
 
 static int refresh_max(na_writer *w, MDB_txn *txn);
 
+/* ---- articles inside blocks ------------------------------------------ */
+
+/* The archive holds (or held) blocks: from then on, a put below the highest
+ * key checks whether it falls inside one. Recorded in meta "blocks". */
+static int note_blocks(na_writer *w, MDB_txn *txn)
+{
+	if (w->any_blocks)
+		return 0;
+	w->any_blocks = true;
+	return na_meta_put_u64(w->store, txn, "blocks", 1);
+}
+
+static int scratch(na_buf *b, size_t want)
+{
+	if (b->cap >= want && b->data)
+		return 0;
+	uint8_t *p = realloc(b->data, want);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = want;
+	return 0;
+}
+
+/* Stores block b under the key of its first live member with the given
+ * dead flags (the payload is kept as is); old_key is where b was stored. */
+static int put_remarked(na_writer *w, MDB_txn *txn, const na_block *b, const bool *dead,
+			const uint8_t *old_key, bool delete_old)
+{
+	na_store *s = w->store;
+	int rc = scratch(&w->blockbuf, na_block_bound(b->n, 0) + b->payload_len);
+	if (rc)
+		return rc;
+	size_t len;
+	if (na_block_remark(b, dead, w->blockbuf.data, &len))
+		return MDB_CORRUPTED;
+	uint32_t first = 0;
+	while (dead[first])
+		first++;
+	if (delete_old) {
+		MDB_val ok = { NA_KEY_BYTES, (void *)old_key };
+		if ((rc = mdb_del(txn, s->articles, &ok, NULL)))
+			return rc;
+	}
+	MDB_val k = { NA_KEY_BYTES, (void *)b->m[first].key }, v = { len, w->blockbuf.data };
+	if ((rc = mdb_put(txn, s->articles, &k, &v, 0)))
+		return rc;
+	w->stored_bytes += len;
+	return 0;
+}
+
+/* Rewrites the block at loc (parsed into w->blk) with only its live
+ * members other than loc's: decompressed and compressed again (a single
+ * record if one is left). Stored under its first member's key. */
+static int shrink_block(na_writer *w, MDB_txn *txn, const na_loc *loc)
+{
+	na_store *s = w->store;
+	na_block *b = w->blk;
+	na_bmember m[NA_BLOCK_MAX_MEMBERS];
+	int rc = scratch(&w->blockbuf2, b->raw_len ? b->raw_len : 1);
+	if (rc)
+		return rc;
+	uint8_t *raw = w->blockbuf2.data;
+	if (na_block_decode(s->codec, b, raw, w->blockbuf2.cap))
+		return MDB_CORRUPTED;
+	size_t used = 0;
+	uint32_t nm = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		if (b->m[i].dead || i == loc->member)
+			continue;
+		memmove(raw + used, raw + b->m[i].off, b->m[i].len); /* offsets only grow */
+		memcpy(m[nm].key, b->m[i].key, NA_KEY_BYTES);
+		m[nm].len = b->m[i].len;
+		m[nm].dead = false;
+		used += b->m[i].len;
+		nm++;
+	}
+	if (nm == 0)
+		return MDB_CORRUPTED;
+	size_t cap = nm == 1 ? na_codec_bound(used) : na_block_bound(nm, used), len;
+	if ((rc = scratch(&w->blockbuf, cap)))
+		return rc;
+	rc = nm == 1 ? na_codec_encode(s->codec, raw, used, w->blockbuf.data, &len)
+		     : na_block_encode(s->codec, m, nm, raw, used, w->blockbuf.data, &len);
+	if (rc)
+		return rc == -ENOMEM ? rc : MDB_CORRUPTED;
+	MDB_val ok = { NA_KEY_BYTES, (void *)loc->ckey.b };
+	if ((rc = mdb_del(txn, s->articles, &ok, NULL)))
+		return rc;
+	MDB_val k = { NA_KEY_BYTES, m[0].key }, v = { len, w->blockbuf.data };
+	if ((rc = mdb_put(txn, s->articles, &k, &v, 0)))
+		return rc;
+	w->stored_bytes += len;
+	return 0;
+}
+
+/* Removes the article at loc (a single record, or a member of the block
+ * parsed into w->blk), keeping the byte counters in step. In a block the
+ * member is only marked dead (the payload is copied as it is), until half
+ * of the block's bytes are dead, or at once when the map is at
+ * max_map_size: then the block is compressed again without them, so deletes
+ * give space back without waiting for the compactor (which may find no room
+ * to work in a full map). */
+static int remove_at(na_writer *w, MDB_txn *txn, const na_loc *loc)
+{
+	na_store *s = w->store;
+	w->raw_bytes -= loc->raw_len;
+	w->articles--;
+	w->stored_bytes -= loc->rec_len;
+	int rc;
+	uint64_t live_after = 0;
+	if (loc->block)
+		for (uint32_t i = 0; i < w->blk->n; i++)
+			if (!w->blk->m[i].dead && i != loc->member)
+				live_after += w->blk->m[i].len;
+	if (!loc->block || w->blk->live == 1) {
+		MDB_val k = { NA_KEY_BYTES, (void *)loc->ckey.b };
+		rc = mdb_del(txn, s->articles, &k, NULL);
+	} else if (live_after * 2 <= w->blk->raw_len || s->map_size >= s->max_map_size) {
+		/* half dead, or the map cannot grow: give the space back now */
+		rc = shrink_block(w, txn, loc);
+	} else {
+		bool dead[NA_BLOCK_MAX_MEMBERS];
+		for (uint32_t i = 0; i < w->blk->n; i++)
+			dead[i] = w->blk->m[i].dead;
+		dead[loc->member] = true;
+		rc = put_remarked(w, txn, w->blk, dead, loc->ckey.b, loc->member == w->blk->first_live);
+	}
+	const uint8_t *gone = loc->block ? w->blk->m[loc->member].key : loc->ckey.b;
+	if (rc == 0 && w->have_max && memcmp(gone, w->max_key.b, NA_KEY_BYTES) == 0)
+		w->have_max = false; /* recomputed lazily: append only above max */
+	return rc;
+}
+
+/* Before a single record is stored under key (not above every article):
+ * if key falls between two live members of a block, split that block in
+ * two (same payload, complementary dead flags) so entries never overlap. */
+static int make_room(na_writer *w, MDB_txn *txn, const na_key *key)
+{
+	na_store *s = w->store;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->articles, &cur);
+	if (rc)
+		return rc;
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	else if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc || !na_rec_is_block(v.mv_data, v.mv_size))
+		return rc;
+	na_block *b = w->blk;
+	if (k.mv_size != NA_KEY_BYTES || na_block_parse(s->codec, v.mv_data, v.mv_size, b))
+		return MDB_CORRUPTED;
+	if (memcmp(b->m[b->last_live].key, key->b, NA_KEY_BYTES) < 0)
+		return 0; /* the block ends before key */
+	na_key ck;
+	memcpy(ck.b, k.mv_data, NA_KEY_BYTES);
+	bool low[NA_BLOCK_MAX_MEMBERS], high[NA_BLOCK_MAX_MEMBERS];
+	for (uint32_t i = 0; i < b->n; i++) {
+		bool below = memcmp(b->m[i].key, key->b, NA_KEY_BYTES) < 0;
+		low[i] = b->m[i].dead || !below;
+		high[i] = b->m[i].dead || below;
+	}
+	w->stored_bytes -= v.mv_size;
+	/* the low part keeps the block's key; write the high part first (v
+	 * points into pages the first put may reuse) */
+	if ((rc = scratch(&w->blockbuf2, v.mv_size)))
+		return rc;
+	memcpy(w->blockbuf2.data, v.mv_data, v.mv_size);
+	if ((rc = na_block_parse(s->codec, w->blockbuf2.data, v.mv_size, b)))
+		return MDB_CORRUPTED;
+	if ((rc = put_remarked(w, txn, b, high, NULL, false)))
+		return rc;
+	return put_remarked(w, txn, b, low, ck.b, false);
+}
+
 static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 {
 	na_store *s = w->store;
@@ -87,7 +286,8 @@ static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 	bool found = rc == 0;
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	uint64_t old_raw = 0;
+	(void)orec;
+	(void)orec_len;
 	if (found) {
 		/* the stored version, decoded by find: same bytes, nothing to do */
 		if (dec->len == it->raw_len && memcmp(dec->data, it->raw, dec->len) == 0) {
@@ -95,14 +295,10 @@ static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 			it->seq = na_key_seq(&old);
 			return 0;
 		}
-		na_rec r;
-		if (na_rec_parse(s->codec, orec, orec_len, &r))
-			return MDB_CORRUPTED;
-		old_raw = r.raw_len;
-		w->raw_bytes -= old_raw;
-		w->stored_bytes -= orec_len;
-		MDB_val ok = { NA_KEY_BYTES, old.b };
-		if ((rc = mdb_del(txn, s->articles, &ok, NULL)))
+		na_loc loc;
+		if ((rc = na_store_locate(s, txn, &old, &loc, w->blk)))
+			return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+		if ((rc = remove_at(w, txn, &loc)))
 			return rc;
 		if ((rc = del_guid(w, txn, it->guid, it->guid_len, &old)))
 			return rc;
@@ -114,8 +310,11 @@ static int apply_put(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 	na_key_make(&key, it->micros, seq);
 	MDB_val k = { NA_KEY_BYTES, key.b }, v = { it->rec_len, (void *)it->rec };
 	bool append = !w->have_max || memcmp(key.b, w->max_key.b, NA_KEY_BYTES) > 0;
+	if (!append && w->any_blocks && (rc = make_room(w, txn, &key)))
+		return rc;
 	if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
 		return rc;
+	w->articles++;
 	if (append) {
 		w->max_key = key;
 		w->have_max = true;
@@ -153,13 +352,12 @@ static int apply_delete(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 	}
 	if (rc)
 		return rc;
-	na_rec r;
-	if (na_rec_parse(s->codec, rec, rec_len, &r))
-		return MDB_CORRUPTED;
-	w->raw_bytes -= r.raw_len;
-	w->stored_bytes -= rec_len;
-	MDB_val k = { NA_KEY_BYTES, key.b };
-	if ((rc = mdb_del(txn, s->articles, &k, NULL)) ||
+	(void)rec;
+	(void)rec_len;
+	na_loc loc;
+	if ((rc = na_store_locate(s, txn, &key, &loc, w->blk)))
+		return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+	if ((rc = remove_at(w, txn, &loc)) ||
 	    (rc = del_guid(w, txn, it->guid, it->guid_len, &key)))
 		return rc;
 	uint64_t seq = ++w->seq;
@@ -168,8 +366,6 @@ static int apply_delete(na_writer *w, MDB_txn *txn, na_witem *it, na_buf *dec)
 	memcpy(e + 1, key.b, NA_KEY_BYTES);
 	if ((rc = log_append(w, txn, seq, e, sizeof e)))
 		return rc;
-	if (w->have_max && memcmp(key.b, w->max_key.b, NA_KEY_BYTES) == 0)
-		w->have_max = false; /* recomputed lazily: append only above max */
 	it->status = NA_WS_DELETED;
 	it->seq = seq;
 	return 0;
@@ -192,78 +388,244 @@ static int apply_dict(na_writer *w, MDB_txn *txn, na_wjob *j)
 
 /* ---- replication: applying what a primary sends ----------------------- */
 
-/* Adds or removes the guid index entry of the record stored at key and keeps
- * the byte counters in step. */
-static int index_record(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
-			size_t len, na_buf *dec, bool add)
+/* Adds or removes the guid index entry of the article art stored at key. */
+static int guid_index(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *art, size_t n,
+		      bool add)
 {
 	na_store *s = w->store;
-	na_rec r;
 	const char *g;
 	uint32_t gn;
-	if (na_rec_parse(s->codec, rec, len, &r) ||
-	    na_store_decode(s, rec, len, &dec->data, &dec->cap, &dec->len) ||
-	    na_article_guid(dec->data, dec->len, &g, &gn))
+	if (na_article_guid(art, n, &g, &gn))
 		return MDB_CORRUPTED;
 	uint8_t hb[8];
 	na_be64_put(hb, na_store_guid_hash(s, g, gn));
 	MDB_val hk = { 8, hb }, hv = { NA_KEY_BYTES, (void *)key->b };
-	if (add) {
-		w->raw_bytes += r.raw_len;
-		w->stored_bytes += len;
+	if (add)
 		return mdb_put(txn, s->guids, &hk, &hv, MDB_NODUPDATA);
-	}
-	w->raw_bytes -= r.raw_len;
-	w->stored_bytes -= len;
 	int rc = mdb_del(txn, s->guids, &hk, &hv);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Stores a record under key unless that version is already there. */
-static int insert_key(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
-		      size_t len, na_buf *dec)
+/* Stores a single record under key unless that version is already there. */
+static int insert_single(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
+			 size_t len, na_buf *dec)
 {
 	na_store *s = w->store;
-	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	na_rec r;
+	if (na_rec_is_block(rec, len) || na_rec_parse(s->codec, rec, len, &r))
+		return MDB_CORRUPTED;
 	int rc = refresh_max(w, txn);
 	if (rc)
 		return rc;
 	bool append = !w->have_max || memcmp(key->b, w->max_key.b, NA_KEY_BYTES) > 0;
 	if (!append) {
-		rc = mdb_get(txn, s->articles, &k, &v);
+		na_loc loc;
+		rc = na_store_locate(s, txn, key, &loc, w->blk);
 		if (rc == 0)
 			return 0; /* already have it (a snapshot overlapping the log) */
 		if (rc != MDB_NOTFOUND)
 			return rc;
+		if (w->any_blocks && (rc = make_room(w, txn, key)))
+			return rc;
 	}
-	v.mv_size = len;
-	v.mv_data = (void *)rec;
+	if (na_store_decode(s, rec, len, &dec->data, &dec->cap, &dec->len))
+		return MDB_CORRUPTED;
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v = { len, (void *)rec };
 	if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
 		return rc;
 	if (append) {
 		w->max_key = *key;
 		w->have_max = true;
 	}
-	return index_record(w, txn, key, rec, len, dec, true);
+	w->raw_bytes += r.raw_len;
+	w->stored_bytes += len;
+	w->articles++;
+	return guid_index(w, txn, key, dec->data, dec->len, true);
+}
+
+/* A snapshot row holding a block: stored whole when it overlaps nothing
+ * already here, else member by member (as raw single records, which the
+ * compactor packs again later). */
+static int insert_block(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
+			size_t len, na_buf *dec)
+{
+	na_store *s = w->store;
+	na_block *b = w->blk;
+	if (na_block_parse(s->codec, rec, len, b) ||
+	    memcmp(b->m[b->first_live].key, key->b, NA_KEY_BYTES) != 0)
+		return MDB_CORRUPTED;
+	na_key first = *(const na_key *)b->m[b->first_live].key;
+	na_key last = *(const na_key *)b->m[b->last_live].key;
+	int rc = refresh_max(w, txn);
+	if (rc)
+		return rc;
+	bool append = !w->have_max || memcmp(first.b, w->max_key.b, NA_KEY_BYTES) > 0;
+	bool whole = append;
+	if (!whole) {
+		MDB_cursor *cur;
+		if ((rc = mdb_cursor_open(txn, s->articles, &cur)))
+			return rc;
+		MDB_val k = { NA_KEY_BYTES, first.b }, v;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		whole = rc == MDB_NOTFOUND || (rc == 0 && memcmp(k.mv_data, last.b, NA_KEY_BYTES) > 0);
+		if (rc == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+		else if (rc == MDB_NOTFOUND)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+		if (rc == 0 && whole) {
+			na_key pl;
+			rc = na_store_entry_last(s, &k, &v, &pl);
+			whole = rc == 0 && memcmp(pl.b, first.b, NA_KEY_BYTES) < 0;
+		}
+		mdb_cursor_close(cur);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		/* b was not touched: the cursor reads did not parse into it */
+	}
+	if (scratch(dec, b->raw_len ? b->raw_len : 1))
+		return -ENOMEM;
+	if (na_block_decode(s->codec, b, dec->data, dec->cap))
+		return MDB_CORRUPTED;
+	if (whole) {
+		if ((rc = note_blocks(w, txn)))
+			return rc;
+		MDB_val k = { NA_KEY_BYTES, first.b }, v = { len, (void *)rec };
+		if ((rc = mdb_put(txn, s->articles, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE)))
+			return rc;
+		for (uint32_t i = 0; i < b->n; i++) {
+			if (b->m[i].dead)
+				continue;
+			if ((rc = guid_index(w, txn, (const na_key *)b->m[i].key, dec->data + b->m[i].off,
+					     b->m[i].len, true)))
+				return rc;
+			w->raw_bytes += b->m[i].len;
+			w->articles++;
+		}
+		w->stored_bytes += len;
+		if (append) {
+			w->max_key = last;
+			w->have_max = true;
+		}
+		return 0;
+	}
+	/* member by member: copy what the block holds first (insert_single
+	 * reuses the scratch buffers and the parsed block) */
+	uint32_t n = b->n;
+	na_bmember *m = malloc(sizeof *m * n);
+	uint8_t *raw = malloc(b->raw_len ? b->raw_len : 1);
+	uint8_t *one = malloc(b->raw_len + 16);
+	if (!m || !raw || !one) {
+		free(m);
+		free(raw);
+		free(one);
+		return -ENOMEM;
+	}
+	memcpy(m, b->m, sizeof *m * n);
+	memcpy(raw, dec->data, b->raw_len);
+	rc = 0;
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		if (m[i].dead)
+			continue;
+		size_t h = 0;
+		uint32_t l = m[i].len;
+		one[h++] = NA_REC_RAW;
+		while (l >= 0x80) {
+			one[h++] = (uint8_t)(l | 0x80);
+			l >>= 7;
+		}
+		one[h++] = (uint8_t)l;
+		memcpy(one + h, raw + m[i].off, m[i].len);
+		rc = insert_single(w, txn, (const na_key *)m[i].key, one, h + m[i].len, dec);
+	}
+	free(m);
+	free(raw);
+	free(one);
+	return rc;
+}
+
+static int insert_key(na_writer *w, MDB_txn *txn, const na_key *key, const uint8_t *rec,
+		      size_t len, na_buf *dec)
+{
+	if (na_rec_is_block(rec, len))
+		return insert_block(w, txn, key, rec, len, dec);
+	return insert_single(w, txn, key, rec, len, dec);
 }
 
 /* Removes the version stored under key, if any. */
 static int remove_key(na_writer *w, MDB_txn *txn, const na_key *key, na_buf *dec)
 {
 	na_store *s = w->store;
-	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
-	int rc = mdb_get(txn, s->articles, &k, &v);
+	na_loc loc;
+	int rc = na_store_locate(s, txn, key, &loc, w->blk);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
 		return rc;
-	if ((rc = index_record(w, txn, key, v.mv_data, v.mv_size, dec, false)))
+	if ((rc = na_store_read_loc(s, &loc, w->blk, dec)) ||
+	    (rc = guid_index(w, txn, key, dec->data, dec->len, false)))
 		return rc;
-	if ((rc = mdb_del(txn, s->articles, &k, NULL)))
+	return remove_at(w, txn, &loc);
+}
+
+/* The compactor's blocks: each replaces its source entries if they are all
+ * still there, adjacent and unchanged (same value hash); else it is stale
+ * and skipped. Same articles, so no log entry: every node compacts on its
+ * own. */
+static int apply_compact(na_writer *w, MDB_txn *txn, na_wjob *j)
+{
+	na_store *s = w->store;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->articles, &cur);
+	if (rc)
 		return rc;
-	if (w->have_max && memcmp(key->b, w->max_key.b, NA_KEY_BYTES) == 0)
-		w->have_max = false;
-	return 0;
+	j->compacted = 0;
+	for (uint32_t i = 0; i < j->ncblocks && rc == 0; i++) {
+		const na_cblock *cb = &j->cblocks[i];
+		if (cb->nsrc == 0)
+			continue;
+		MDB_val k = { NA_KEY_BYTES, (void *)cb->src_keys }, v;
+		uint64_t old = 0;
+		bool same = true;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+		for (uint32_t x = 0; rc == 0 && same; x++) {
+			same = k.mv_size == NA_KEY_BYTES &&
+			       memcmp(k.mv_data, cb->src_keys + (size_t)x * NA_KEY_BYTES, NA_KEY_BYTES) == 0 &&
+			       na_siphash(s->hash_key, v.mv_data, v.mv_size) == cb->src_hash[x];
+			old += v.mv_size;
+			if (x + 1 == cb->nsrc)
+				break;
+			if (same)
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		}
+		if (rc == MDB_NOTFOUND || (rc == 0 && !same)) {
+			rc = 0;
+			continue; /* changed since it was read */
+		}
+		if (rc)
+			break;
+		if (na_block_parse(s->codec, cb->rec, cb->rec_len, w->blk)) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		/* by key: after mdb_cursor_del at the end of a page the cursor
+		 * is not on the next entry until it is moved */
+		for (uint32_t x = 0; x < cb->nsrc && rc == 0; x++) {
+			MDB_val dk = { NA_KEY_BYTES, (void *)(cb->src_keys + (size_t)x * NA_KEY_BYTES) };
+			rc = mdb_del(txn, s->articles, &dk, NULL);
+		}
+		if (rc)
+			break;
+		MDB_val nk = { NA_KEY_BYTES, w->blk->m[w->blk->first_live].key },
+			nv = { cb->rec_len, (void *)cb->rec };
+		if ((rc = mdb_put(txn, s->articles, &nk, &nv, MDB_NOOVERWRITE)))
+			break;
+		w->stored_bytes = w->stored_bytes - old + cb->rec_len;
+		j->compacted++;
+		if ((rc = note_blocks(w, txn)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc;
 }
 
 static int store_dict(na_writer *w, MDB_txn *txn, uint32_t id, const void *d, size_t n)
@@ -357,7 +719,7 @@ static int apply_snap_begin(na_writer *w, MDB_txn *txn, const na_wjob *j)
 	if (rc == 0)
 		rc = na_index_reset(s, txn); /* rebuilt once the snapshot is whole */
 	w->seq = 0;
-	w->raw_bytes = w->stored_bytes = 0;
+	w->raw_bytes = w->stored_bytes = w->articles = 0;
 	w->have_max = false;
 	return rc; /* the hash key and dictionaries change after the commit */
 }
@@ -489,6 +851,8 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 				continue;
 			if (rc)
 				return rc;
+			if (na_rec_is_block(v.mv_data, v.mv_size))
+				continue; /* compacted meanwhile: a block now starts here */
 			size_t old = v.mv_size;
 			v.mv_size = j->rows[i].rec_len;
 			v.mv_data = (void *)j->rows[i].rec;
@@ -503,6 +867,8 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 		return na_index_apply(w->store, txn, j->ixbatch, &j->ix_stale);
 	case NA_WOP_INDEX_RESET:
 		return na_index_reset(w->store, txn);
+	case NA_WOP_COMPACT:
+		return apply_compact(w, txn, j);
 	default:
 		break;
 	}
@@ -528,10 +894,8 @@ static int refresh_max(na_writer *w, MDB_txn *txn)
 	if (rc)
 		return rc;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	if (rc == 0 && k.mv_size == NA_KEY_BYTES) {
-		memcpy(w->max_key.b, k.mv_data, NA_KEY_BYTES);
+	if (rc == 0 && (rc = na_store_entry_last(w->store, &k, &v, &w->max_key)) == 0)
 		w->have_max = true;
-	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -553,11 +917,9 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		rc = trim_by_bytes(w, txn);
 	if (rc == 0 && ((rc = na_meta_put_u64(s, txn, "seq", w->seq)) ||
 			(rc = na_meta_put_u64(s, txn, "raw_bytes", w->raw_bytes)) ||
-			(rc = na_meta_put_u64(s, txn, "stored_bytes", w->stored_bytes)))) {
+			(rc = na_meta_put_u64(s, txn, "stored_bytes", w->stored_bytes)) ||
+			(rc = na_meta_put_u64(s, txn, "articles", w->articles)))) {
 	}
-	MDB_stat ast;
-	if (rc == 0)
-		rc = mdb_stat(txn, s->articles, &ast);
 	if (rc) {
 		mdb_txn_abort(txn);
 		restore(w, &st);
@@ -569,7 +931,7 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		return rc;
 	}
 	for (na_wjob *j = first; j != stop; j = j->next) {
-		j->articles = ast.ms_entries;
+		j->articles = w->articles;
 		j->seq_after = w->seq;
 		if (j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_HISTORY || j->op == NA_WOP_PROMOTE) {
 			if (j->op == NA_WOP_SNAP_BEGIN)
@@ -684,11 +1046,12 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 }
 
 /* Jobs that change the archive's identity commit alone, so in-memory state
- * can follow their commit before the next group begins. */
+ * can follow their commit before the next group begins. Compaction commits
+ * alone too: if it ever fails, no client's write fails with it. */
 static bool solo(const na_wjob *j)
 {
 	return j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_SNAP_END || j->op == NA_WOP_HISTORY ||
-	       j->op == NA_WOP_PROMOTE || j->op == NA_WOP_TRIM;
+	       j->op == NA_WOP_PROMOTE || j->op == NA_WOP_TRIM || j->op == NA_WOP_COMPACT;
 }
 
 static void *writer_main(void *arg)
@@ -792,14 +1155,18 @@ static void run_done(uv_async_t *a)
 static int load_state(na_writer *w)
 {
 	na_store *s = w->store;
+	uint64_t blocks = 0;
 	MDB_txn *txn;
 	int rc = na_store_rbegin(s, &txn);
 	if (rc)
 		return rc;
 	if ((rc = na_meta_get_u64(s, txn, "seq", &w->seq)) ||
 	    (rc = na_meta_get_u64(s, txn, "raw_bytes", &w->raw_bytes)) ||
-	    (rc = na_meta_get_u64(s, txn, "stored_bytes", &w->stored_bytes)))
+	    (rc = na_meta_get_u64(s, txn, "stored_bytes", &w->stored_bytes)) ||
+	    (rc = na_store_articles(s, txn, &w->articles)) ||
+	    (rc = na_meta_get_u64(s, txn, "blocks", &blocks)))
 		goto out;
+	w->any_blocks = blocks != 0;
 	w->have_max = false;
 	rc = refresh_max(w, txn);
 out:
@@ -812,9 +1179,14 @@ int na_writer_start(na_writer *w, na_store *s, uv_loop_t *loop, bool relaxed)
 	memset(w, 0, sizeof *w);
 	w->store = s;
 	w->relaxed = relaxed;
+	if (!(w->blk = malloc(sizeof *w->blk)))
+		return -ENOMEM;
 	int rc = load_state(w);
-	if (rc)
+	if (rc) {
+		free(w->blk);
+		w->blk = NULL;
 		return rc;
+	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	if (loop) {
@@ -844,11 +1216,20 @@ void na_writer_submit(na_writer *w, na_wjob *job)
 	pthread_mutex_unlock(&w->lock);
 }
 
+static void free_buffers(na_writer *w)
+{
+	free(w->scratch.data);
+	free(w->blockbuf.data);
+	free(w->blockbuf2.data);
+	free(w->blk);
+	w->scratch = w->blockbuf = w->blockbuf2 = (na_buf){ 0 };
+	w->blk = NULL;
+}
+
 void na_writer_stop(na_writer *w)
 {
 	if (!w->started) {
-		free(w->scratch.data);
-		w->scratch = (na_buf){ 0 };
+		free_buffers(w);
 		return;
 	}
 	pthread_mutex_lock(&w->lock);
@@ -859,8 +1240,7 @@ void na_writer_stop(na_writer *w)
 	/* only now: the thread drains its queue first (a follower's jobs are
 	 * not requests, so they may still be queued at shutdown) and uses
 	 * scratch until it has */
-	free(w->scratch.data);
-	w->scratch = (na_buf){ 0 };
+	free_buffers(w);
 	run_done(&w->async);
 	uv_close((uv_handle_t *)&w->async, NULL);
 	pthread_mutex_destroy(&w->lock);

@@ -32,6 +32,7 @@ typedef enum na_wop {
 	NA_WOP_RECODE,      /* store the same articles compressed better */
 	NA_WOP_INDEX,       /* a full-text index batch (index.c) */
 	NA_WOP_INDEX_RESET, /* drop the full-text index for a rebuild */
+	NA_WOP_COMPACT,     /* swap runs of adjacent records for blocks */
 } na_wop;
 
 /* A change-log entry as shipped between servers (see replog.c). */
@@ -54,6 +55,18 @@ typedef struct na_srow {
 	const uint8_t *rec;
 	size_t rec_len;
 } na_srow;
+
+/* A block the compactor built (NA_WOP_COMPACT). It replaces the nsrc
+ * entries stored under src_keys (16 bytes each, adjacent in key order,
+ * their values hashing to src_hash with the archive's hash key) if they are
+ * all still there unchanged. */
+typedef struct na_cblock {
+	const uint8_t *rec;
+	size_t rec_len;
+	const uint8_t *src_keys;
+	const uint64_t *src_hash;
+	uint32_t nsrc;
+} na_cblock;
 
 typedef enum na_wstatus {
 	NA_WS_CREATED, NA_WS_UPDATED, NA_WS_UNCHANGED, NA_WS_DELETED, NA_WS_ABSENT
@@ -98,6 +111,10 @@ struct na_wjob {
 	/* NA_WOP_SNAP_ROWS, NA_WOP_RECODE (same content, new record bytes) */
 	na_srow *rows;
 	uint32_t nrows;
+	/* NA_WOP_COMPACT */
+	na_cblock *cblocks;
+	uint32_t ncblocks;
+	uint32_t compacted;      /* out: blocks swapped in */
 	/* NA_WOP_SNAP_BEGIN, NA_WOP_HISTORY, NA_WOP_PROMOTE: identity; SNAP_END: seq */
 	uint8_t history[16], hash_key[16];
 	uint8_t chain[16 * 24];  /* (history, end seq) pairs of earlier histories */
@@ -136,10 +153,13 @@ typedef struct na_writer {
 	uv_async_t async;
 	size_t log_cap;           /* trim the log beyond these bytes (0: never) */
 	/* writer-thread state (mirrors meta, restored when a txn is aborted) */
-	uint64_t seq, raw_bytes, stored_bytes;
-	na_key max_key;
+	uint64_t seq, raw_bytes, stored_bytes, articles;
+	na_key max_key;           /* the highest article key (have_max) */
 	bool have_max;
+	bool any_blocks;          /* meta "blocks": the archive has stored blocks */
 	na_buf scratch;           /* decoded articles, reused */
+	na_buf blockbuf, blockbuf2; /* blocks being rewritten */
+	na_block *blk;            /* a parsed block */
 	uint32_t broken_link;     /* a replication link whose job failed */
 	time_t last_sync;         /* relaxed durability: last mdb_env_sync */
 	/* statistics */

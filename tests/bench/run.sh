@@ -30,7 +30,8 @@
 # whole run into FILE. BENCH_EXTRAS=0 skips the CLI import and replication
 # measurements; BENCH_REPL_ARTICLES=N loads N articles into the primaries
 # (default: the corpus x 5); BENCH_LAG_SECONDS (10) and BENCH_LAG_RATE
-# (5000 articles/s) shape the lag run.
+# (5000 articles/s) shape the lag run. BENCH_DAEMON_ARGS adds flags to the
+# main run's daemon (e.g. "--block-bytes 32K" to measure compaction).
 set -u
 
 build=${1:-build}
@@ -178,8 +179,9 @@ while [ ! -S "$tmp/notify.sock" ]; do
 	fi
 	sleep 0.05
 done
+# shellcheck disable=SC2086 # BENCH_DAEMON_ARGS is a list of flags
 NOTIFY_SOCKET=$tmp/notify.sock "$daemon" --data "$tmp/data" --listen "127.0.0.1:$port" \
-	--socket "$tmp/newsarchd.sock" 2>"$tmp/daemon.log" &
+	--socket "$tmp/newsarchd.sock" ${BENCH_DAEMON_ARGS:-} 2>"$tmp/daemon.log" &
 pid=$!
 wait "$waiter"
 ready=$?

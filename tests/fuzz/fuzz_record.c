@@ -1,7 +1,9 @@
 /*
  * fuzz_record.c - libFuzzer target: stored records. Random bytes go to
  * na_rec_parse and na_codec_decode (a codec with one trained dictionary,
- * id 1, registered), and are also encoded and decoded back.
+ * id 1, registered), and are also encoded and decoded back. The same bytes
+ * also go to the block parser and decoder, and are cut into members of a
+ * block that is encoded, parsed and decoded back.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +74,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(na_codec_decode(codec, rec, size, out, sizeof out, &on) != 0);
 	}
 	free(rec);
+
+	/* 1b: the input as a block */
+	static na_block blk;
+	if (na_block_parse(codec, data, size, &blk) == 0) {
+		CHECK(blk.n >= 1 && blk.n <= NA_BLOCK_MAX_MEMBERS && blk.live >= 1 && blk.raw_len <= MAX_RAW);
+		uint64_t sum = 0;
+		for (uint32_t i = 0; i < blk.n; i++) {
+			CHECK(blk.m[i].off == sum);
+			sum += blk.m[i].len;
+			if (i)
+				CHECK(memcmp(blk.m[i - 1].key, blk.m[i].key, 16) < 0);
+		}
+		CHECK(sum == blk.raw_len);
+		uint8_t *out = malloc(blk.raw_len ? blk.raw_len : 1);
+		int rc = na_block_decode(codec, &blk, out, blk.raw_len);
+		CHECK(rc == 0 || rc == -22);
+		free(out);
+	}
+
+	/* 1c: the input cut into members of a block, round trip */
+	if (size >= 1 && size <= MAX_RAW) {
+		static na_bmember m[NA_BLOCK_MAX_MEMBERS];
+		uint32_t n = (uint32_t)(data[0] % 16) + 1;
+		size_t left = size, part = size / n;
+		for (uint32_t i = 0; i < n; i++) {
+			memset(m[i].key, 0, 16);
+			m[i].key[7] = (uint8_t)i; /* increasing times */
+			m[i].key[15] = (uint8_t)(data[i % size]);
+			m[i].len = (uint32_t)(i + 1 == n ? left : part);
+			m[i].dead = i > 0 && (data[i % size] & 1);
+			left -= m[i].len;
+		}
+		uint8_t *enc = malloc(na_block_bound(n, size));
+		size_t el = 0;
+		CHECK(na_block_encode(codec, m, n, data, size, enc, &el) == 0);
+		CHECK(na_block_parse(codec, enc, el, &blk) == 0 && blk.n == n && blk.raw_len == size);
+		uint8_t *dec = malloc(size);
+		CHECK(na_block_decode(codec, &blk, dec, size) == 0 && memcmp(dec, data, size) == 0);
+		free(enc);
+		free(dec);
+	}
 
 	/* 2: the input as an article, with and without the dictionary */
 	if (size <= MAX_RAW) {

@@ -115,6 +115,9 @@ static void test_kill_during_ingest(void **state)
 	d.extra[1] = "warn";
 	d.extra[2] = "--train-min";
 	d.extra[3] = "1000";
+	/* compaction into blocks runs between the rounds and may be killed too */
+	d.extra[4] = "--block-bytes";
+	d.extra[5] = "16K";
 	assert_int_equal(na_test_daemon_start(&d), 0);
 	srandom(4242);
 	int next_id = 0;

@@ -1419,6 +1419,114 @@ static void test_subscribe_feed(void **state)
 	na_trpc_close(&t);
 }
 
+/* ---- blocks -------------------------------------------------------------- */
+
+/* Polls D[i]'s stats until background compaction is done and has packed
+ * articles into blocks (fewer records than articles). Returns records. */
+static uint64_t wait_compacted(int i)
+{
+	long long end = mono_ms() + WAIT_MS;
+	uint64_t records = 0, articles = 0;
+	bool compacting = true;
+	for (int k = 0; k < 1000000 && mono_ms() < end; k++) {
+		int fd = na_test_connect_tcp(&D[i]);
+		assert_true(fd >= 0);
+		na_trpc t;
+		na_trpc_init(&t, fd);
+		msgpack_object err, res;
+		assert_int_equal(na_trpc_call(&t, "stats", 0, NULL, &err, &res), 1);
+		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+		const msgpack_object *c = na_obj_get(&res, "compacting");
+		assert_non_null(c);
+		compacting = c->type == MSGPACK_OBJECT_BOOLEAN && c->via.boolean;
+		records = u64_of(na_obj_get(&res, "records"));
+		articles = u64_of(na_obj_get(&res, "articles"));
+		na_trpc_close(&t);
+		if (!compacting && records < articles)
+			return records;
+		poll_pause();
+	}
+	fail_msg("daemon %d did not finish compacting: %llu records for %llu articles", i,
+		 (unsigned long long)records, (unsigned long long)articles);
+	return 0;
+}
+
+static void verify_ok(int i)
+{
+	na_trpc t;
+	conn(i, &t);
+	t.timeout_ms = 60000;
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_call(&t, "verify", 0, NULL, &err, &res), 1);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	assert_int_equal(u64_of(na_obj_get(&res, "problems")), 0);
+	na_trpc_close(&t);
+}
+
+/*
+ * A primary that packed its articles into blocks bootstraps a follower by
+ * snapshot (rows that are blocks), then, while the follower is down, takes
+ * new articles (appended, and inside the time span of existing blocks),
+ * replacements and deletes of articles in blocks, and compacts again: the
+ * follower streams the log, whose articles now sit in the primary's blocks,
+ * and ends identical.
+ */
+static void test_compacted_archive_replicates(void **state)
+{
+	(void)state;
+	start_daemon(0, "--block-bytes", "16K", NULL);
+	ingest_sync(0, "cmp", 0, 6000, 600, 500);
+	uint64_t rec = wait_compacted(0);
+	assert_true(rec < 6000 / 4);
+	start_daemon(1, "--follow", D[0].addr, "--block-bytes", "16K", NULL);
+	wait_caught_up(0, 1);
+	assert_int_equal(compare_all(0, 1), 6000);
+	verify_ok(1);
+	stop_clean(1);
+
+	ingest_sync(0, "mid", 0, 500, 300, 100);    /* same times as cmp-0..499 */
+	ingest_sync(0, "new", 6000, 2000, 600, 500); /* after everything */
+	na_trpc t;
+	conn(0, &t);
+	msgpack_object err, res;
+	params p;
+	p_init(&p);
+	msgpack_pack_array(&p.pk, 100);
+	for (int k = 0; k < 100; k++)
+		pack_art_v(&p.pk, "cmp", 100 + k, 600, 1); /* replaced and moved */
+	assert_int_equal(na_trpc_call(&t, "put_batch", 1, &p.sb, &err, &res), 1);
+	p_free(&p);
+	const char *e = batch_error(&err, &res, 100);
+	if (e)
+		fail_msg("%s", e);
+	for (int i = 1000; i < 1100; i++) {
+		char guid[48];
+		guid_of(guid, sizeof guid, "cmp", i);
+		p_init(&p);
+		na_mp_pack_cstr(&p.pk, guid);
+		assert_int_equal(na_trpc_call(&t, "delete", 1, &p.sb, &err, &res), 1);
+		p_free(&p);
+		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	}
+	na_trpc_close(&t);
+	wait_compacted(0);
+	verify_ok(0);
+
+	assert_int_equal(na_test_daemon_restart(&D[1]), 0);
+	wait_caught_up(0, 1);
+	assert_int_equal(compare_all(0, 1), 6000 + 500 + 2000 - 100);
+	assert_int_equal(SNAPSHOTS(1), 1); /* it streamed */
+	conn(1, &t);
+	assert_int_equal(get_guid(&t, "cmp-0001050", NULL), 0);
+	assert_int_equal(get_guid(&t, "cmp-0000150", NULL), 1);
+	assert_int_equal(get_guid(&t, "new-0007999", NULL), 1);
+	assert_int_equal(get_guid(&t, "mid-0000250", NULL), 1);
+	na_trpc_close(&t);
+	wait_compacted(1);
+	verify_ok(1);
+	assert_int_equal(compare_all(0, 1), 8400);
+}
+
 /* An optional argument runs only the tests matching it (cmocka's filter,
  * "*" wildcards allowed). */
 int main(int argc, char **argv)
@@ -1427,6 +1535,7 @@ int main(int argc, char **argv)
 		cmocka_set_test_filter(argv[1]);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_new_follower_converges_100k, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compacted_archive_replicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_killed_in_snapshot_and_streaming, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_fuzzy_snapshot_with_changes, setup, teardown),

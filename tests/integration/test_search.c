@@ -13,7 +13,8 @@
  * and compared with what the daemon returns: the same articles in the same
  * order (newest/oldest), the same set without duplicates (relevance).
  * Then the same after deletes and replacements, on a follower, after an
- * online reindex and after a restart; and malformed queries.
+ * online reindex and after a restart; once more with the primary's
+ * articles compacted into blocks; and malformed queries.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,8 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
+#include <msgpack.h>
 
 #include "daemon.h"
 #include "newsarch.h"
@@ -335,11 +338,55 @@ static int64_t unique_sec(void)
 	}
 }
 
+/* stats value of a boolean / unsigned key (false / 0 when absent) */
+static uint64_t stat_u64(const na_server_stats *st, const char *key)
+{
+	const uint8_t *v;
+	size_t n;
+	if (na_server_stats_find(st, key, &v, &n) || n == 0)
+		return 0;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	uint64_t r = 0;
+	if (msgpack_unpack_next(&u, (const char *)v, n, NULL) == MSGPACK_UNPACK_SUCCESS) {
+		if (u.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+			r = u.data.via.u64;
+		else if (u.data.type == MSGPACK_OBJECT_BOOLEAN)
+			r = u.data.via.boolean;
+	}
+	msgpack_unpacked_destroy(&u);
+	return r;
+}
+
+/* With compaction on: waits (bounded) until the background compactor has
+ * finished and packed articles into blocks, so searches read through them. */
+static void wait_compacted(na_client *c)
+{
+	for (int k = 0; k < 20000; k++) {
+		na_server_stats *st;
+		assert_int_equal(na_stats(c, &st), 0);
+		uint64_t records = stat_u64(st, "records"), compacting = stat_u64(st, "compacting");
+		uint64_t articles = st->articles;
+		na_server_stats_free(st);
+		if (!compacting && records < articles)
+			return;
+		struct timespec ts = { 0, 5000000 }; /* poll interval, not a sync */
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("compaction did not finish");
+}
+
+static bool with_blocks;
+
 static void test_search_vs_brute_force(void **state)
 {
 	(void)state;
 	assert_int_equal(na_analyzer_new(&AN), 0);
 	memset(&P, 0, sizeof P);
+	if (with_blocks) {
+		P.extra[0] = "--block-bytes";
+		P.extra[1] = "8K";
+	}
 	assert_int_equal(na_test_daemon_start(&P), 0);
 	for (size_t i = 0; i < NART; i++) {
 		snprintf(A[i].guid, sizeof A[i].guid, "g%zu", i);
@@ -348,6 +395,8 @@ static void test_search_vs_brute_force(void **state)
 	}
 	na_client *c = connect_to(&P);
 	uint64_t seq = put_all(c, 0, NART);
+	if (with_blocks)
+		wait_compacted(c);
 	uint64_t checked = run_checks(c, seq, NQ, "primary");
 
 	/* deletes and replacements */
@@ -414,6 +463,16 @@ static void test_search_vs_brute_force(void **state)
 	na_analyzer_free(AN);
 }
 
+/* The same with the primary packing its articles into compressed blocks
+ * (block_bytes): hits, deletes and replacements inside blocks, reindex. */
+static void test_search_over_blocks(void **state)
+{
+	with_blocks = true;
+	rng = 0x2545f4914f6cdd1dull;
+	test_search_vs_brute_force(state);
+	with_blocks = false;
+}
+
 static void test_bad_queries(void **state)
 {
 	(void)state;
@@ -464,6 +523,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_search_vs_brute_force),
+		cmocka_unit_test(test_search_over_blocks),
 		cmocka_unit_test(test_bad_queries),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -442,6 +442,243 @@ static void test_corrupt_records(void **state)
 	na_codec_destroy(c);
 }
 
+/* ---- blocks ----------------------------------------------------------- */
+
+static void bkey(uint8_t *k, uint64_t t, uint64_t seq)
+{
+	for (int i = 0; i < 8; i++) {
+		k[i] = (uint8_t)(t >> (56 - 8 * i));
+		k[8 + i] = (uint8_t)(seq >> (56 - 8 * i));
+	}
+}
+
+/* n members with increasing keys (equal times with increasing seq, and
+ * sequence numbers going down between times), text-like bodies. */
+static uint8_t *make_members(na_bmember *m, uint32_t n, size_t *raw_len)
+{
+	size_t cap = (size_t)n * 400, used = 0;
+	uint8_t *raw = malloc(cap);
+	for (uint32_t i = 0; i < n; i++) {
+		bkey(m[i].key, 0x8000000000000000ULL + (uint64_t)(i / 2) * 1000000, 1000 - i / 2 * 3 + i % 2);
+		int l = snprintf((char *)raw + used, 400,
+				 "article %u: the market said the government would act on prices, "
+				 "the market said the government would act on rates %u", i, i * 7);
+		m[i].len = (uint32_t)l;
+		m[i].dead = i == 1;
+		used += (size_t)l;
+	}
+	*raw_len = used;
+	return raw;
+}
+
+static void test_block_round_trip(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, 1 << 20, &c), 0);
+	na_codec_set_block_level(c, 6);
+	enum { N = 40 };
+	na_bmember m[N];
+	size_t raw_len;
+	uint8_t *raw = make_members(m, N, &raw_len);
+	size_t cap = na_block_bound(N, raw_len);
+	uint8_t *rec = malloc(cap);
+	size_t len;
+	assert_int_equal(na_block_encode(c, m, N, raw, raw_len, rec, &len), 0);
+	assert_true(len < raw_len / 2); /* the members share most of their text */
+	assert_true(na_rec_is_block(rec, len));
+	na_block *b = malloc(sizeof *b);
+	assert_int_equal(na_block_parse(c, rec, len, b), 0);
+	assert_int_equal(b->n, N);
+	assert_int_equal(b->live, N - 1);
+	assert_int_equal(b->first_live, 0);
+	assert_int_equal(b->last_live, N - 1);
+	assert_int_equal(b->raw_len, raw_len);
+	assert_int_equal(b->kind, NA_REC_ZSTD);
+	uint8_t *out = malloc(raw_len);
+	assert_int_equal(na_block_decode(c, b, out, raw_len), 0);
+	assert_memory_equal(out, raw, raw_len);
+	size_t off = 0;
+	for (uint32_t i = 0; i < N; i++) {
+		assert_memory_equal(b->m[i].key, m[i].key, 16);
+		assert_int_equal(b->m[i].off, off);
+		assert_int_equal(b->m[i].len, m[i].len);
+		assert_int_equal(b->m[i].dead, i == 1);
+		off += m[i].len;
+	}
+	/* a too small output buffer is refused */
+	assert_int_equal(na_block_decode(c, b, out, raw_len - 1), -EINVAL);
+	/* remark: kill member 0, keep the payload */
+	bool dead[N] = { 0 };
+	dead[0] = true;
+	uint8_t *rec2 = malloc(na_block_bound(N, 0) + b->payload_len);
+	size_t len2;
+	assert_int_equal(na_block_remark(b, dead, rec2, &len2), 0);
+	na_block *b2 = malloc(sizeof *b2);
+	assert_int_equal(na_block_parse(c, rec2, len2, b2), 0);
+	assert_int_equal(b2->live, N - 1);
+	assert_int_equal(b2->first_live, 1);
+	assert_false(b2->m[1].dead);
+	memset(out, 0, raw_len);
+	assert_int_equal(na_block_decode(c, b2, out, raw_len), 0);
+	assert_memory_equal(out, raw, raw_len);
+	/* all dead: refused */
+	for (int i = 0; i < N; i++)
+		dead[i] = true;
+	assert_int_equal(na_block_remark(b, dead, rec2, &len2), -EINVAL);
+	/* keys out of order, no live member, lengths not adding up: refused */
+	na_bmember bad[3];
+	memcpy(bad, m, sizeof bad);
+	memcpy(bad[2].key, bad[0].key, 16);
+	assert_int_equal(na_block_encode(c, bad, 3, raw, bad[0].len + bad[1].len + bad[2].len, rec2, &len2), -EINVAL);
+	memcpy(bad, m, sizeof bad);
+	bad[0].dead = bad[1].dead = bad[2].dead = true;
+	assert_int_equal(na_block_encode(c, bad, 3, raw, bad[0].len + bad[1].len + bad[2].len, rec2, &len2), -EINVAL);
+	memcpy(bad, m, sizeof bad);
+	assert_int_equal(na_block_encode(c, bad, 3, raw, 5, rec2, &len2), -EINVAL);
+	/* a single-record parser refuses a block */
+	na_rec r;
+	assert_int_not_equal(na_rec_parse(c, rec, len, &r), 0);
+	free(rec2);
+	free(b2);
+	free(out);
+	free(b);
+	free(rec);
+	free(raw);
+	na_codec_destroy(c);
+}
+
+static void test_block_with_dictionary(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, 1 << 20, &c), 0);
+	na_codec_set_block_level(c, 9);
+	enum { N = 300 };
+	na_bmember m[N];
+	size_t raw_len;
+	uint8_t *raw = make_members(m, N, &raw_len);
+	size_t sizes[N];
+	for (int i = 0; i < N; i++)
+		sizes[i] = m[i].len;
+	void *d;
+	size_t dl;
+	assert_int_equal(na_codec_train(raw, sizes, N, 4096, &d, &dl), 0);
+	assert_int_equal(na_codec_add_dict(c, 7, d, dl), 0);
+	na_codec_use_dict(c, 7);
+	uint8_t *rec = malloc(na_block_bound(20, raw_len));
+	size_t len, part = 0;
+	for (int i = 0; i < 20; i++)
+		part += m[i].len;
+	assert_int_equal(na_block_encode(c, m, 20, raw, part, rec, &len), 0);
+	na_block *b = malloc(sizeof *b);
+	assert_int_equal(na_block_parse(c, rec, len, b), 0);
+	assert_int_equal(b->kind, NA_REC_ZSTD_DICT);
+	assert_int_equal(b->dict, 7);
+	uint8_t *out = malloc(part);
+	assert_int_equal(na_block_decode(c, b, out, part), 0);
+	assert_memory_equal(out, raw, part);
+	/* a codec without that dictionary cannot decode it, and says so */
+	na_codec *c2;
+	assert_int_equal(na_codec_create(3, 1 << 20, &c2), 0);
+	assert_int_equal(na_block_parse(c2, rec, len, b), 0);
+	assert_int_equal(na_block_decode(c2, b, out, part), -EINVAL);
+	na_codec_destroy(c2);
+	free(out);
+	free(b);
+	free(rec);
+	free(d);
+	free(raw);
+	na_codec_destroy(c);
+}
+
+static void test_block_corrupt(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, 1 << 20, &c), 0);
+	enum { N = 12 };
+	na_bmember m[N];
+	size_t raw_len;
+	uint8_t *raw = make_members(m, N, &raw_len);
+	uint8_t *rec = malloc(na_block_bound(N, raw_len));
+	size_t len;
+	assert_int_equal(na_block_encode(c, m, N, raw, raw_len, rec, &len), 0);
+	na_block *b = malloc(sizeof *b);
+	uint8_t *out = malloc(raw_len);
+	/* every truncation is refused by the parser or the decoder */
+	for (size_t l = 0; l < len; l++)
+		if (na_block_parse(c, rec, l, b) == 0)
+			assert_int_not_equal(na_block_decode(c, b, out, raw_len), 0);
+	/* hand-made headers */
+	uint8_t h[64];
+	size_t i = 0;
+	h[i++] = NA_REC_BLOCK; h[i++] = NA_REC_RAW; h[i++] = 0; h[i++] = 0; h[i++] = 0; h[i++] = 0;
+	size_t base = i;
+	/* n = 0 */
+	h[i++] = 0; h[i++] = 0; memset(h + i, 0, 16); i += 16;
+	assert_int_equal(na_block_parse(c, h, i, b), -EINVAL);
+	/* n beyond the maximum */
+	i = base; h[i++] = 0x81; h[i++] = 0x04; h[i++] = 0; memset(h + i, 0, 16); i += 16;
+	assert_int_equal(na_block_parse(c, h, i, b), -EINVAL);
+	/* one member longer than the total */
+	i = base; h[i++] = 1; h[i++] = 2; memset(h + i, 0, 16); i += 16; h[i++] = 3 << 1; h[i++] = 'a'; h[i++] = 'b';
+	assert_int_equal(na_block_parse(c, h, i, b), -EINVAL);
+	/* two members whose keys do not increase (time delta 0, seq delta 0) */
+	i = base; h[i++] = 2; h[i++] = 2; memset(h + i, 0, 16); h[i + 15] = 5; i += 16;
+	h[i++] = 1 << 1; h[i++] = 1 << 1; h[i++] = 0; h[i++] = 0; h[i++] = 'a'; h[i++] = 'b';
+	assert_int_equal(na_block_parse(c, h, i, b), -EINVAL);
+	/* ... going down (seq delta -1) */
+	i -= 4; h[i++] = 0; h[i++] = 1; h[i++] = 'a'; h[i++] = 'b';
+	assert_int_equal(na_block_parse(c, h, i, b), -EINVAL);
+	/* ... increasing (seq delta +1): valid */
+	i -= 3; h[i++] = 2; h[i++] = 'a'; h[i++] = 'b';
+	assert_int_equal(na_block_parse(c, h, i, b), 0);
+	assert_int_equal(b->n, 2);
+	/* all dead */
+	h[base + 2 + 16] = 1 << 1 | 1;
+	h[base + 2 + 16 + 1] = 1 << 1 | 1;
+	assert_int_equal(na_block_parse(c, h, i, b), -EINVAL);
+	h[base + 2 + 16] = 1 << 1;
+	h[base + 2 + 16 + 1] = 1 << 1;
+	/* a raw payload of the wrong length; a time delta that wraps */
+	assert_int_equal(na_block_parse(c, h, i - 1, b), -EINVAL);
+	memset(h + base + 2, 0xff, 8);
+	h[base + 2 + 16 + 1] = 1 << 1;
+	size_t j = base + 2 + 16 + 2;
+	uint8_t wrap[] = { 1 << 1, 1 << 1, 0x01, 0x02, 'a', 'b' };
+	memcpy(h + base + 2 + 16, wrap, sizeof wrap);
+	assert_int_equal(na_block_parse(c, h, base + 2 + 16 + sizeof wrap, b), -EINVAL);
+	(void)j;
+	/* a dictionary id on a payload that says no dictionary, and the reverse */
+	memcpy(h, rec, 6);
+	h[5] = 1;
+	uint8_t *copy = malloc(len);
+	memcpy(copy, rec, len);
+	copy[5] = 1;
+	assert_int_equal(na_block_parse(c, copy, len, b), -EINVAL);
+	copy[5] = 0;
+	copy[1] = NA_REC_ZSTD_DICT;
+	assert_int_equal(na_block_parse(c, copy, len, b), -EINVAL);
+	/* random byte flips: refused or decoded, never a crash (ASan run) */
+	uint32_t x = 12345;
+	for (int round = 0; round < 3000; round++) {
+		memcpy(copy, rec, len);
+		for (int f = 0; f < 3; f++) {
+			x = x * 1103515245u + 12345u;
+			copy[(x >> 8) % len] ^= (uint8_t)(1u << ((x >> 4) & 7));
+		}
+		if (na_block_parse(c, copy, len, b) == 0 && b->raw_len <= raw_len)
+			(void)na_block_decode(c, b, out, raw_len);
+	}
+	free(copy);
+	free(out);
+	free(b);
+	free(rec);
+	free(raw);
+	na_codec_destroy(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +688,9 @@ int main(void)
 		cmocka_unit_test(test_add_dict_errors),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_corrupt_records),
+		cmocka_unit_test(test_block_round_trip),
+		cmocka_unit_test(test_block_with_dictionary),
+		cmocka_unit_test(test_block_corrupt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 
 #include "article.h"
 #include "codec.h"
+#include "hash.h"
 #include "key.h"
 #include "log.h"
 #include "rpc.h"
@@ -239,9 +240,7 @@ static void range(fx *f, const na_range_q *q, page *p)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	assert_int_equal(na_store_range(&f->store, q, &pk), 0);
+	assert_int_equal(na_store_range(&f->store, q, &sb), 0);
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	size_t off = 0;
@@ -921,6 +920,478 @@ static void test_conn_sink_requests(void **state)
 	msgpack_sbuffer_destroy(&replies);
 }
 
+/* ---- blocks ------------------------------------------------------------ */
+
+/* Packs runs of `per` adjacent single records into blocks through the
+ * writer, as the compactor does. Returns how many blocks went in. With
+ * stale_hook, runs it between building and applying (racing writes). */
+static uint32_t compact_all(fx *f, uint32_t per, void (*stale_hook)(fx *f))
+{
+	na_store *st = &f->store;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	assert_int_equal(na_store_rbegin(st, &txn), 0);
+	assert_int_equal(mdb_cursor_open(txn, st->articles, &cur), 0);
+	enum { MAXB = 256 };
+	na_cblock *cb = calloc(MAXB, sizeof *cb);
+	uint32_t ncb = 0;
+	na_bmember *m = calloc(NA_BLOCK_MAX_MEMBERS, sizeof *m);
+	uint8_t *raw = malloc(1 << 20);
+	uint8_t *keys = NULL;
+	uint64_t *hash = NULL;
+	size_t raw_len = 0;
+	uint32_t nm = 0;
+	MDB_val k, v;
+	int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	for (;; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		bool single = rc == 0 && !na_rec_is_block(v.mv_data, v.mv_size);
+		if ((!single || nm == per) && nm >= 2) {
+			uint8_t *rec = malloc(na_block_bound(nm, raw_len));
+			size_t len;
+			assert_int_equal(na_block_encode(st->codec, m, nm, raw, raw_len, rec, &len), 0);
+			cb[ncb++] = (na_cblock){ .rec = rec, .rec_len = len, .src_keys = keys,
+						 .src_hash = hash, .nsrc = nm };
+			keys = NULL;
+			hash = NULL;
+			nm = 0;
+			raw_len = 0;
+		} else if (!single || nm == per) {
+			nm = 0;
+			raw_len = 0;
+		}
+		if (rc)
+			break;
+		if (!single)
+			continue;
+		if (!keys) {
+			keys = malloc((size_t)per * NA_KEY_BYTES);
+			hash = malloc(sizeof *hash * per);
+		}
+		size_t n;
+		assert_int_equal(na_codec_decode(st->codec, v.mv_data, v.mv_size, raw + raw_len,
+						 (1 << 20) - raw_len, &n), 0);
+		memcpy(m[nm].key, k.mv_data, NA_KEY_BYTES);
+		m[nm].len = (uint32_t)n;
+		m[nm].dead = false;
+		memcpy(keys + (size_t)nm * NA_KEY_BYTES, k.mv_data, NA_KEY_BYTES);
+		hash[nm] = na_siphash(st->hash_key, v.mv_data, v.mv_size);
+		raw_len += n;
+		nm++;
+		assert_true(ncb < MAXB);
+	}
+	mdb_cursor_close(cur);
+	na_store_rend(st, txn);
+	if (stale_hook)
+		stale_hook(f);
+	na_wjob job = { .op = NA_WOP_COMPACT, .cblocks = cb, .ncblocks = ncb };
+	assert_int_equal(na_writer_apply_now(&f->w, &job), 0);
+	for (uint32_t i = 0; i < ncb; i++) {
+		free((void *)cb[i].rec);
+		free((void *)cb[i].src_keys);
+		free((void *)cb[i].src_hash);
+	}
+	free(keys);
+	free(hash);
+	free(cb);
+	free(m);
+	free(raw);
+	return job.compacted;
+}
+
+static uint64_t records(fx *f)
+{
+	na_store_stats st;
+	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
+	return st.records;
+}
+
+/* Looks a guid up through na_store_find and na_store_read_key: the title. */
+static int find2(fx *f, const char *guid, na_key *key, char *title, size_t tlen)
+{
+	MDB_txn *txn;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	const uint8_t *rec;
+	size_t reclen;
+	na_key k;
+	na_buf dec = { 0 }, byk = { 0 };
+	int rc = na_store_find(&f->store, txn, guid, (uint32_t)strlen(guid), &k, &rec, &reclen, &dec);
+	if (rc == 0) {
+		assert_int_equal(na_store_read_key(&f->store, txn, &k, &byk), 0);
+		assert_int_equal(byk.len, dec.len);
+		assert_memory_equal(byk.data, dec.data, dec.len);
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		assert_int_equal(msgpack_unpack_next(&u, (const char *)dec.data, dec.len, NULL),
+				 MSGPACK_UNPACK_SUCCESS);
+		msgpack_object_map *m = &u.data.via.map;
+		title[0] = 0;
+		for (uint32_t i = 0; i < m->size; i++)
+			if (m->ptr[i].key.via.str.size == 5 &&
+			    memcmp(m->ptr[i].key.via.str.ptr, "title", 5) == 0)
+				snprintf(title, tlen, "%.*s", (int)m->ptr[i].val.via.str.size,
+					 m->ptr[i].val.via.str.ptr);
+		msgpack_unpacked_destroy(&u);
+		if (key)
+			*key = k;
+	}
+	free(dec.data);
+	free(byk.data);
+	na_store_rend(&f->store, txn);
+	return rc;
+}
+
+static long verify_problems(fx *f)
+{
+	char *text = NULL;
+	size_t tlen = 0;
+	FILE *out = open_memstream(&text, &tlen);
+	uint64_t n;
+	long p = na_verify(&f->store, out, &n);
+	fclose(out);
+	if (p)
+		print_message("verify: %s\n", text);
+	free(text);
+	return p;
+}
+
+/* The guids of a whole range, paged by `limit`, in both directions: the
+ * reverse walk must be the forward one backwards. */
+static size_t range_both(fx *f, bool hf, int64_t from, bool ht, int64_t to, uint32_t limit,
+			 char *fwd, size_t cap)
+{
+	na_range_q q = { .has_from = hf, .from = from, .has_to = ht, .to = to, .limit = limit };
+	size_t n = range_all(f, q, fwd, cap, NULL);
+	char *rev = malloc(cap);
+	q.reverse = true;
+	size_t rn = range_all(f, q, rev, cap, NULL);
+	assert_int_equal(rn, n);
+	/* reverse the words of rev and compare */
+	char *back = malloc(cap);
+	back[0] = 0;
+	char *save, *w, *words[1000];
+	size_t nw = 0;
+	for (w = strtok_r(rev, " ", &save); w; w = strtok_r(NULL, " ", &save))
+		words[nw++] = w;
+	for (size_t i = nw; i-- > 0;) {
+		size_t l = strlen(back);
+		snprintf(back + l, cap - l, "%s%s", l ? " " : "", words[i]);
+	}
+	assert_string_equal(back, fwd);
+	free(back);
+	free(rev);
+	return n;
+}
+
+static void put_series(fx *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char g[32], t[32];
+		snprintf(g, sizeof g, "g%03d", i);
+		snprintf(t, sizeof t, "title %d", i);
+		/* pairs of equal times; sequence numbers keep them apart */
+		assert_int_equal(put(f, g, 1000 + i / 2, t).status, NA_WS_CREATED);
+	}
+}
+
+static void expect_series(fx *f, int n, const char *skip)
+{
+	char *want = malloc(16384), *got = malloc(16384);
+	want[0] = 0;
+	for (int i = 0; i < n; i++) {
+		char g[32];
+		snprintf(g, sizeof g, "g%03d", i);
+		if (skip && strstr(skip, g))
+			continue;
+		size_t l = strlen(want);
+		snprintf(want + l, 16384 - l, "%s%s", l ? " " : "", g);
+	}
+	for (uint32_t limit = 1; limit <= 13; limit += 4) {
+		range_both(f, false, 0, false, 0, limit, got, 16384);
+		assert_string_equal(got, want);
+	}
+	free(want);
+	free(got);
+}
+
+static void test_blocks_read(void **state)
+{
+	fx *f = *state;
+	put_series(f, 100);
+	uint64_t before = records(f);
+	assert_int_equal(before, 100);
+	assert_int_equal(compact_all(f, 7, NULL), 15); /* 14 x 7, then the last 2 */
+	assert_int_equal(records(f), 15);
+	assert_int_equal(count(f, false, 0, false, 0), 100);
+	/* every article found by guid and by key, inside blocks */
+	for (int i = 0; i < 100; i++) {
+		char g[32], t[64], want[32];
+		snprintf(g, sizeof g, "g%03d", i);
+		snprintf(want, sizeof want, "title %d", i);
+		assert_int_equal(find2(f, g, NULL, t, sizeof t), 0);
+		assert_string_equal(t, want);
+	}
+	char t[64];
+	assert_int_equal(find2(f, "nope", NULL, t, sizeof t), MDB_NOTFOUND);
+	expect_series(f, 100, NULL);
+	/* bounds that cut blocks: [1010, 1020) holds g020..g039 */
+	char *got = malloc(16384);
+	assert_int_equal(range_both(f, true, 1010 * US, true, 1020 * US, 3, got, 16384), 20);
+	assert_true(strncmp(got, "g020 g021", 9) == 0);
+	assert_true(strstr(got, "g039") && !strstr(got, "g040") && !strstr(got, "g019"));
+	assert_int_equal(count(f, true, 1010 * US, true, 1020 * US), 20);
+	assert_int_equal(count(f, true, 1049 * US, false, 0), 2);
+	assert_int_equal(count(f, false, 0, true, 1000 * US + 1), 2);
+	free(got);
+	/* projection from a block */
+	na_range_q q = { .has_from = true, .from = 1003 * US, .limit = 2, .project = true };
+	q.fields.n = 1;
+	q.fields.name[0].s = "title";
+	q.fields.name[0].n = 5;
+	page *p = malloc(sizeof *p);
+	range(f, &q, p);
+	assert_int_equal(p->n, 2);
+	assert_int_equal(p->nfields[0], 1);
+	free(p);
+	assert_int_equal(verify_problems(f), 0);
+	/* reopening keeps blocks and the count */
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(count(f, false, 0, false, 0), 100);
+	expect_series(f, 100, NULL);
+	assert_int_equal(verify_problems(f), 0);
+}
+
+static void test_blocks_write(void **state)
+{
+	fx *f = *state;
+	put_series(f, 60);
+	assert_int_equal(compact_all(f, 10, NULL), 6);
+	assert_int_equal(records(f), 6);
+	char t[64];
+	na_key k;
+	/* unchanged */
+	assert_int_equal(put(f, "g015", 1007, "title 15").status, NA_WS_UNCHANGED);
+	/* replace a middle member (same time: its new key is past the block) */
+	assert_int_equal(put(f, "g015", 1007, "title 15 v2").status, NA_WS_UPDATED);
+	assert_int_equal(find2(f, "g015", &k, t, sizeof t), 0);
+	assert_string_equal(t, "title 15 v2");
+	/* delete the first, a middle and the last member of blocks */
+	assert_int_equal(del(f, "g020").status, NA_WS_DELETED);
+	assert_int_equal(del(f, "g025").status, NA_WS_DELETED);
+	assert_int_equal(del(f, "g039").status, NA_WS_DELETED);
+	assert_int_equal(find2(f, "g020", NULL, t, sizeof t), MDB_NOTFOUND);
+	assert_int_equal(find2(f, "g021", NULL, t, sizeof t), 0);
+	/* a whole block deleted member by member */
+	for (int i = 40; i < 50; i++) {
+		char g[32];
+		snprintf(g, sizeof g, "g%03d", i);
+		assert_int_equal(del(f, g).status, NA_WS_DELETED);
+	}
+	/* a new article whose time falls inside a block splits it */
+	assert_int_equal(put(f, "mid", 1003, "in the middle").status, NA_WS_CREATED);
+	assert_int_equal(find2(f, "mid", NULL, t, sizeof t), 0);
+	assert_int_equal(find2(f, "g005", NULL, t, sizeof t), 0);
+	assert_string_equal(t, "title 5");
+	assert_int_equal(count(f, false, 0, false, 0), 60 - 13 + 1);
+	assert_int_equal(verify_problems(f), 0);
+	/* moving an article out of a block into another time */
+	assert_int_equal(put(f, "g001", 1029, "moved").status, NA_WS_UPDATED);
+	char *got = malloc(16384);
+	range_both(f, false, 0, false, 0, 4, got, 16384);
+	assert_non_null(strstr(got, "g000 g002 g003 g004 g005 g006 g007 mid g008"));
+	assert_non_null(strstr(got, "g058 g059 g001")); /* 1029 is the last time */
+	assert_null(strstr(got, "g020"));
+	assert_null(strstr(got, "g045"));
+	/* compacting again repacks blocks with dead members and the splits */
+	compact_all(f, 10, NULL);
+	range_both(f, false, 0, false, 0, 4, got, 16384);
+	assert_non_null(strstr(got, "g000 g002 g003 g004 g005 g006 g007 mid g008"));
+	assert_int_equal(count(f, false, 0, false, 0), 48);
+	assert_int_equal(verify_problems(f), 0);
+	fx_close(f);
+	fx_open(f);
+	range_both(f, false, 0, false, 0, 5, got, 16384);
+	assert_non_null(strstr(got, "g058 g059 g001"));
+	assert_int_equal(verify_problems(f), 0);
+	free(got);
+}
+
+static void delete_some(fx *f)
+{
+	/* between the compactor's read and its swap */
+	assert_int_equal(del(f, "g003").status, NA_WS_DELETED);
+	assert_int_equal(put(f, "new", 1001, "between").status, NA_WS_CREATED);
+}
+
+static void test_blocks_compaction_races(void **state)
+{
+	fx *f = *state;
+	put_series(f, 20);
+	/* the blocks built over g000..g009 (a source deleted, and a key added
+	 * inside the run) are stale and dropped; g010..g019 goes in */
+	assert_int_equal(compact_all(f, 10, delete_some), 1);
+	assert_int_equal(count(f, false, 0, false, 0), 20);
+	char t[64];
+	assert_int_equal(find2(f, "g003", NULL, t, sizeof t), MDB_NOTFOUND);
+	assert_int_equal(find2(f, "new", NULL, t, sizeof t), 0);
+	assert_int_equal(verify_problems(f), 0);
+	assert_int_equal(records(f), 11); /* g010..g019 in one block */
+}
+
+/* A second archive fed the first one's entries as snapshot rows (blocks
+ * whole), some twice, then log entries touching keys inside blocks. */
+static void test_blocks_replicated(void **state)
+{
+	fx *f = *state;
+	put_series(f, 50);
+	assert_true(compact_all(f, 8, NULL) > 0);
+	void *gs;
+	assert_int_equal(setup(&gs), 0);
+	fx *g = gs;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	assert_int_equal(mdb_cursor_open(txn, f->store.articles, &cur), 0);
+	na_srow rows[64];
+	uint32_t n = 0;
+	MDB_val k, v;
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		memcpy(rows[n].key.b, k.mv_data, NA_KEY_BYTES);
+		rows[n].rec = v.mv_data;
+		rows[n].rec_len = v.mv_size;
+		n++;
+	}
+	/* rows 2.. first, then everything (overlaps: member by member) */
+	na_wjob j1 = { .op = NA_WOP_SNAP_ROWS, .rows = rows + 2, .nrows = n - 2 };
+	assert_int_equal(na_writer_apply_now(&g->w, &j1), 0);
+	na_wjob j2 = { .op = NA_WOP_SNAP_ROWS, .rows = rows, .nrows = n };
+	assert_int_equal(na_writer_apply_now(&g->w, &j2), 0);
+	mdb_cursor_close(cur);
+	na_store_rend(&f->store, txn);
+	assert_int_equal(count(g, false, 0, false, 0), 50);
+	char *a = malloc(16384), *b = malloc(16384);
+	range_both(f, false, 0, false, 0, 7, a, 16384);
+	range_both(g, false, 0, false, 0, 7, b, 16384);
+	assert_string_equal(a, b);
+	assert_int_equal(verify_problems(g), 0);
+	/* log entries: delete a key inside a block; replace one inside a block
+	 * by a raw record at a new key */
+	na_key k10, k20;
+	char tt[64];
+	assert_int_equal(find2(g, "g010", &k10, tt, sizeof tt), 0);
+	assert_int_equal(find2(g, "g020", &k20, tt, sizeof tt), 0);
+	msgpack_sbuffer sb;
+	make_article(&sb, "g020", 1040, 0, "replaced", 0);
+	uint8_t *rec = malloc(sb.size + 8);
+	size_t rl;
+	assert_int_equal(na_codec_encode(g->store.codec, sb.data, sb.size, rec, &rl), 0);
+	na_rentry e[2] = {
+		{ .seq = 51, .op = 'D', .key = k10 },
+		{ .seq = 52, .op = 'P', .has_old = true, .old = k20, .rec = rec, .rec_len = rl },
+	};
+	na_key_make(&e[1].key, 1040 * US, 52);
+	na_wjob jend = { .op = NA_WOP_SNAP_END, .seq = 50 };
+	assert_int_equal(na_writer_apply_now(&g->w, &jend), 0);
+	na_wjob j3 = { .op = NA_WOP_APPLY, .entries = e, .nentries = 2 };
+	assert_int_equal(na_writer_apply_now(&g->w, &j3), 0);
+	assert_int_equal(count(g, false, 0, false, 0), 49);
+	assert_int_equal(find2(g, "g010", NULL, tt, sizeof tt), MDB_NOTFOUND);
+	assert_int_equal(find2(g, "g020", NULL, tt, sizeof tt), 0);
+	assert_string_equal(tt, "replaced");
+	assert_int_equal(verify_problems(g), 0);
+	msgpack_sbuffer_destroy(&sb);
+	free(rec);
+	free(a);
+	free(b);
+	teardown(&gs);
+}
+
+/* Big pages planned and decoded straight into the reply (store.c), mixing
+ * single records and blocks, in both directions: every article in its
+ * place. */
+static void test_range_big_pages(void **state)
+{
+	fx *f = *state;
+	char g[32], t[32];
+	for (int i = 0; i < 300; i++) {
+		snprintf(g, sizeof g, "g%03d", i);
+		snprintf(t, sizeof t, "title %d", i);
+		assert_int_equal(put_ex(f, g, 1000 + i, 0, t, 300 + (size_t)(i % 7) * 50).code, 0);
+		if (i == 149)
+			assert_true(compact_all(f, 9, NULL) > 0);
+	}
+	char *want = malloc(16384), *got = malloc(16384);
+	want[0] = 0;
+	for (int i = 0; i < 300; i++) {
+		size_t l = strlen(want);
+		snprintf(want + l, 16384 - l, "%s%03d", l ? " g" : "g", i);
+	}
+	for (uint32_t limit = 1000; limit >= 37; limit = limit == 1000 ? 150 : 37) {
+		range_both(f, false, 0, false, 0, limit, got, 16384);
+		assert_string_equal(got, want);
+		if (limit == 37)
+			break;
+	}
+	/* a page cut by a time bound in the middle of a block */
+	na_range_q q = { .has_from = true, .from = 1005 * US, .has_to = true, .to = 1290 * US,
+			 .limit = 1000 };
+	assert_int_equal(range_all(f, q, got, 16384, NULL), 285);
+	free(want);
+	free(got);
+}
+
+/* Two guids under one index hash (forced: an extra index entry), the other
+ * one first: the lookup looks past the first candidate. */
+static void test_find_hash_shared(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(put(f, "x", 1000, "the x").status, NA_WS_CREATED);
+	na_key kx;
+	char t[64];
+	assert_int_equal(find2(f, "x", &kx, t, sizeof t), 0);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(&f->store, "y", 1));
+	MDB_val hk = { 8, hb }, hv = { NA_KEY_BYTES, kx.b };
+	assert_int_equal(mdb_put(txn, f->store.guids, &hk, &hv, MDB_NODUPDATA), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	/* y is not stored yet: x's article is found under y's hash, and is not y */
+	assert_int_equal(find2(f, "y", NULL, t, sizeof t), MDB_NOTFOUND);
+	assert_int_equal(put(f, "y", 2000, "the y").status, NA_WS_CREATED);
+	assert_int_equal(find2(f, "y", NULL, t, sizeof t), 0);
+	assert_string_equal(t, "the y");
+	assert_int_equal(find2(f, "x", NULL, t, sizeof t), 0);
+	assert_string_equal(t, "the x");
+	assert_int_equal(put(f, "y", 2000, "the y").status, NA_WS_UNCHANGED);
+}
+
+/* An archive of schema 1 (no article counter) opens, counts its articles
+ * and is marked schema 2. */
+static void test_schema1_upgrade(void **state)
+{
+	fx *f = *state;
+	put_series(f, 30);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	assert_int_equal(na_meta_put_u64(&f->store, txn, "schema", 1), 0);
+	MDB_val k = { 8, "articles" };
+	assert_int_equal(mdb_del(txn, f->store.meta, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(count(f, false, 0, false, 0), 30);
+	uint64_t schema = 0;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	assert_int_equal(na_meta_get_u64(&f->store, txn, "schema", &schema), 0);
+	na_store_rend(&f->store, txn);
+	assert_int_equal(schema, NA_SCHEMA_VERSION);
+	assert_int_equal(put(f, "more", 5000, "more").status, NA_WS_CREATED);
+	assert_int_equal(count(f, false, 0, false, 0), 31);
+	assert_int_equal(verify_problems(f), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -934,6 +1405,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_full, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_conn_sink_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocks_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocks_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocks_compaction_races, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocks_replicated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_big_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_find_hash_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema1_upgrade, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
