@@ -109,12 +109,14 @@ run: deps
 	@mkdir -p data
 	./$(B)/newsarchd --data ./data --socket ./data/newsarchd.sock
 
-# `make test`: plain build, then the same suite under ASan+UBSan+LSan. With
+# `make test`: plain build, then the same suite under ASan+UBSan+LSan (each
+# runs even when the other failed; the summary decides the exit status). With
 # FUZZ_SECONDS=N set, every fuzz target then runs for N seconds, each
 # counting as one test (needs clang: FUZZ=1 sh deploy/install-deps.sh).
 test: deps
-	$(MAKE) test-plain
-	$(MAKE) test-asan
+	@rm -f build/test-results build-asan/test-results
+	-$(MAKE) test-plain
+	-$(MAKE) test-asan
 	@fz=; if [ -n "$${FUZZ_SECONDS:-}" ]; then \
 		fz=$(FZ)/test-results; rm -f $$fz; \
 		$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60} || true; \
