@@ -14,11 +14,13 @@
 #   --scale N       copies of the corpus, dates and guids shifted (default 20) [SCALE]
 #   --rounds N      rounds; each runs every system once, in a rotated order
 #                   (default 3) [ROUNDS]
-#   --seconds S     duration of each read run (default 5) [SECONDS]
+#   --seconds S     duration of each read run and of each search kind
+#                   (default 5) [READ_SECONDS]
 #   --lag-seconds S duration of the replica lag run (default 10) [LAG_SECONDS]
 #   --systems LIST  any of newsarchd,redis,postgres (default all) [SYSTEMS]
 #   --out FILE      also write the table there
-# Quick mode while developing: make bench-compare SCALE=1 ROUNDS=1 SECONDS=2
+# Quick mode while developing:
+#   make bench-compare SCALE=1 ROUNDS=1 READ_SECONDS=2 LAG_SECONDS=3
 #
 # Workloads (per system, per round; servers are fresh each round, except
 # that PostgreSQL keeps its cluster and gets a fresh table):
@@ -41,6 +43,18 @@
 #      snapshot; Redis replicaof full sync, counted until its AOF is written)
 #      and replica lag p99 while 5,000 articles/s (batches of 50) go in.
 #      PostgreSQL replication is not measured.
+#   W6 full-text search at 1 client, newest first, limit 20, for the query
+#      lists of tests/bench/search.c: one term, two terms (AND), a phrase,
+#      two terms within a random 30-day window; p50 and p99 latency, and
+#      the index bytes per article. newsarchd: newsarch-bench's search
+#      workload (after its indexer has caught up). PostgreSQL: a stored
+#      generated tsvector column (setweight of title A, summary B, body C,
+#      text search config 'simple': lower-casing, no stemming, no stop
+#      words, which is what newsarchd does for articles without a language)
+#      with a GIN index, added after W1-W4; pgbench scripts with
+#      to_tsquery / phraseto_tsquery, one per query, chosen at random, with
+#      per-transaction logs (--log) for the quantiles; index bytes are
+#      pg_relation_size of the GIN index / articles.
 # The table: median of the rounds, min-max, and each median's ratio to
 # newsarchd's.
 set -u
@@ -319,12 +333,19 @@ round_newsarchd() {
 	put "$r" newsarchd disk "$(jq '.storage.page_bytes_per_article' "$d/ingest.json")"
 	put "$r" newsarchd ram "$(jq ".server_rss_end.rss_anon_kb * 1024 / $narticles" "$d/ingest.json")"
 	"$bench" --addr "127.0.0.1:$p" --server-pid "$npid" $copt --scale "$scale" --clients 1,4 \
-		--workloads get,range --pipeline 0 --idle-conns 0 --seconds "$secs" --json \
+		--workloads get,range,search --pipeline 0 --idle-conns 0 --seconds "$secs" --json \
 		>"$d/reads.json" 2>>"$d/bench.log" || fail "newsarchd reads failed (see $d/bench.log)"
 	for c in 1 4; do
 		put "$r" newsarchd "get$c" "$(jq ".runs[] | select(.workload==\"get\" and .clients==$c and .in_flight==1) | .rate" "$d/reads.json")"
 		put "$r" newsarchd "range$c" "$(jq ".runs[] | select(.workload==\"range\" and .clients==$c) | .rate" "$d/reads.json")"
 	done
+	# W6: search rows in the order of tests/bench/search.c
+	for q in 0 1 2 3; do
+		put "$r" newsarchd "s${q}p50" "$(jq ".search.queries[$q].p50_us // empty" "$d/reads.json")"
+		put "$r" newsarchd "s${q}p99" "$(jq ".search.queries[$q].p99_us // empty" "$d/reads.json")"
+	done
+	echo "  newsarchd: search matches per query on average: $(jq -r '[.search.queries[]?.mean_total | floor] | map(tostring) | join(" ")' "$d/reads.json")" >&2
+	put "$r" newsarchd ixbytes "$(jq '.search.index_bytes_per_article // empty' "$d/reads.json")"
 	# W5: a fresh follower catches up, then lag under steady ingest
 	fp=$(port)
 	t0=$(now_ns)
@@ -404,6 +425,60 @@ pgbench_tps() {
 		sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p' | cut -d. -f1
 }
 
+# W6 query lists: the same as tests/bench/search.c (keep them in step)
+pg_singles="oil bank trade dollar wheat coffee gold profit shares tonnes government january japan sugar copper opec"
+pg_pairs="oil:prices bank:rates trade:deficit wheat:exports coffee:quota gold:mine share:offer crude:oil japan:trade sugar:production dollar:yen interest:rate"
+pg_phrases="interest:rates trade:deficit central:bank crude:oil net:profit stock:exchange money:supply world:bank"
+
+# pg_search_scripts LO HI: one pgbench script per query, $tmp/pgs/KIND.N.sql
+# (KIND 0 one term, 1 two terms, 2 phrase, 3 two terms in a 30-day window
+# starting at a random second in [LO, HI - 30 days])
+pg_search_scripts() {
+	rm -rf "$tmp/pgs" && mkdir -p "$tmp/pgs" || return 1
+	sel="SELECT guid, published, title, body, rest FROM articles WHERE tsv @@"
+	hi30=$(($2 - 30 * 86400)); [ "$hi30" -gt "$1" ] || hi30=$(($1 + 1))
+	n=0
+	for w in $pg_singles; do
+		n=$((n + 1))
+		echo "$sel to_tsquery('simple', '$w') ORDER BY published DESC LIMIT 20;" >"$tmp/pgs/0.$n.sql"
+	done
+	n=0
+	for w in $pg_pairs; do
+		n=$((n + 1))
+		a=${w%%:*}; b=${w#*:}
+		echo "$sel to_tsquery('simple', '$a & $b') ORDER BY published DESC LIMIT 20;" >"$tmp/pgs/1.$n.sql"
+		{
+			printf '\\set f random(%s, %s)\n' "$1" "$hi30"
+			echo "$sel to_tsquery('simple', '$a & $b') AND published >= to_timestamp(:f) AND published <= to_timestamp(:f + 2592000) ORDER BY published DESC LIMIT 20;"
+		} >"$tmp/pgs/3.$n.sql"
+	done
+	n=0
+	for w in $pg_phrases; do
+		n=$((n + 1))
+		echo "$sel phraseto_tsquery('simple', '${w%%:*} ${w#*:}') ORDER BY published DESC LIMIT 20;" >"$tmp/pgs/2.$n.sql"
+	done
+}
+
+# pgbench_lat KIND: 1 client for $secs over KIND's scripts (one picked at
+# random per query); prints "p50_us p99_us" from the per-transaction log
+pgbench_lat() {
+	pl_args=""
+	for f in "$tmp/pgs/$1".*.sql; do pl_args="$pl_args -f $f"; done
+	rm -f "$tmp/pgs/log$1".*
+	"$pgbin/pgbench" -n -M prepared -h 127.0.0.1 -p "$pgport" -U postgres -c 1 -j 1 \
+		-T "$secs" $pl_args --log --log-prefix="$tmp/pgs/log$1" postgres \
+		>>"$tmp/pgbench.log" 2>&1 || return 1
+	# per-transaction log: client, transaction, latency µs, script, epoch s, µs
+	cat "$tmp/pgs/log$1".* | awk '{ print $3 }' | sort -n | awk '
+		{ v[NR] = $1 }
+		END {
+			if (!NR) exit 1
+			i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+			i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+			print v[i50], v[i99]
+		}'
+}
+
 round_postgres() {
 	r=$1
 	psql_ <<'EOF' || fail "PostgreSQL: cannot create the table"
@@ -428,6 +503,34 @@ EOF
 	for c in 1 4; do
 		put "$r" postgres "get$c" "$(pgbench_tps "$tmp/get.sql" $c)"
 		put "$r" postgres "range$c" "$(pgbench_tps "$tmp/range.sql" $c)"
+	done
+	# W6: the full-text index, added now so that W1-W4 stay as they were
+	t0=$(now_ns)
+	psql_ <<'EOF' || fail "PostgreSQL: cannot build the full-text index"
+ALTER TABLE articles ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
+	setweight(to_tsvector('simple', title), 'A') ||
+	setweight(to_tsvector('simple', coalesce(rest->>'summary', '')), 'B') ||
+	setweight(to_tsvector('simple', coalesce(body, '')), 'C')) STORED;
+CREATE INDEX articles_tsv ON articles USING gin (tsv);
+VACUUM ANALYZE articles;
+EOF
+	t1=$(now_ns)
+	echo "  postgres: tsvector column + GIN index built in $(awk "BEGIN{printf \"%.1f\", ($t1 - $t0) / 1e9}") s" >&2
+	sz=$(psql_ -A -t -c "SELECT pg_relation_size('articles_tsv')")
+	put "$r" postgres ixbytes "$(awk "BEGIN{printf \"%.1f\", $sz / $narticles}")"
+	span=$(psql_ -A -t -F ' ' -c "SELECT extract(epoch FROM min(published))::bigint, extract(epoch FROM max(published))::bigint FROM articles")
+	pg_search_scripts $span || fail "cannot write the search scripts"
+	# a check that both sides find the same: matches per query, averaged
+	# over each kind's list (newsarchd's is its "total")
+	for q in 0 1 2; do
+		cnt=$(sed -n 's/^SELECT .* WHERE \(tsv @@ .*\) ORDER BY.*/SELECT count(*) FROM articles WHERE \1;/p' \
+			"$tmp/pgs/$q".*.sql | psql_ -A -t | awk '{ s += $1 } END { if (NR) printf "%.0f", s / NR }')
+		echo "  postgres: search kind $q: $cnt matches per query on average" >&2
+	done
+	for q in 0 1 2 3; do
+		lat=$(pgbench_lat $q) || fail "PostgreSQL search run $q failed (see $tmp/pgbench.log)"
+		put "$r" postgres "s${q}p50" "${lat% *}"
+		put "$r" postgres "s${q}p99" "${lat#* }"
 	done
 }
 
@@ -462,7 +565,7 @@ cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
 	function fmt(v) { return v >= 100 ? sprintf("%.0f", v) : v >= 10 ? sprintf("%.1f", v) : sprintf("%.2f", v) }
 	{ k = $2 SUBSEP $3; n[k]++; v[k, n[k]] = $4 }
 	END {
-		split("ingest range1 range4 get1 get4 disk ram catchup lag", ms, " ")
+		nm = split("ingest range1 range4 get1 get4 disk ram catchup lag s0p50 s0p99 s1p50 s1p99 s2p50 s2p99 s3p50 s3p99 ixbytes", ms, " ")
 		name["ingest"] = "W1 durable ingest, articles/s"
 		name["range1"] = "W2 range of 100, 1 client, q/s"
 		name["range4"] = "W2 range of 100, 4 clients, q/s"
@@ -472,14 +575,24 @@ cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
 		name["ram"] = "W4 bytes of RAM per article"
 		name["catchup"] = "W5 replica catch-up, articles/s"
 		name["lag"] = "W5 replica lag p99, ms"
+		name["s0p50"] = "W6 search 1 term, p50 us"
+		name["s0p99"] = "W6 search 1 term, p99 us"
+		name["s1p50"] = "W6 search AND of 2, p50 us"
+		name["s1p99"] = "W6 search AND of 2, p99 us"
+		name["s2p50"] = "W6 search phrase, p50 us"
+		name["s2p99"] = "W6 search phrase, p99 us"
+		name["s3p50"] = "W6 AND, 30-day window, p50 us"
+		name["s3p99"] = "W6 AND, 30-day window, p99 us"
+		name["ixbytes"] = "W6 search index bytes/article"
 		lower["disk"] = lower["ram"] = lower["lag"] = 1
+		for (m = 10; m <= nm; m++) lower[ms[m]] = 1
 		ns = split(systems, sy, " ")
 		printf "%-42s", "workload (median, min-max, ratio)"
 		for (s = 1; s <= ns; s++) printf " | %-30s", sy[s]
 		printf "\n%s", "------------------------------------------"
 		for (s = 1; s <= ns; s++) printf "-|-%s", "------------------------------"
 		printf "\n"
-		for (m = 1; m <= 9; m++) {
+		for (m = 1; m <= nm; m++) {
 			me = ms[m]
 			printf "%-42s", name[me] (lower[me] ? " (lower wins)" : "")
 			base = ""

@@ -897,7 +897,8 @@ static json_t *rss_json(const rss *r)
 
 static void print_json(bench *b, const srv_stats *st, const idle_result *ir0,
 		       const idle_result *ir, const rss *end,
-		       const rss *start, long long data_file, bool all_ok)
+		       const rss *start, long long data_file, bool all_ok,
+		       const bench_search_result *sr)
 {
 	const bench_corpus *c = &b->corpus;
 	json_t *root = json_object();
@@ -968,6 +969,24 @@ static void print_json(bench *b, const srv_stats *st, const idle_result *ir0,
 				      rss_json(&ir0->before), "after", rss_json(&ir0->after));
 		json_object_set_new(o, "ok", json_boolean(ir0->after.vm_rss <= 64 * 1024));
 		json_object_set_new(root, "idle_fresh", o);
+	}
+	if (sr && sr->done) {
+		json_t *rows = json_array();
+		for (unsigned i = 0; i < sr->nrows; i++) {
+			const bench_search_row *w = &sr->rows[i];
+			json_array_append_new(rows, json_pack("{ss sI sf sf sf sf}", "name", w->name,
+							      "queries", (json_int_t)w->queries, "rate",
+							      w->rate, "p50_us", w->p50_us, "p99_us",
+							      w->p99_us, "mean_total", w->mean_total));
+		}
+		json_t *o = json_pack("{so sI sI sI sI sf sf}", "queries", rows, "articles",
+				      (json_int_t)sr->articles, "index_docs", (json_int_t)sr->index_docs,
+				      "index_bytes", (json_int_t)sr->index_bytes, "stored_bytes",
+				      (json_int_t)sr->stored_bytes, "index_rate", sr->index_rate,
+				      "catchup_s", sr->catchup_s);
+		json_object_set_new(o, "index_bytes_per_article",
+				    json_real(sr->articles ? (double)sr->index_bytes / (double)sr->articles : 0));
+		json_object_set_new(root, "search", o);
 	}
 	json_object_set_new(root, "server_rss_start", rss_json(start));
 	json_object_set_new(root, "server_rss_end", rss_json(end));
@@ -1432,7 +1451,7 @@ int main(int argc, char **argv)
 		if (b.runs[i].has_target && !b.runs[i].ok)
 			all_ok = false;
 	if (b.o.json)
-		print_json(&b, &st, &ir0, &ir, &end, &start, data_file, all_ok);
+		print_json(&b, &st, &ir0, &ir, &end, &start, data_file, all_ok, &sr);
 	else
 		print_table(&b, &st, &ir0, &ir, &end, &start, data_file);
 	if (!b.o.json && b.o.do_search)
