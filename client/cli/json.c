@@ -87,25 +87,34 @@ static int jfail(char *err, size_t errcap, int code, const char *fmt, ...)
 /* Prefix for a message about the value at p: "title: " or "" at the top. */
 #define AT(p) ((p)->n ? (p)->s : "article"), ": "
 
-/* A short, printable excerpt of a string for messages. */
+/* A short, printable excerpt of a string for messages: at most cap - 1
+ * bytes and a NUL (cap >= 4), ending in "..." when the string was cut. */
 static void excerpt(char *dst, size_t cap, const char *s, size_t n)
 {
 	size_t o = 0;
-	for (size_t i = 0; i < n && o + 8 < cap; i++) {
+	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		char piece[8];
+		size_t len;
 		if (c == '"' || c == '\\') {
-			dst[o++] = '\\';
-			dst[o++] = (char)c;
+			piece[0] = '\\';
+			piece[1] = (char)c;
+			len = 2;
 		} else if (c < 0x20 || c == 0x7f) {
-			o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", c);
+			len = (size_t)snprintf(piece, sizeof piece, "\\u%04x", c);
 		} else {
-			dst[o++] = (char)c;
+			piece[0] = (char)c;
+			len = 1;
 		}
-		if (i + 1 < n && o + 8 >= cap) {
+		/* keep room for "..." and the NUL unless this is the last piece */
+		size_t room = i + 1 < n ? 4 : 1;
+		if (o + len + room > cap) {
 			memcpy(dst + o, "...", 3);
 			o += 3;
 			break;
 		}
+		memcpy(dst + o, piece, len);
+		o += len;
 	}
 	dst[o] = '\0';
 }

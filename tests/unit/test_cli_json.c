@@ -3,6 +3,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -335,6 +336,40 @@ static void test_export_plain_values(void **st)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* regression (fuzz_json): the excerpt of a bad time in the error message
+ * wrote its NUL past the end of its buffer when a six-byte escape landed
+ * just before the cut. Every length of control characters around the cut
+ * must give a bounded, terminated message. */
+static void test_excerpt_bounds(void **state)
+{
+	(void)state;
+	for (size_t n = 0; n < 6 * 40; n++) {
+		size_t plain = n % 6, ctl = 10 + n / 6; /* every alignment */
+		char json[400];
+		size_t o = (size_t)snprintf(json, sizeof json, "{\"guid\": \"g\", \"published\": \"");
+		for (size_t i = 0; i < plain; i++)
+			json[o++] = 'x';
+		for (size_t i = 0; i < ctl; i++)
+			json[o++] = 0x7f;
+		o += (size_t)snprintf(json + o, sizeof json - o, "00\", \"title\": \"t\"}");
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		char err[512];
+		int rc = na_json_article_from_text(json, o, &sb, err, sizeof err);
+		msgpack_sbuffer_destroy(&sb);
+		assert_int_equal(rc, NA_JSON_EVALUE);
+		assert_non_null(strstr(err, "not an RFC 3339 time"));
+		/* whole when the escaped string fits with room for "..." to
+		 * spare, cut when it does not fit in 95 bytes */
+		size_t escaped = plain + 6 * ctl + 2;
+		bool cut = strstr(err, "...\"") != NULL;
+		if (escaped <= 92)
+			assert_false(cut);
+		if (escaped > 95)
+			assert_true(cut);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +381,7 @@ int main(void)
 		cmocka_unit_test(test_special_objects),
 		cmocka_unit_test(test_export_refusals),
 		cmocka_unit_test(test_export_plain_values),
+		cmocka_unit_test(test_excerpt_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
