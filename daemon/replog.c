@@ -788,100 +788,15 @@ void na_repl_ack(na_conn *c, na_mp *r, uint32_t nparams)
 	na_repl_pump(x);
 }
 
-static void wake_parked(na_server *s, bool timeouts)
+/* Answers the requests parked on *list that position `at` now covers (by
+ * running them), or whose deadline passed (timeouts) or whose connection
+ * is closing (with TIMEOUT naming `what`). At shutdown every one is
+ * answered; dispatch_stopping says whether covered ones still run then. */
+static void wake_list(na_server *s, na_parked **list, uint64_t at, bool timeouts,
+		      bool dispatch_stopping, const char *what)
 {
 	uint64_t now = uv_now(s->loop);
-	na_parked **pp = &s->parked;
-	na_parked *ready = NULL;
-	while (*pp) {
-		na_parked *p = *pp;
-		if (p->min_seq <= s->seq || (timeouts && now >= p->deadline) || p->c->closing ||
-		    s->stopping) {
-			*pp = p->next;
-			p->next = ready;
-			ready = p;
-			continue;
-		}
-		pp = &p->next;
-	}
-	while (ready) {
-		na_parked *p = ready;
-		ready = p->next;
-		na_conn *c = p->c;
-		c->parked_bytes -= p->len;
-		if (!c->closing) {
-			if (p->min_seq <= s->seq)
-				na_dispatch(c, p->msg, p->len);
-			else
-				na_reply_error(c, p->msgid, NA_CODE_TIMEOUT,
-					       "min_seq %llu not applied in time (at %llu)",
-					       (unsigned long long)p->min_seq, (unsigned long long)s->seq);
-		}
-		free(p->msg);
-		free(p);
-		na_conn_request_done(c);
-	}
-}
-
-int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uint64_t min_seq,
-		 uint32_t timeout_ms)
-{
-	na_server *s = c->srv;
-	if (min_seq <= s->seq)
-		return 0;
-	na_parked *p = calloc(1, sizeof *p);
-	uint8_t *m = malloc(len);
-	if (!p || !m) {
-		free(p);
-		free(m);
-		na_reply_error(c, msgid, NA_CODE_INTERNAL, "out of memory");
-		return 1;
-	}
-	memcpy(m, msg, len);
-	*p = (na_parked){ .c = c, .msg = m, .len = len, .msgid = msgid, .min_seq = min_seq,
-			  .deadline = uv_now(s->loop) + timeout_ms };
-	c->pending++;
-	c->refs++;
-	c->parked_bytes += len;
-	s->inflight++;
-	p->next = s->parked;
-	s->parked = p;
-	return 1;
-}
-
-/* Searches wait for the index (index.c) the same way reads wait for the
- * log: parked on their own list, answered when the index covers their
- * min_seq, or with TIMEOUT. */
-int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid,
-		       uint64_t min_seq, uint32_t timeout_ms)
-{
-	na_server *s = c->srv;
-	if (min_seq <= na_indexer_seq(s->indexer))
-		return 0;
-	na_parked *p = calloc(1, sizeof *p);
-	uint8_t *m = malloc(len);
-	if (!p || !m) {
-		free(p);
-		free(m);
-		na_reply_error(c, msgid, NA_CODE_INTERNAL, "out of memory");
-		return 1;
-	}
-	memcpy(m, msg, len);
-	*p = (na_parked){ .c = c, .msg = m, .len = len, .msgid = msgid, .min_seq = min_seq,
-			  .deadline = uv_now(s->loop) + timeout_ms };
-	c->pending++;
-	c->refs++;
-	c->parked_bytes += len;
-	s->inflight++;
-	p->next = s->ix_parked;
-	s->ix_parked = p;
-	return 1;
-}
-
-void na_repl_wake_index(na_server *s, bool timeouts)
-{
-	uint64_t now = uv_now(s->loop), at = na_indexer_seq(s->indexer);
-	na_parked **pp = &s->ix_parked;
+	na_parked **pp = list;
 	na_parked *ready = NULL;
 	while (*pp) {
 		na_parked *p = *pp;
@@ -900,17 +815,72 @@ void na_repl_wake_index(na_server *s, bool timeouts)
 		na_conn *c = p->c;
 		c->parked_bytes -= p->len;
 		if (!c->closing) {
-			if (p->min_seq <= at && !s->stopping)
+			if (p->min_seq <= at && (dispatch_stopping || !s->stopping))
 				na_dispatch(c, p->msg, p->len);
 			else
 				na_reply_error(c, p->msgid, NA_CODE_TIMEOUT,
-					       "search: the index did not reach min_seq %llu in time (at %llu)",
+					       "%smin_seq %llu not reached in time (at %llu)", what,
 					       (unsigned long long)p->min_seq, (unsigned long long)at);
 		}
 		free(p->msg);
 		free(p);
 		na_conn_request_done(c);
 	}
+}
+
+static void wake_parked(na_server *s, bool timeouts)
+{
+	wake_list(s, &s->parked, s->seq, timeouts, true, "");
+}
+
+/* Parks a copy of the request on *list until `covered` reaches min_seq;
+ * 0 when it already has (run it now), 1 when parked or answered. */
+static int park_on(na_parked **list, uint64_t covered, na_conn *c, const uint8_t *msg,
+		   size_t len, uint32_t msgid, uint64_t min_seq, uint32_t timeout_ms)
+{
+	na_server *s = c->srv;
+	if (min_seq <= covered)
+		return 0;
+	na_parked *p = calloc(1, sizeof *p);
+	uint8_t *m = malloc(len);
+	if (!p || !m) {
+		free(p);
+		free(m);
+		na_reply_error(c, msgid, NA_CODE_INTERNAL, "out of memory");
+		return 1;
+	}
+	memcpy(m, msg, len);
+	*p = (na_parked){ .c = c, .msg = m, .len = len, .msgid = msgid, .min_seq = min_seq,
+			  .deadline = uv_now(s->loop) + timeout_ms };
+	c->pending++;
+	c->refs++;
+	c->parked_bytes += len;
+	s->inflight++;
+	p->next = *list;
+	*list = p;
+	return 1;
+}
+
+int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uint64_t min_seq,
+		 uint32_t timeout_ms)
+{
+	return park_on(&c->srv->parked, c->srv->seq, c, msg, len, msgid, min_seq, timeout_ms);
+}
+
+/* Searches wait for the index (index.c) the same way reads wait for the
+ * log: parked on their own list, answered when the index covers their
+ * min_seq, or with TIMEOUT. */
+int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid,
+		       uint64_t min_seq, uint32_t timeout_ms)
+{
+	return park_on(&c->srv->ix_parked, na_indexer_seq(c->srv->indexer), c, msg, len, msgid,
+		       min_seq, timeout_ms);
+}
+
+void na_repl_wake_index(na_server *s, bool timeouts)
+{
+	wake_list(s, &s->ix_parked, na_indexer_seq(s->indexer), timeouts, false,
+		  "search: the index: ");
 }
 
 /* ---- events ------------------------------------------------------------ */
