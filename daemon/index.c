@@ -5,7 +5,7 @@
  * ======
  *
  * Documents. Every article version the indexer sees gets the next docid, a
- * dense 32-bit number in indexing order. ixdocs maps docids, 64 to a value,
+ * dense 32-bit number in indexing order. ixdocs maps docids, 16 to a value,
  * to the article key and the number of words (for BM25); ixrange keeps, per
  * 1024 docids, the lowest and highest article key among them, so a query
  * learns which docid ranges can hold articles of its time window without
@@ -22,6 +22,21 @@
  * carry their field and, for text, the language of the stem, so a query
  * word is looked up once per language present, each time stemmed the way
  * that language's articles were.
+ *
+ * Segments. Every batch tops up the last chunk of each term it touches, so
+ * the chunks of a table that takes batches are rewritten in place all over
+ * its key space, and LMDB splits pages wherever they overflow: such a
+ * table settles near 60% full. The docids are therefore cut into segments
+ * of 2^segshift (index_segment, 131,072 by default). Only the newest
+ * segment lives in ixpost and takes batches; a batch never crosses a
+ * segment boundary, and once a segment is full the indexer seals it: its
+ * chunks move, in key order, to the end of ixsealed under a segment number
+ * prefix (appends fill LMDB pages to ~96%), and ixpost is emptied, in one
+ * transaction. A query reads the chunks of a docid range from the one
+ * segment holding it; a document frequency or a prefix sums or merges
+ * over the segments. ixdocs and ixrange only grow at their end and are
+ * appended to the same way. On the Reuters corpus x20 this took the index
+ * from 234 to 185 bytes per article.
  *
  * Deletes and replacements. Keys name immutable versions (key.h), so the
  * postings of a key are always exactly the terms of that version. A deleted
@@ -355,7 +370,11 @@ int na_ixdoc_parse(const uint8_t *raw, size_t len, na_ixdoc *d)
 
 /* ---- batches: what the writer applies ----------------------------------- */
 
-enum { T_META, T_POST, T_DOCS, T_RANGE };
+enum { T_META, T_POST, T_DOCS, T_RANGE, T_SEALED };
+/* flags in the table byte of a batch entry */
+#define OP_APPEND 0x80 /* the key sorts after every key of the table */
+#define OP_DROP 0x40   /* empty the table (no key, no value) */
+#define OP_TABLE 0x0f
 
 struct na_ixbatch {
 	uint64_t epoch;
@@ -407,12 +426,17 @@ int na_index_apply(na_store *s, MDB_txn *txn, const na_ixbatch *b, bool *stale)
 		*stale = true;
 		return 0;
 	}
-	MDB_dbi dbi[] = { s->meta, s->ixpost, s->ixdocs, s->ixrange };
+	MDB_dbi dbi[] = { s->meta, s->ixpost, s->ixdocs, s->ixrange, s->ixsealed };
 	for (size_t off = 0; off < b->len;) {
 		const uint8_t *p = b->buf + off;
 		size_t kl = (size_t)p[1] << 8 | p[2], vl = be32_get(p + 3);
 		MDB_val k = { kl, (void *)(p + 7) }, v = { vl, (void *)(p + 7 + kl) };
-		if ((rc = mdb_put(txn, dbi[p[0]], &k, &v, 0)))
+		MDB_dbi d = dbi[p[0] & OP_TABLE];
+		if (p[0] & OP_DROP)
+			rc = mdb_drop(txn, d, 0);
+		else if ((rc = mdb_put(txn, d, &k, &v, p[0] & OP_APPEND ? MDB_APPEND : 0)) == MDB_KEYEXIST)
+			rc = mdb_put(txn, d, &k, &v, 0); /* not past the end after all */
+		if (rc)
 			return rc;
 		off += 7 + kl + vl;
 	}
@@ -424,7 +448,7 @@ int na_index_reset(na_store *s, MDB_txn *txn)
 	uint64_t epoch, seq;
 	int rc;
 	if ((rc = mdb_drop(txn, s->ixpost, 0)) || (rc = mdb_drop(txn, s->ixdocs, 0)) ||
-	    (rc = mdb_drop(txn, s->ixrange, 0)) ||
+	    (rc = mdb_drop(txn, s->ixrange, 0)) || (rc = mdb_drop(txn, s->ixsealed, 0)) ||
 	    (rc = na_meta_get_u64(s, txn, "ix_epoch", &epoch)) ||
 	    (rc = na_meta_get_u64(s, txn, "seq", &seq)))
 		return rc;
@@ -434,6 +458,8 @@ int na_index_reset(na_store *s, MDB_txn *txn)
 	    (rc = na_meta_put_u64(s, txn, "ix_len", 0)) ||
 	    (rc = na_meta_put_u64(s, txn, "ix_dead", 0)) ||
 	    (rc = na_meta_put_u64(s, txn, "ix_rebuild", 1)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_sealed", 0)) ||
+	    (rc = na_meta_put_u64(s, txn, "ix_segshift", s->ix_segshift)) ||
 	    (rc = na_meta_put(s, txn, "ix_langs", "", 0)))
 		return rc;
 	return 0;
@@ -595,6 +621,8 @@ struct na_indexer {
 	uint64_t head;
 	/* the committed state (mirrors meta) */
 	uint64_t seq, next, lensum, dead, epoch;
+	uint64_t sealed;   /* segments moved to ixsealed */
+	unsigned segshift; /* log2 of the docids per segment */
 	bool rebuild;
 	char langs[128];
 	size_t nlangs;     /* bytes in langs (2 per language) */
@@ -704,17 +732,21 @@ static int load_state(na_indexer *x)
 	int rc = na_store_rbegin(s, &txn);
 	if (rc)
 		return rc;
-	uint64_t rebuild = 0, seq = 0;
+	uint64_t rebuild = 0, seq = 0, shift = 0;
 	MDB_val v;
 	bool fresh = na_meta_get(s, txn, "ix_epoch", &v) == MDB_NOTFOUND;
+	bool has_shift = na_meta_get(s, txn, "ix_segshift", &v) == 0;
 	if ((rc = na_meta_get_u64(s, txn, "ix_seq", &x->seq)) ||
 	    (rc = na_meta_get_u64(s, txn, "ix_next", &x->next)) ||
 	    (rc = na_meta_get_u64(s, txn, "ix_len", &x->lensum)) ||
 	    (rc = na_meta_get_u64(s, txn, "ix_dead", &x->dead)) ||
 	    (rc = na_meta_get_u64(s, txn, "ix_epoch", &x->epoch)) ||
 	    (rc = na_meta_get_u64(s, txn, "ix_rebuild", &rebuild)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_sealed", &x->sealed)) ||
+	    (rc = na_meta_get_u64(s, txn, "ix_segshift", &shift)) ||
 	    (rc = na_meta_get_u64(s, txn, "seq", &seq)))
 		goto out;
+	x->segshift = has_shift && shift >= 6 && shift <= 24 ? (unsigned)shift : s->ix_segshift;
 	x->nlangs = 0;
 	if (na_meta_get(s, txn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof x->langs &&
 	    v.mv_size % 2 == 0) {
@@ -724,6 +756,9 @@ static int load_state(na_indexer *x)
 	/* an archive written before the index existed (or by a follower
 	 * whose snapshot reset it): build it from the articles */
 	x->rebuild = rebuild != 0 || (fresh && seq > 0);
+	/* an index from before segments (everything in ixpost): rebuild it */
+	if (!fresh && !has_shift)
+		x->rebuild = true;
 	x->scanning = false;
 	x->nchunks = 0;
 out:
@@ -996,7 +1031,7 @@ static int build_puts(na_indexer *x, MDB_txn *txn, na_ixbatch *out)
 	cur = NULL;
 	if (rc)
 		goto out;
-	/* docs: 64 per value; the first block may already hold some */
+	/* docs: 16 per value; the first block may already hold some */
 	uint32_t d0 = (uint32_t)x->next, d1 = (uint32_t)(x->next + b->ndocs);
 	for (uint32_t blk = d0 >> NA_IX_DOCS_SHIFT; blk <= (d1 - 1) >> NA_IX_DOCS_SHIFT; blk++) {
 		uint8_t val[(1u << NA_IX_DOCS_SHIFT) * NA_IX_DOC_BYTES];
@@ -1021,7 +1056,9 @@ static int build_puts(na_indexer *x, MDB_txn *txn, na_ixbatch *out)
 		}
 		uint8_t kb[4];
 		be32_put(kb, blk);
-		if ((rc = batch_put(out, T_DOCS, kb, 4, val, (size_t)n * NA_IX_DOC_BYTES)))
+		/* a new block goes after every other: append (full pages) */
+		int t = first < d0 ? T_DOCS : T_DOCS | OP_APPEND;
+		if ((rc = batch_put(out, t, kb, 4, val, (size_t)n * NA_IX_DOC_BYTES)))
 			goto out;
 	}
 	/* ranges: lowest and highest key per 1024 docids */
@@ -1037,6 +1074,7 @@ static int build_puts(na_indexer *x, MDB_txn *txn, na_ixbatch *out)
 		} else if (rc && rc != MDB_NOTFOUND) {
 			goto out;
 		}
+		bool have0 = have;
 		rc = 0;
 		uint32_t lo = sb << NA_IX_RANGE_SHIFT, hi = lo + (1u << NA_IX_RANGE_SHIFT);
 		for (uint32_t d = lo > d0 ? lo : d0; d < hi && d < d1; d++) {
@@ -1047,7 +1085,7 @@ static int build_puts(na_indexer *x, MDB_txn *txn, na_ixbatch *out)
 				memcpy(val + 16, kk, 16);
 			have = true;
 		}
-		if ((rc = batch_put(out, T_RANGE, kb, 4, val, 32)))
+		if ((rc = batch_put(out, have0 ? T_RANGE : T_RANGE | OP_APPEND, kb, 4, val, 32)))
 			goto out;
 	}
 out:
@@ -1082,6 +1120,8 @@ static int prepare_batch(na_indexer *x, MDB_txn *txn, uint64_t newseq, bool rebu
 	if (rc == 0)
 		rc = batch_put_u64(&ij->batch, "ix_rebuild", rebuild_after);
 	if (rc == 0)
+		rc = batch_put_u64(&ij->batch, "ix_segshift", x->segshift);
+	if (rc == 0)
 		rc = batch_put(&ij->batch, T_META, "ix_langs", 8, x->langs, x->nlangs);
 	if (rc) {
 		free(ij->batch.buf);
@@ -1107,6 +1147,82 @@ static int commit_batch(na_indexer *x, MDB_txn **txn, uint64_t newseq, bool rebu
 		return rc;
 	int r = run_job(x, ij);
 	return r == 0 ? 0 : r == 1 ? 3 : -1;
+}
+
+/* Articles the batch being built may still take. Batches end at segment
+ * boundaries, so a segment is complete when it is sealed and no chunk
+ * straddles two segments. */
+static size_t batch_room(const na_indexer *x)
+{
+	uint64_t end = ((x->next >> x->segshift) + 1) << x->segshift;
+	uint64_t r = end - x->next - x->b.ndocs;
+	size_t cap = x->b.ndocs < BATCH_ARTICLES ? BATCH_ARTICLES - x->b.ndocs : 0;
+	return r < cap ? (size_t)r : cap;
+}
+
+/* Seals the segment that just filled: moves its chunks from ixpost to the
+ * end of ixsealed, under the segment number (appends, so its pages are
+ * full), empties ixpost and counts the segment in ix_sealed, all in one
+ * writer transaction. 0, 3 (stale: the index was reset), or negative. */
+static int seal_step(na_indexer *x)
+{
+	na_store *s = x->s;
+	MDB_txn *txn;
+	int rc = na_store_rbegin(s, &txn);
+	if (rc)
+		return rc;
+	MDB_cursor *cur = NULL;
+	ixjob *ij = calloc(1, sizeof *ij);
+	if (!ij) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	ij->batch.epoch = x->epoch;
+	uint64_t seg = x->sealed;
+	if ((rc = mdb_cursor_open(txn, s->ixpost, &cur)))
+		goto out;
+	uint8_t key[4 + NA_IX_TERMKEY_MAX + 5];
+	be32_put(key, (uint32_t)seg);
+	MDB_val k, v;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size > NA_IX_TERMKEY_MAX + 5) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		memcpy(key + 4, k.mv_data, k.mv_size);
+		if ((rc = batch_put(&ij->batch, T_SEALED | OP_APPEND, key, 4 + k.mv_size, v.mv_data,
+				    v.mv_size)))
+			break;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto out;
+	if ((rc = batch_put(&ij->batch, T_POST | OP_DROP, key, 0, key, 0)) ||
+	    (rc = batch_put_u64(&ij->batch, "ix_sealed", seg + 1)))
+		goto out;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	na_store_rend(s, txn);
+	txn = NULL;
+	ij->covers = x->rebuild ? 0 : x->seq;
+	int r = run_job(x, ij);
+	ij = NULL; /* the loop frees it */
+	if (r == 0) {
+		x->sealed = seg + 1;
+		log_debug("index: sealed segment %llu", (unsigned long long)seg);
+		return 0;
+	}
+	return r == 1 ? 3 : -1;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		na_store_rend(s, txn);
+	if (ij) {
+		free(ij->batch.buf);
+		free(ij);
+	}
+	return rc;
 }
 
 /* Index entries are "skip" when a rebuild's scan already covered them. */
@@ -1198,7 +1314,7 @@ static int scan_one(void *arg, const na_key *key, const uint8_t *art, size_t len
 		return SCAN_ERR;
 	x->scan_key = *key;
 	x->scan_started = true;
-	return ++sa->n >= BATCH_ARTICLES ? SCAN_FULL : 0;
+	return ++sa->n >= BATCH_ARTICLES || batch_room(x) == 0 ? SCAN_FULL : 0;
 }
 
 static int scan_step(na_indexer *x)
@@ -1305,7 +1421,7 @@ static int log_step(na_indexer *x)
 	}
 	uint64_t seq = x->seq, dead = x->dead, lens = x->lensum;
 	size_t entries = 0;
-	while (!finish && rc == 0 && entries < BATCH_ENTRIES && x->b.ndocs < BATCH_ARTICLES) {
+	while (!finish && rc == 0 && entries < BATCH_ENTRIES && batch_room(x) > 0) {
 		uint64_t e = na_be64_get(k.mv_data);
 		if (e != seq + 1)
 			break; /* a gap cannot happen; stop at it */
@@ -1387,7 +1503,9 @@ static void *ix_main(void *arg)
 			need_reset = false;
 		}
 		int rc;
-		if (x->scanning) {
+		if ((x->next >> x->segshift) > x->sealed) {
+			rc = seal_step(x);
+		} else if (x->scanning) {
 			set_state(x, NA_IX_REBUILDING);
 			rc = scan_step(x);
 		} else {
@@ -1496,6 +1614,7 @@ void na_indexer_stats(na_indexer *x, na_ixstats *st)
 	st->dead = x->dead;
 	st->scanned = x->scanned;
 	st->batches = x->batches;
+	st->sealed = x->sealed;
 	st->state = x->state;
 	pthread_mutex_unlock(&x->mu);
 }

@@ -3,11 +3,13 @@
  * indexer thread that keeps it up to date by following the change log.
  *
  * Tables (in the archive's LMDB environment, see index.c for the design):
- *   ixpost   term key + 0x00 + first docid(4) -> posting chunk
- *   ixdocs   docid >> 6 (4)                    -> 64 x (article key(16), length(2))
+ *   ixpost   term key + 0x00 + first docid(4) -> posting chunk (newest segment)
+ *   ixsealed segment(4) + an ixpost key         -> the chunks of sealed segments
+ *   ixdocs   docid >> 4 (4)                    -> 16 x (article key(16), length(2))
  *   ixrange  docid >> 10 (4)                   -> lowest key(16), highest key(16)
  * and meta entries ix_seq, ix_next, ix_len, ix_dead, ix_epoch, ix_rebuild,
- * ix_langs.
+ * ix_langs, ix_sealed (segments in ixsealed), ix_segshift (log2 of the
+ * docids per segment).
  */
 #ifndef NA_INDEX_H
 #define NA_INDEX_H
@@ -38,7 +40,7 @@ enum {
 	NA_IXF_SECTION = 'c',
 };
 #define NA_IX_TERMKEY_MAX (3 + NA_EXACT_MAX)
-#define NA_IX_DOCS_SHIFT 6       /* 64 documents per ixdocs value */
+#define NA_IX_DOCS_SHIFT 4       /* 16 documents per ixdocs value (13 per page) */
 #define NA_IX_RANGE_SHIFT 10     /* 1024 documents per ixrange entry */
 #define NA_IX_DOC_BYTES 18       /* key(16) + length(2) */
 #define NA_POST_CHUNK_MAX 256    /* postings per chunk */
@@ -98,6 +100,7 @@ typedef struct na_ixstats {
 	uint64_t dead;       /* of those, since deleted or replaced */
 	uint64_t scanned;    /* articles indexed by the current rebuild */
 	uint64_t batches;
+	uint64_t sealed;     /* sealed segments */
 	na_ixstate state;
 } na_ixstats;
 

@@ -270,7 +270,10 @@ typedef struct sbrange {
 typedef struct ctx {
 	na_store *s;
 	MDB_txn *txn;
-	MDB_cursor *cur;
+	MDB_cursor *cur;    /* ixpost: the segment being filled */
+	MDB_cursor *scur;   /* ixsealed: the sealed segments */
+	uint32_t sealed;    /* segments in ixsealed */
+	unsigned segshift;  /* log2 of the docids per segment */
 	na_analyzer *a;
 	const na_query *q;
 	const na_search_q *sq;
@@ -350,6 +353,30 @@ static int add_term(ctx *c, const uint8_t *k, size_t n)
 	return 0;
 }
 
+/* Chunk keys: segment prefix (4 bytes, sealed segments only) + term key +
+ * 0x00 + first docid. seg_key writes the prefix of segment seg into k and
+ * returns the cursor of its table and, in *pl, the prefix length. */
+static MDB_cursor *seg_key(ctx *c, uint32_t seg, uint8_t *k, size_t *pl)
+{
+	if (seg < c->sealed) {
+		k[0] = (uint8_t)(seg >> 24);
+		k[1] = (uint8_t)(seg >> 16);
+		k[2] = (uint8_t)(seg >> 8);
+		k[3] = (uint8_t)seg;
+		*pl = 4;
+		return c->scur;
+	}
+	*pl = 0;
+	return c->cur;
+}
+
+/* Whether kv is a chunk key of the term whose prefix + term key + 0x00 are
+ * the first tl + 1 bytes of k. */
+static bool is_chunk(const uint8_t *k, size_t tl, const MDB_val *kv)
+{
+	return kv->mv_size == tl + 5 && memcmp(kv->mv_data, k, tl + 1) == 0;
+}
+
 static int add_group(ctx *c, uint32_t first, uint32_t n)
 {
 	if (c->ngroups == c->cgroups) {
@@ -380,36 +407,49 @@ static int word_term(const na_token *t, void *arg)
 	return add_term(w->c, k, n);
 }
 
-/* Every term of the index that starts with the prefix key p. */
+/* Every term of the index that starts with the prefix key p, in every
+ * segment (each term once). */
 static int expand_prefix(ctx *c, const na_qnode *nd, const uint8_t *p, size_t pn)
 {
-	uint8_t k[NA_IX_TERMKEY_MAX + 5];
-	memcpy(k, p, pn);
-	MDB_val kv = { pn, k }, v;
-	int rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
-	unsigned found = 0;
-	while (rc == 0) {
-		const uint8_t *kk = kv.mv_data;
-		if (kv.mv_size < pn + 5 || memcmp(kk, p, pn) != 0)
-			break;
-		size_t tl = kv.mv_size - 5;
-		if (kk[tl] != 0)
-			return -EIO;
-		if (++found > NA_SEARCH_MAX_EXPANSIONS)
-			return bad(c, "position %u: prefix \"%.*s*\" matches more than %d terms; make it longer",
-				   nd->pos, (int)(nd->len > 40 ? 40 : nd->len), nd->text,
-				   NA_SEARCH_MAX_EXPANSIONS);
-		uint32_t first = (uint32_t)c->nterms;
-		if ((rc = add_term(c, kk, tl)) || (rc = add_group(c, first, 1)))
+	uint32_t t0 = (uint32_t)c->nterms;
+	for (uint32_t seg = 0; seg <= c->sealed; seg++) {
+		uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
+		size_t pl;
+		MDB_cursor *cur = seg_key(c, seg, k, &pl);
+		memcpy(k + pl, p, pn);
+		MDB_val kv = { pl + pn, k }, v;
+		int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
+		while (rc == 0) {
+			const uint8_t *kk = kv.mv_data;
+			if (kv.mv_size < pl + pn + 5 || memcmp(kk, k, pl + pn) != 0)
+				break;
+			size_t tl = kv.mv_size - 5 - pl;
+			if (kk[pl + tl] != 0 || tl > NA_IX_TERMKEY_MAX)
+				return -EIO;
+			bool seen = false;
+			for (size_t i = t0; i < c->nterms && !seen; i++)
+				seen = c->terms[i].len == tl && memcmp(c->terms[i].key, kk + pl, tl) == 0;
+			if (!seen) {
+				if (c->nterms - t0 >= NA_SEARCH_MAX_EXPANSIONS)
+					return bad(c, "position %u: prefix \"%.*s*\" matches more than %d terms; "
+						   "make it longer",
+						   nd->pos, (int)(nd->len > 40 ? 40 : nd->len), nd->text,
+						   NA_SEARCH_MAX_EXPANSIONS);
+				uint32_t first = (uint32_t)c->nterms;
+				if ((rc = add_term(c, kk + pl, tl)) || (rc = add_group(c, first, 1)))
+					return rc;
+			}
+			/* skip the rest of this term's chunks */
+			memmove(k + pl, kk + pl, tl);
+			k[pl + tl] = 1;
+			kv.mv_size = pl + tl + 1;
+			kv.mv_data = k;
+			rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
+		}
+		if (rc && rc != MDB_NOTFOUND)
 			return rc;
-		/* skip the rest of this term's chunks */
-		memcpy(k, kk, tl);
-		k[tl] = 1;
-		kv.mv_size = tl + 1;
-		kv.mv_data = k;
-		rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
 	}
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return 0;
 }
 
 static int field_byte(na_qfield f)
@@ -480,26 +520,29 @@ static int plan(ctx *c)
 	return 0;
 }
 
-/* Document frequency: the sum of the term's chunk counts. */
+/* Document frequency: the sum of the term's chunk counts (every segment). */
 static int term_idf(ctx *c, term *t)
 {
-	uint8_t k[NA_IX_TERMKEY_MAX + 5];
-	memcpy(k, t->key, t->len);
-	k[t->len] = 0;
-	memset(k + t->len + 1, 0, 4);
-	MDB_val kv = { t->len + 5u, k }, v;
 	uint64_t df = 0;
-	int rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
-	while (rc == 0 && kv.mv_size == t->len + 5u && memcmp(kv.mv_data, t->key, t->len) == 0 &&
-	       ((const uint8_t *)kv.mv_data)[t->len] == 0) {
-		int64_t n = na_post_count(v.mv_data, v.mv_size);
-		if (n < 0)
-			return -EIO;
-		df += (uint64_t)n;
-		rc = mdb_cursor_get(c->cur, &kv, &v, MDB_NEXT);
+	for (uint32_t seg = 0; seg <= c->sealed; seg++) {
+		uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
+		size_t pl;
+		MDB_cursor *cur = seg_key(c, seg, k, &pl);
+		size_t tl = pl + t->len;
+		memcpy(k + pl, t->key, t->len);
+		memset(k + tl, 0, 5);
+		MDB_val kv = { tl + 5, k }, v;
+		int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
+		while (rc == 0 && is_chunk(k, tl, &kv)) {
+			int64_t n = na_post_count(v.mv_data, v.mv_size);
+			if (n < 0)
+				return -EIO;
+			df += (uint64_t)n;
+			rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT);
+		}
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
 	}
-	if (rc && rc != MDB_NOTFOUND)
-		return rc;
 	double N = (double)(c->ndocs > df ? c->ndocs : df);
 	t->idf = log(1.0 + (N - (double)df + 0.5) / ((double)df + 0.5));
 	return 0;
@@ -541,7 +584,7 @@ static int docinfo(ctx *c, uint32_t d, na_key *key, uint16_t *len)
 
 static int load_chunk(term *t, const MDB_val *k, const MDB_val *v)
 {
-	const uint8_t *kb = (const uint8_t *)k->mv_data + t->len + 1;
+	const uint8_t *kb = (const uint8_t *)k->mv_data + k->mv_size - 4;
 	uint32_t base = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 | (uint32_t)kb[2] << 8 | kb[3];
 	if (t->cached && t->cbase == base)
 		return 0;
@@ -558,32 +601,29 @@ static int load_chunk(term *t, const MDB_val *k, const MDB_val *v)
 	return 0;
 }
 
-static bool is_chunk_of(const term *t, const MDB_val *k)
+/* Postings of term t with lo <= docid < hi, all in segment seg, appended
+ * to out (scored when ranking). */
+static int seg_postings(ctx *c, term *t, uint32_t seg, uint32_t lo, uint32_t hi, plist *out)
 {
-	return k->mv_size == t->len + 5u && memcmp(k->mv_data, t->key, t->len) == 0 &&
-	       ((const uint8_t *)k->mv_data)[t->len] == 0;
-}
-
-/* Postings of term t with lo <= docid < hi into out (scored when ranking). */
-static int term_postings(ctx *c, term *t, plist *out)
-{
-	out->n = 0;
-	uint8_t k[NA_IX_TERMKEY_MAX + 5];
-	memcpy(k, t->key, t->len);
-	k[t->len] = 0;
-	k[t->len + 1] = (uint8_t)(c->lo >> 24);
-	k[t->len + 2] = (uint8_t)(c->lo >> 16);
-	k[t->len + 3] = (uint8_t)(c->lo >> 8);
-	k[t->len + 4] = (uint8_t)c->lo;
-	MDB_val kv = { t->len + 5u, k }, v;
-	int rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
-	bool exact_hit = rc == 0 && is_chunk_of(t, &kv) && memcmp(kv.mv_data, k, t->len + 5u) == 0;
+	uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
+	size_t pl;
+	MDB_cursor *cur = seg_key(c, seg, k, &pl);
+	size_t tl = pl + t->len;
+	memcpy(k + pl, t->key, t->len);
+	k[tl] = 0;
+	k[tl + 1] = (uint8_t)(lo >> 24);
+	k[tl + 2] = (uint8_t)(lo >> 16);
+	k[tl + 3] = (uint8_t)(lo >> 8);
+	k[tl + 4] = (uint8_t)lo;
+	MDB_val kv = { tl + 5, k }, v;
+	int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
+	bool exact_hit = rc == 0 && is_chunk(k, tl, &kv) && memcmp(kv.mv_data, k, tl + 5) == 0;
 	if (!exact_hit) {
 		/* the chunk holding lo starts before it */
 		MDB_val pk, pv;
-		int prc = rc == 0 ? mdb_cursor_get(c->cur, &pk, &pv, MDB_PREV)
-				  : rc == MDB_NOTFOUND ? mdb_cursor_get(c->cur, &pk, &pv, MDB_LAST) : rc;
-		if (prc == 0 && is_chunk_of(t, &pk)) {
+		int prc = rc == 0 ? mdb_cursor_get(cur, &pk, &pv, MDB_PREV)
+				  : rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &pk, &pv, MDB_LAST) : rc;
+		if (prc == 0 && is_chunk(k, tl, &pk)) {
 			kv = pk;
 			v = pv;
 			rc = 0;
@@ -591,21 +631,21 @@ static int term_postings(ctx *c, term *t, plist *out)
 			return prc;
 		} else if (rc == 0) {
 			/* back to the first chunk at or after lo */
-			kv.mv_size = t->len + 5u;
+			kv.mv_size = tl + 5;
 			kv.mv_data = k;
-			rc = mdb_cursor_get(c->cur, &kv, &v, MDB_SET_RANGE);
+			rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
 		}
 	}
-	while (rc == 0 && is_chunk_of(t, &kv)) {
+	while (rc == 0 && is_chunk(k, tl, &kv)) {
 		if ((rc = load_chunk(t, &kv, &v)))
 			return rc;
-		if (t->cbase >= c->hi)
+		if (t->cbase >= hi)
 			break;
 		for (uint32_t i = 0; i < t->cn; i++) {
 			uint32_t d = t->cd[i];
-			if (d < c->lo)
+			if (d < lo)
 				continue;
-			if (d >= c->hi)
+			if (d >= hi)
 				break;
 			if ((rc = plist_reserve(out, out->n + 1)))
 				return rc;
@@ -622,11 +662,29 @@ static int term_postings(ctx *c, term *t, plist *out)
 			out->sc[out->n] = s;
 			out->n++;
 		}
-		if (t->cn && t->cd[t->cn - 1] >= c->hi)
+		if (t->cn && t->cd[t->cn - 1] >= hi)
 			break;
-		rc = mdb_cursor_get(c->cur, &kv, &v, MDB_NEXT);
+		rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT);
 	}
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Postings of term t with c->lo <= docid < c->hi into out, from each
+ * segment the range overlaps. */
+static int term_postings(ctx *c, term *t, plist *out)
+{
+	out->n = 0;
+	if (c->hi <= c->lo)
+		return 0;
+	uint32_t s0 = c->lo >> c->segshift, s1 = (c->hi - 1) >> c->segshift;
+	for (uint32_t seg = s0; seg <= s1; seg++) {
+		uint32_t a = seg << c->segshift, b = (seg + 1) << c->segshift;
+		int rc = seg_postings(c, t, seg, a > c->lo ? a : c->lo,
+				      b != 0 && b < c->hi ? b : c->hi, out);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 /* a &= b (scores add) */
@@ -924,7 +982,18 @@ static int run(ctx *c, msgpack_packer *pk)
 		memcpy(c->langs, v.mv_data, v.mv_size);
 		c->nlangs = v.mv_size & ~(size_t)1;
 	}
-	if ((rc = mdb_cursor_open(c->txn, s->ixpost, &c->cur)))
+	uint64_t sealed = 0, shift = 0;
+	if ((rc = na_meta_get_u64(s, c->txn, "ix_sealed", &sealed)) ||
+	    (rc = na_meta_get_u64(s, c->txn, "ix_segshift", &shift)))
+		return rc;
+	if (shift < 6 || shift > 24 || sealed > (UINT32_MAX >> shift)) {
+		sealed = 0; /* an index from before segments: all in ixpost */
+		shift = 24;
+	}
+	c->sealed = (uint32_t)sealed;
+	c->segshift = (unsigned)shift;
+	if ((rc = mdb_cursor_open(c->txn, s->ixpost, &c->cur)) ||
+	    (rc = mdb_cursor_open(c->txn, s->ixsealed, &c->scur)))
 		return rc;
 	if ((rc = plan(c)))
 		return rc;
@@ -1180,6 +1249,8 @@ int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_pa
 		rc = run(c, &tp);
 		if (c->cur)
 			mdb_cursor_close(c->cur);
+		if (c->scur)
+			mdb_cursor_close(c->scur);
 		na_store_rend(s, c->txn);
 		if (rc == 0)
 			na_mp_pack_raw(pk, sb.data, sb.size);

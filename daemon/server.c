@@ -100,6 +100,7 @@ static void reload(na_server *s)
 	RESTART(compression_level)
 	RESTART(dict_size)
 	RESTART(block_level)
+	RESTART(index_segment)
 	RESTART(metrics_listen)
 	RESTART(allow_unauthenticated)
 	RESTART(socket_mode)
@@ -233,6 +234,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.block_level = cfg->block_level,
 		.max_article = cfg->max_article_bytes,
 		.fork_history = cfg->follow[0] == 0,
+		.index_segment = cfg->index_segment,
 	};
 	const char *msg;
 	int rc = na_store_open(&s->store, &so, &msg);

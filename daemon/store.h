@@ -30,6 +30,7 @@ typedef struct na_store_opts {
 	size_t max_article;    /* largest article accepted, bytes */
 	bool readonly;         /* open read-only (verify) */
 	bool fork_history;     /* a primary: continue under a new history id */
+	uint32_t index_segment; /* docids per sealed index segment (0: default) */
 } na_store_opts;
 
 typedef struct na_store {
@@ -40,7 +41,8 @@ typedef struct na_store {
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
 	MDB_dbi logtime;       /* seq (8, BE) -> unix ms: when the log reached seq */
-	MDB_dbi ixpost, ixdocs, ixrange; /* the full-text index (index.h) */
+	MDB_dbi ixpost, ixdocs, ixrange, ixsealed; /* the full-text index (index.h) */
+	unsigned ix_segshift;  /* log2 of index_segment, for a new index */
 	bool have_index;       /* false: a read-only open of an archive without one */
 	na_codec *codec;
 	uint8_t hash_key[16];  /* siphash key of this archive */

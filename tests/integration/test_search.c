@@ -358,6 +358,31 @@ static uint64_t stat_u64(const na_server_stats *st, const char *key)
 	return r;
 }
 
+/* index.<key> of the server's stats (an unsigned integer; 0 if absent). */
+static uint64_t index_stat(na_client *c, const char *key)
+{
+	na_server_stats *st;
+	assert_int_equal(na_stats(c, &st), 0);
+	const uint8_t *v;
+	size_t n;
+	uint64_t r = 0;
+	assert_int_equal(na_server_stats_find(st, "index", &v, &n), 0);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	assert_int_equal(msgpack_unpack_next(&u, (const char *)v, n, NULL), MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
+	for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+		const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(key) &&
+		    memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0 &&
+		    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+			r = kv->val.via.u64;
+	}
+	msgpack_unpacked_destroy(&u);
+	na_server_stats_free(st);
+	return r;
+}
+
 /* With compaction on: waits (bounded) until the background compactor has
  * finished and packed articles into blocks, so searches read through them. */
 static void wait_compacted(na_client *c)
@@ -386,6 +411,10 @@ static void test_search_vs_brute_force(void **state)
 	if (with_blocks) {
 		P.extra[0] = "--block-bytes";
 		P.extra[1] = "8K";
+	} else {
+		/* small segments, so queries cross many sealed ones */
+		P.extra[0] = "--index-segment";
+		P.extra[1] = "64";
 	}
 	assert_int_equal(na_test_daemon_start(&P), 0);
 	for (size_t i = 0; i < NART; i++) {
@@ -426,6 +455,8 @@ static void test_search_vs_brute_force(void **state)
 	memset(&F, 0, sizeof F);
 	F.extra[0] = "--follow";
 	F.extra[1] = P.addr;
+	F.extra[2] = "--index-segment";
+	F.extra[3] = with_blocks ? "65536" : "128";
 	assert_int_equal(na_test_daemon_start(&F), 0);
 	na_client *fc = connect_to(&F);
 	checked += run_checks(fc, seq, NQ / 2, "follower");
@@ -454,6 +485,15 @@ static void test_search_vs_brute_force(void **state)
 	assert_int_equal(na_test_daemon_restart(&P), 0);
 	c = connect_to(&P);
 	checked += run_checks(c, seq, NQ / 3, "after restart");
+	/* the searches above crossed sealed segments (never more of them
+	 * than the indexed versions fill) */
+	uint64_t segs = index_stat(c, "segments"), docs = index_stat(c, "articles");
+	if (with_blocks) {
+		assert_int_equal(segs, 0);
+	} else {
+		assert_true(segs >= 2);
+		assert_true(segs * 64 <= docs);
+	}
 	print_message("%llu searches compared with the brute-force scan\n", (unsigned long long)checked);
 	na_client_close(c);
 	assert_int_equal(na_test_daemon_cleanup(&F), 0);
