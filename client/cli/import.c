@@ -332,7 +332,7 @@ static const char usage[] =
 	"text, each FILE is one news page saved as plain text.\n"
 	"\n"
 	"  --batch N        articles per put_batch request (default 1000, max 10000)\n"
-	"  --inflight N     batches sent ahead of the replies (default 4)\n"
+	"  --inflight N     batches sent ahead of the replies (default 16, at most 64)\n"
 	"  --max-line N     longest accepted line in bytes (default 64 MiB)\n"
 	"  --format F       json (default) or text\n"
 	"  --source S, --url U, --guid G\n"
@@ -353,7 +353,7 @@ int cmd_import(cli *c)
 		{ "format", required_argument, NULL, 'f' }, { "source", required_argument, NULL, 'S' },
 		{ "url", required_argument, NULL, 'U' }, { "guid", required_argument, NULL, 'G' },
 		{ "tz", required_argument, NULL, 'z' }, { 0 } };
-	imp im = { .batch_max = 1000, .inflight_max = 4 };
+	imp im = { .batch_max = 1000, .inflight_max = 16 };
 	size_t max_line = NA_LINE_MAX_DEFAULT;
 	bool text = false;
 	na_text_opts to = { 0 };

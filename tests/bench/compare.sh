@@ -25,7 +25,8 @@
 # Workloads (per system, per round; servers are fresh each round, except
 # that PostgreSQL keeps its cluster and gets a fresh table):
 #   W1 durable ingest of the whole scaled corpus, one connection:
-#      newsarchd put_batch 1000 x 4 in flight (fsync before each reply);
+#      newsarchd put_batch 1000 x 64 in flight (fsync before each reply;
+#      a deep pipeline, as redis-cli --pipe and COPY are);
 #      Redis `redis-cli --pipe` of SET guid <article> + ZADD pub <µs> guid
 #      (AOF appendfsync everysec); PostgreSQL \copy into the indexed table
 #      (one transaction, synchronous_commit on).
@@ -327,7 +328,7 @@ round_newsarchd() {
 	start_newsarchd "$d" "$p" || fail "newsarchd did not start"
 	npid=$started
 	"$bench" --addr "127.0.0.1:$p" --server-pid "$npid" --data-dir "$d/data" $copt \
-		--scale "$scale" --clients 1 --workloads ingest --idle-conns 0 --json \
+		--scale "$scale" --clients 1 --inflight 64 --workloads ingest --idle-conns 0 --json \
 		>"$d/ingest.json" 2>"$d/bench.log" || fail "newsarchd ingest failed (see $d/bench.log)"
 	put "$r" newsarchd ingest "$(jq '.runs[0].items_per_s' "$d/ingest.json")"
 	put "$r" newsarchd disk "$(jq '.storage.page_bytes_per_article' "$d/ingest.json")"

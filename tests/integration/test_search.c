@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <msgpack.h>
 
 #include "daemon.h"
@@ -559,12 +560,59 @@ static void test_bad_queries(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
 
+/* An index written before segments existed (no ix_segshift in meta) is
+ * rebuilt when the daemon starts, and answers exactly afterwards. */
+static void test_index_from_before_segments(void **state)
+{
+	(void)state;
+	assert_int_equal(na_analyzer_new(&AN), 0);
+	rng = 0x7c5d3a1b9e2f4d6cull;
+	memset(&P, 0, sizeof P);
+	assert_int_equal(na_test_daemon_start(&P), 0);
+	for (size_t i = 0; i < NART; i++) {
+		snprintf(A[i].guid, sizeof A[i].guid, "old%zu", i);
+		A[i].sec = unique_sec();
+		A[i].a = make(A[i].guid, A[i].sec);
+	}
+	na_client *c = connect_to(&P);
+	uint64_t seq = put_all(c, 0, NART);
+	run_checks(c, seq, NQ / 8, "before the downgrade");
+	assert_int_equal(index_stat(c, "rebuilt"), 0);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_stop(&P), 0);
+
+	/* what an older version left: the index without its segment size */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_open(env, P.data, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	MDB_val k = { strlen("ix_segshift"), (void *)"ix_segshift" };
+	assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	assert_int_equal(na_test_daemon_restart(&P), 0);
+	c = connect_to(&P);
+	run_checks(c, seq, NQ / 8, "after rebuilding an index from before segments");
+	assert_int_equal(index_stat(c, "rebuilt"), NART);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&P), 0);
+	for (size_t i = 0; i < NART; i++)
+		na_article_free(A[i].a);
+	na_analyzer_free(AN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_search_vs_brute_force),
 		cmocka_unit_test(test_search_over_blocks),
 		cmocka_unit_test(test_bad_queries),
+		cmocka_unit_test(test_index_from_before_segments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
