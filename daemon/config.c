@@ -46,7 +46,7 @@ static const opt opts[] = {
 	{ "block_bytes", O_SIZE, F(block_bytes), 0, 1 * M,
 	  "articles adjacent in time are compacted into blocks of about this many raw bytes; 0 = never" },
 	{ "block_level", O_INT, F(block_level), 1, 19, "zstd level of blocks (compressed in the background)" },
-	{ "index_segment", O_U32, F(index_segment), 64, 1u << 24,
+	{ "index_segment", O_U32, F(index_segment), 16, 1u << 24,
 	  "articles per sealed segment of the search index (rounded down to a power of two; "
 	  "applies to a new index or after reindex)" },
 	{ "train_min", O_U32, F(train_min), 100, 100000000,
@@ -111,7 +111,7 @@ void na_config_defaults(na_config *c)
 	c->dict_size = 64 * K;
 	c->block_bytes = 0;
 	c->block_level = 6;
-	c->index_segment = 131072;
+	c->index_segment = 8192;
 	c->train_min = 2000;
 	c->max_request_bytes = NA_MAX_REQUEST_BYTES_DEFAULT;
 	c->max_depth = NA_MAX_DEPTH_DEFAULT;

@@ -245,7 +245,7 @@ static void do_stats(req *q)
 	na_ixstats ix = { 0 };
 	if (s->indexer)
 		na_indexer_stats(s->indexer, &ix);
-	msgpack_pack_map(&pk, 9);
+	msgpack_pack_map(&pk, 10);
 	na_mp_pack_cstr(&pk, "state");
 	na_mp_pack_cstr(&pk, na_ixstate_name(ix.state));
 	kv_u64(&pk, "seq", ix.seq);
@@ -255,6 +255,7 @@ static void do_stats(req *q)
 	kv_u64(&pk, "rebuilt", ix.scanned);
 	kv_u64(&pk, "batches", ix.batches);
 	kv_u64(&pk, "segments", ix.sealed);
+	kv_u64(&pk, "merged", ix.merged);
 	kv_u64(&pk, "bytes", st.index_bytes);
 }
 

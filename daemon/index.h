@@ -4,12 +4,14 @@
  *
  * Tables (in the archive's LMDB environment, see index.c for the design):
  *   ixpost   term key + 0x00 + first docid(4) -> posting chunk (newest segment)
- *   ixsealed segment(4) + an ixpost key         -> the chunks of sealed segments
+ *   ixsealed segment(4) + an ixpost key         -> chunks of sealed segments
+ *   ixbig    merged segment(4) + an ixpost key  -> chunks of merged segments
  *   ixdocs   docid >> 4 (4)                    -> 16 x (article key(16), length(2))
  *   ixrange  docid >> 10 (4)                   -> lowest key(16), highest key(16)
  * and meta entries ix_seq, ix_next, ix_len, ix_dead, ix_epoch, ix_rebuild,
- * ix_langs, ix_sealed (segments in ixsealed), ix_segshift (log2 of the
- * docids per segment).
+ * ix_langs, ix_sealed (segments sealed, merged ones included), ix_merged
+ * (segments in ixbig, 16 sealed ones each), ix_segshift (log2 of the docids
+ * per segment).
  */
 #ifndef NA_INDEX_H
 #define NA_INDEX_H
@@ -44,6 +46,7 @@ enum {
 #define NA_IX_RANGE_SHIFT 10     /* 1024 documents per ixrange entry */
 #define NA_IX_DOC_BYTES 18       /* key(16) + length(2) */
 #define NA_POST_CHUNK_MAX 256    /* postings per chunk */
+#define NA_IX_MERGE_SHIFT 4      /* 16 sealed segments merge into one */
 
 /* Builds a term key into out (NA_IX_TERMKEY_MAX bytes): field byte, for the
  * text fields the language code (lang "" -> "--"), then the term. Returns
@@ -100,7 +103,8 @@ typedef struct na_ixstats {
 	uint64_t dead;       /* of those, since deleted or replaced */
 	uint64_t scanned;    /* articles indexed by the current rebuild */
 	uint64_t batches;
-	uint64_t sealed;     /* sealed segments */
+	uint64_t sealed;     /* sealed segments, counting a merged one once */
+	uint64_t merged;     /* of those, merged segments */
 	na_ixstate state;
 } na_ixstats;
 

@@ -272,7 +272,9 @@ typedef struct ctx {
 	MDB_txn *txn;
 	MDB_cursor *cur;    /* ixpost: the segment being filled */
 	MDB_cursor *scur;   /* ixsealed: the sealed segments */
-	uint32_t sealed;    /* segments in ixsealed */
+	MDB_cursor *bcur;   /* ixbig: the merged segments */
+	uint32_t sealed;    /* sealed segments, merged ones included */
+	uint32_t merged;    /* merged segments (NA_IX_MERGE_SHIFT sealed each) */
 	unsigned segshift;  /* log2 of the docids per segment */
 	na_analyzer *a;
 	const na_query *q;
@@ -353,21 +355,66 @@ static int add_term(ctx *c, const uint8_t *k, size_t n)
 	return 0;
 }
 
-/* Chunk keys: segment prefix (4 bytes, sealed segments only) + term key +
- * 0x00 + first docid. seg_key writes the prefix of segment seg into k and
- * returns the cursor of its table and, in *pl, the prefix length. */
-static MDB_cursor *seg_key(ctx *c, uint32_t seg, uint8_t *k, size_t *pl)
+/* Where chunks live (index.c): merged segments in ixbig, sealed ones in
+ * ixsealed, each under its number as a 4-byte prefix, and the newest in
+ * ixpost without one; then term key + 0x00 + first docid. A container is
+ * one of those segments: its cursor, prefix and docids [lo, hi). */
+typedef struct cont {
+	MDB_cursor *cur;
+	uint8_t pfx[4];
+	size_t pl;
+	uint64_t lo, hi;
+} cont;
+
+static void be32(uint8_t *p, uint64_t v)
 {
-	if (seg < c->sealed) {
-		k[0] = (uint8_t)(seg >> 24);
-		k[1] = (uint8_t)(seg >> 16);
-		k[2] = (uint8_t)(seg >> 8);
-		k[3] = (uint8_t)seg;
-		*pl = 4;
-		return c->scur;
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Containers in docid order: the merged, the sealed, the newest. */
+static uint32_t cont_count(const ctx *c)
+{
+	return c->merged + (c->sealed - (c->merged << NA_IX_MERGE_SHIFT)) + 1;
+}
+
+static void cont_at(ctx *c, uint32_t i, cont *o)
+{
+	unsigned big = c->segshift + NA_IX_MERGE_SHIFT;
+	uint64_t small0 = (uint64_t)c->merged << NA_IX_MERGE_SHIFT;
+	if (i < c->merged) {
+		o->cur = c->bcur;
+		be32(o->pfx, i);
+		o->pl = 4;
+		o->lo = (uint64_t)i << big;
+		o->hi = (uint64_t)(i + 1) << big;
+	} else if (small0 + (i - c->merged) < c->sealed) {
+		uint64_t seg = small0 + (i - c->merged);
+		o->cur = c->scur;
+		be32(o->pfx, seg);
+		o->pl = 4;
+		o->lo = seg << c->segshift;
+		o->hi = (seg + 1) << c->segshift;
+	} else {
+		o->cur = c->cur;
+		o->pl = 0;
+		o->lo = (uint64_t)c->sealed << c->segshift;
+		o->hi = UINT64_MAX;
 	}
-	*pl = 0;
-	return c->cur;
+}
+
+/* The container holding docid d. */
+static void cont_of(ctx *c, uint64_t d, cont *o)
+{
+	unsigned big = c->segshift + NA_IX_MERGE_SHIFT;
+	if ((d >> big) < c->merged)
+		cont_at(c, (uint32_t)(d >> big), o);
+	else if ((d >> c->segshift) < c->sealed)
+		cont_at(c, c->merged + (uint32_t)((d >> c->segshift) - ((uint64_t)c->merged << NA_IX_MERGE_SHIFT)), o);
+	else
+		cont_at(c, cont_count(c) - 1, o);
 }
 
 /* Whether kv is a chunk key of the term whose prefix + term key + 0x00 are
@@ -412,10 +459,13 @@ static int word_term(const na_token *t, void *arg)
 static int expand_prefix(ctx *c, const na_qnode *nd, const uint8_t *p, size_t pn)
 {
 	uint32_t t0 = (uint32_t)c->nterms;
-	for (uint32_t seg = 0; seg <= c->sealed; seg++) {
+	for (uint32_t ci = 0; ci < cont_count(c); ci++) {
 		uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
-		size_t pl;
-		MDB_cursor *cur = seg_key(c, seg, k, &pl);
+		cont ct;
+		cont_at(c, ci, &ct);
+		size_t pl = ct.pl;
+		MDB_cursor *cur = ct.cur;
+		memcpy(k, ct.pfx, pl);
 		memcpy(k + pl, p, pn);
 		MDB_val kv = { pl + pn, k }, v;
 		int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
@@ -524,10 +574,13 @@ static int plan(ctx *c)
 static int term_idf(ctx *c, term *t)
 {
 	uint64_t df = 0;
-	for (uint32_t seg = 0; seg <= c->sealed; seg++) {
+	for (uint32_t ci = 0; ci < cont_count(c); ci++) {
 		uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
-		size_t pl;
-		MDB_cursor *cur = seg_key(c, seg, k, &pl);
+		cont ct;
+		cont_at(c, ci, &ct);
+		size_t pl = ct.pl;
+		MDB_cursor *cur = ct.cur;
+		memcpy(k, ct.pfx, pl);
 		size_t tl = pl + t->len;
 		memcpy(k + pl, t->key, t->len);
 		memset(k + tl, 0, 5);
@@ -601,13 +654,14 @@ static int load_chunk(term *t, const MDB_val *k, const MDB_val *v)
 	return 0;
 }
 
-/* Postings of term t with lo <= docid < hi, all in segment seg, appended
+/* Postings of term t with lo <= docid < hi, all in container ct, appended
  * to out (scored when ranking). */
-static int seg_postings(ctx *c, term *t, uint32_t seg, uint32_t lo, uint32_t hi, plist *out)
+static int seg_postings(ctx *c, term *t, const cont *ct, uint32_t lo, uint32_t hi, plist *out)
 {
 	uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
-	size_t pl;
-	MDB_cursor *cur = seg_key(c, seg, k, &pl);
+	size_t pl = ct->pl;
+	MDB_cursor *cur = ct->cur;
+	memcpy(k, ct->pfx, pl);
 	size_t tl = pl + t->len;
 	memcpy(k + pl, t->key, t->len);
 	k[tl] = 0;
@@ -676,13 +730,14 @@ static int term_postings(ctx *c, term *t, plist *out)
 	out->n = 0;
 	if (c->hi <= c->lo)
 		return 0;
-	uint32_t s0 = c->lo >> c->segshift, s1 = (c->hi - 1) >> c->segshift;
-	for (uint32_t seg = s0; seg <= s1; seg++) {
-		uint32_t a = seg << c->segshift, b = (seg + 1) << c->segshift;
-		int rc = seg_postings(c, t, seg, a > c->lo ? a : c->lo,
-				      b != 0 && b < c->hi ? b : c->hi, out);
+	for (uint64_t d = c->lo; d < c->hi;) {
+		cont ct;
+		cont_of(c, d, &ct);
+		uint64_t e = ct.hi < c->hi ? ct.hi : c->hi;
+		int rc = seg_postings(c, t, &ct, (uint32_t)d, (uint32_t)e, out);
 		if (rc)
 			return rc;
+		d = e;
 	}
 	return 0;
 }
@@ -982,18 +1037,22 @@ static int run(ctx *c, msgpack_packer *pk)
 		memcpy(c->langs, v.mv_data, v.mv_size);
 		c->nlangs = v.mv_size & ~(size_t)1;
 	}
-	uint64_t sealed = 0, shift = 0;
+	uint64_t sealed = 0, merged = 0, shift = 0;
 	if ((rc = na_meta_get_u64(s, c->txn, "ix_sealed", &sealed)) ||
+	    (rc = na_meta_get_u64(s, c->txn, "ix_merged", &merged)) ||
 	    (rc = na_meta_get_u64(s, c->txn, "ix_segshift", &shift)))
 		return rc;
-	if (shift < 6 || shift > 24 || sealed > (UINT32_MAX >> shift)) {
-		sealed = 0; /* an index from before segments: all in ixpost */
+	if (shift < 4 || shift > 24 || sealed > (UINT32_MAX >> shift) ||
+	    merged > (sealed >> NA_IX_MERGE_SHIFT)) {
+		sealed = merged = 0; /* an index from before segments: all in ixpost */
 		shift = 24;
 	}
 	c->sealed = (uint32_t)sealed;
+	c->merged = (uint32_t)merged;
 	c->segshift = (unsigned)shift;
 	if ((rc = mdb_cursor_open(c->txn, s->ixpost, &c->cur)) ||
-	    (rc = mdb_cursor_open(c->txn, s->ixsealed, &c->scur)))
+	    (rc = mdb_cursor_open(c->txn, s->ixsealed, &c->scur)) ||
+	    (rc = mdb_cursor_open(c->txn, s->ixbig, &c->bcur)))
 		return rc;
 	if ((rc = plan(c)))
 		return rc;
@@ -1251,6 +1310,8 @@ int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_pa
 			mdb_cursor_close(c->cur);
 		if (c->scur)
 			mdb_cursor_close(c->scur);
+		if (c->bcur)
+			mdb_cursor_close(c->bcur);
 		na_store_rend(s, c->txn);
 		if (rc == 0)
 			na_mp_pack_raw(pk, sb.data, sb.size);

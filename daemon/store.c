@@ -272,9 +272,9 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	*msg = "";
 	s->max_map_size = o->max_map_size;
 	s->max_article = o->max_article;
-	s->ix_segshift = 17;
+	s->ix_segshift = 13;
 	if (o->index_segment)
-		for (s->ix_segshift = 6; (2u << s->ix_segshift) <= o->index_segment && s->ix_segshift < 24;)
+		for (s->ix_segshift = 4; (2u << s->ix_segshift) <= o->index_segment && s->ix_segshift < 24;)
 			s->ix_segshift++;
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
@@ -341,7 +341,8 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	if ((rc = mdb_dbi_open(txn, "ixpost", c, &s->ixpost)) ||
 	    (rc = mdb_dbi_open(txn, "ixdocs", c, &s->ixdocs)) ||
 	    (rc = mdb_dbi_open(txn, "ixrange", c, &s->ixrange)) ||
-	    (rc = mdb_dbi_open(txn, "ixsealed", c, &s->ixsealed))) {
+	    (rc = mdb_dbi_open(txn, "ixsealed", c, &s->ixsealed)) ||
+	    (rc = mdb_dbi_open(txn, "ixbig", c, &s->ixbig))) {
 		if (!(o->readonly && rc == MDB_NOTFOUND)) {
 			*msg = "cannot open the index tables";
 			mdb_txn_abort(txn);
@@ -1190,8 +1191,8 @@ int na_store_stats_get(na_store *s, na_store_stats *o)
 		rc = na_store_articles(s, txn, &o->articles);
 	if (rc == 0 && (rc = mdb_stat(txn, 0, &st)) == 0) /* the main db */
 		o->page_bytes += pages(&st);
-	MDB_dbi ix[] = { s->ixpost, s->ixdocs, s->ixrange, s->ixsealed };
-	for (size_t i = 0; s->have_index && i < 4 && rc == 0; i++)
+	MDB_dbi ix[] = { s->ixpost, s->ixdocs, s->ixrange, s->ixsealed, s->ixbig };
+	for (size_t i = 0; s->have_index && i < 5 && rc == 0; i++)
 		if ((rc = mdb_stat(txn, ix[i], &st)) == 0)
 			o->index_bytes += pages(&st);
 	o->page_bytes += o->index_bytes;

@@ -41,7 +41,7 @@ typedef struct na_store {
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
 	MDB_dbi logtime;       /* seq (8, BE) -> unix ms: when the log reached seq */
-	MDB_dbi ixpost, ixdocs, ixrange, ixsealed; /* the full-text index (index.h) */
+	MDB_dbi ixpost, ixdocs, ixrange, ixsealed, ixbig; /* the full-text index (index.h) */
 	unsigned ix_segshift;  /* log2 of index_segment, for a new index */
 	bool have_index;       /* false: a read-only open of an archive without one */
 	na_codec *codec;

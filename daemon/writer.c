@@ -807,6 +807,8 @@ static int trim_by_bytes(na_writer *w, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static bool index_room(na_writer *w, MDB_txn *txn);
+
 static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 {
 	int rc;
@@ -864,6 +866,8 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 	case NA_WOP_TRIM:
 		return apply_trim(w, txn, j);
 	case NA_WOP_INDEX:
+		if (!index_room(w, txn))
+			return MDB_MAP_FULL;
 		return na_index_apply(w->store, txn, j->ixbatch, &j->ix_stale);
 	case NA_WOP_INDEX_RESET:
 		return na_index_reset(w->store, txn);
@@ -997,6 +1001,37 @@ static bool fs_full(na_store *s)
 	if (floor > ((uint64_t)64 << 20))
 		floor = (uint64_t)64 << 20;
 	return avail < floor;
+}
+
+/* Whether an index batch may take more pages. Once the map cannot grow,
+ * the last 1/16 of it (at least 64 pages) is kept for the writes that
+ * free space, deletes among them: the index, which can wait and catch up,
+ * must not take the pages a delete needs. Free pages are the never used
+ * ones plus the freelist's (some of which old readers may still hold). */
+static bool index_room(na_writer *w, MDB_txn *txn)
+{
+	na_store *s = w->store;
+	if (s->map_size < s->max_map_size)
+		return true;
+	MDB_envinfo info;
+	mdb_env_info(s->env, &info);
+	uint64_t pages = s->map_size / s->psize, used = (uint64_t)info.me_last_pgno + 1;
+	uint64_t reserve = pages / 16 > 64 ? pages / 16 : 64;
+	uint64_t avail = pages > used ? pages - used : 0;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	if (avail < reserve && mdb_cursor_open(txn, 0, &cur) == 0) {
+		/* the freelist: each value is a count then that many page numbers */
+		int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		for (; rc == 0 && avail < reserve; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+			if (v.mv_size >= sizeof(size_t)) {
+				size_t n;
+				memcpy(&n, v.mv_data, sizeof n);
+				avail += n;
+			}
+		mdb_cursor_close(cur);
+	}
+	return avail >= reserve;
 }
 
 static void fail_jobs(na_wjob *first, na_wjob *stop, int code, const char *msg)
