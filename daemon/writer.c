@@ -1046,9 +1046,21 @@ static void fail_jobs(na_wjob *first, na_wjob *stop, int code, const char *msg)
 static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
 	int rc;
+	bool drained = false;
 	while ((rc = apply_group(w, first, stop)) == MDB_MAP_FULL) {
 		if (grow_map(w) == 0)
 			continue;
+		if (!drained) {
+			/* at the limit: once more with every reader out, so the
+			 * pages their snapshots still pin can be reused (a delete
+			 * that frees space must fit in a full map) */
+			drained = true;
+			pthread_rwlock_wrlock(&w->store->resize_lock);
+			rc = apply_group(w, first, stop);
+			pthread_rwlock_unlock(&w->store->resize_lock);
+			if (rc != MDB_MAP_FULL)
+				break;
+		}
 		/* at the limit: one job per transaction, so what fits goes in */
 		if (first->next == stop) {
 			fail_jobs(first, stop, NA_CODE_NO_SPACE,
