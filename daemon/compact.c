@@ -299,6 +299,7 @@ static void compact_done(uv_work_t *uw, int status)
 		return;
 	}
 	if (q->ncb == 0 || s->stopping) {
+		free_blocks(q); /* stopping: the blocks built are not written */
 		compact_next(s, q);
 		return;
 	}

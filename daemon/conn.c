@@ -666,8 +666,9 @@ void na_server_maybe_finish(na_server *s)
 	if (s->nconns > 0)
 		return;
 	na_writer_set_hook(&s->writer, NULL, NULL);
-	na_indexer_stop(s->indexer); /* it waits on the writer: stop it first */
+	na_indexer_stop(s->indexer);
 	s->indexer = NULL;
+	close_handle((uv_handle_t *)&s->ix_async);
 	na_writer_stop(&s->writer);
 	for (int i = 0; i < 3; i++)
 		close_handle((uv_handle_t *)&s->sig[i]);

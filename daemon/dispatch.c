@@ -200,7 +200,7 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 25);
+	msgpack_pack_map(&pk, 26);
 	kv_u64(&pk, "articles", st.articles);
 	kv_u64(&pk, "records", st.records);
 	kv_u64(&pk, "blocks_compacted", s->compacted_blocks);
@@ -216,6 +216,11 @@ static void do_stats(req *q)
 	kv_u64(&pk, "dictionary", st.dict);
 	kv_u64(&pk, "dictionary_bytes", st.dict_bytes);
 	kv_u64(&pk, "recoded", s->recoded);
+	na_mp_pack_cstr(&pk, "recoding");
+	if (s->recoding)
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
 	kv_u64(&pk, "map_size", st.map_size);
 	kv_u64(&pk, "map_used", st.map_used);
 	kv_u64(&pk, "max_map_size", s->store.max_map_size);
@@ -1151,6 +1156,7 @@ static void recode_written(na_wjob *job)
 	free(r->blob);
 	r->blob = NULL;
 	if (job->code != NA_CODE_OK || r->done || r->s->stopping) {
+		r->s->recoding = false;
 		free(r);
 		return;
 	}
@@ -1163,6 +1169,7 @@ static void recode_done(uv_work_t *uw, int status)
 	recode_req *r = uw->data;
 	na_server *s = r->s;
 	if (s->stopping || (r->n == 0 && r->done)) {
+		s->recoding = false;
 		free(r->blob);
 		free(r);
 		return;
@@ -1171,6 +1178,7 @@ static void recode_done(uv_work_t *uw, int status)
 	r->job.op = NA_WOP_RECODE;
 	r->job.rows = calloc(r->n ? r->n : 1, sizeof *r->job.rows);
 	if (!r->job.rows) {
+		s->recoding = false;
 		free(r->blob);
 		free(r);
 		return;
@@ -1201,6 +1209,7 @@ static void recode_start(na_server *s)
 	if (!r)
 		return;
 	r->s = s;
+	s->recoding = true;
 	recode_step(s, r);
 }
 

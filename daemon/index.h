@@ -2,16 +2,18 @@
  * index.h - the full-text index: its tables, the posting codec, and the
  * indexer thread that keeps it up to date by following the change log.
  *
- * Tables (in the archive's LMDB environment, see index.c for the design):
+ * Tables (in the index's own LMDB environment, DIR/index; see index.c for
+ * the design):
  *   ixpost   term key + 0x00 + first docid(4) -> posting chunk (newest segment)
  *   ixsealed segment(4) + an ixpost key         -> chunks of sealed segments
  *   ixbig    merged segment(4) + an ixpost key  -> chunks of merged segments
  *   ixdocs   docid >> 4 (4)                    -> 16 x (article key(16), length(2))
  *   ixrange  docid >> 10 (4)                   -> lowest key(16), highest key(16)
- * and meta entries ix_seq, ix_next, ix_len, ix_dead, ix_epoch, ix_rebuild,
- * ix_langs, ix_sealed (segments sealed, merged ones included), ix_merged
- * (segments in ixbig, 16 sealed ones each), ix_segshift (log2 of the docids
- * per segment).
+ *   meta     ix_seq, ix_next, ix_len, ix_dead, ix_rebuild, ix_langs,
+ *            ix_sealed (segments sealed, merged ones included), ix_merged
+ *            (segments in ixbig, 16 sealed ones each), ix_segshift (log2 of
+ *            the docids per segment), and archive_id and ix_epoch: the
+ *            archive's id and ix_epoch the index was built against.
  */
 #ifndef NA_INDEX_H
 #define NA_INDEX_H
@@ -26,8 +28,6 @@
 #include "key.h"
 
 struct na_store;
-struct na_writer;
-struct na_wjob;
 
 /* ---- term keys ------------------------------------------------------- */
 
@@ -75,17 +75,10 @@ int64_t na_post_count(const uint8_t *p, size_t len);
 
 /* ---- writer side ----------------------------------------------------- */
 
-/* A prepared index batch: LMDB puts computed by the indexer, applied by the
- * writer thread in its transaction (opaque outside index.c). */
-typedef struct na_ixbatch na_ixbatch;
-
-/* Applies a batch in txn (writer thread). 0, or an LMDB error. A batch
- * prepared against an index that was reset since (another epoch) is
- * skipped: *stale is set. */
-int na_index_apply(struct na_store *s, MDB_txn *txn, const na_ixbatch *b, bool *stale);
-/* Drops the index and marks it for a rebuild (writer thread: a follower's
- * snapshot begins, or reindex). */
-int na_index_reset(struct na_store *s, MDB_txn *txn);
+/* Bumps the archive's ix_epoch in txn (writer thread, a follower's snapshot
+ * replacing the articles): the indexer then rebuilds the index. 0 or an
+ * LMDB error. */
+int na_index_invalidate(struct na_store *s, MDB_txn *txn);
 
 /* ---- the indexer ------------------------------------------------------ */
 
@@ -110,19 +103,21 @@ typedef struct na_ixstats {
 
 typedef struct na_indexer na_indexer;
 
-/* Called on the loop thread after each index batch commits (from the
- * batch's writer job done callback), with the position now covered. */
+/* Called on the indexer thread after each index commit that moved the
+ * position the index covers, with that position. */
 typedef void (*na_ix_notify)(void *arg, uint64_t seq);
 
-/* Starts the indexer thread over the store, submitting batches to the
- * writer. notify runs on the loop thread after each committed batch.
+/* Starts the indexer thread over the store (which must have its index
+ * environment). notify runs on the indexer thread after each commit.
  * 0 and *out, or a negative error. */
-int na_indexer_start(struct na_store *s, struct na_writer *w, na_ix_notify notify, void *arg,
-		     na_indexer **out);
-/* Stops and frees (before the writer stops). */
+int na_indexer_start(struct na_store *s, na_ix_notify notify, void *arg, na_indexer **out);
+/* Stops and frees (before the store closes). */
 void na_indexer_stop(na_indexer *x);
 /* The writer committed up to seq (writer thread). */
 void na_indexer_kick(na_indexer *x, uint64_t seq);
+/* A search waits for entries not indexed yet: index them without letting
+ * more writes gather first (any thread). */
+void na_indexer_hurry(na_indexer *x);
 /* Asks for an online rebuild. */
 void na_indexer_reindex(na_indexer *x);
 void na_indexer_stats(na_indexer *x, na_ixstats *st);

@@ -873,8 +873,11 @@ int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uin
 int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid,
 		       uint64_t min_seq, uint32_t timeout_ms)
 {
-	return park_on(&c->srv->ix_parked, na_indexer_seq(c->srv->indexer), c, msg, len, msgid,
-		       min_seq, timeout_ms);
+	int rc = park_on(&c->srv->ix_parked, na_indexer_seq(c->srv->indexer), c, msg, len, msgid,
+			 min_seq, timeout_ms);
+	if (rc)
+		na_indexer_hurry(c->srv->indexer);
+	return rc;
 }
 
 void na_repl_wake_index(na_server *s, bool timeouts)

@@ -269,7 +269,8 @@ typedef struct sbrange {
 
 typedef struct ctx {
 	na_store *s;
-	MDB_txn *txn;
+	MDB_txn *txn;       /* the archive: articles */
+	MDB_txn *itxn;      /* the index environment: everything else */
 	MDB_cursor *cur;    /* ixpost: the segment being filled */
 	MDB_cursor *scur;   /* ixsealed: the sealed segments */
 	MDB_cursor *bcur;   /* ixbig: the merged segments */
@@ -613,7 +614,7 @@ static int docinfo(ctx *c, uint32_t d, na_key *key, uint16_t *len)
 		kb[2] = (uint8_t)(blk >> 8);
 		kb[3] = (uint8_t)blk;
 		MDB_val k = { 4, kb }, v;
-		int rc = mdb_get(c->txn, c->s->ixdocs, &k, &v);
+		int rc = mdb_get(c->itxn, c->s->ixdocs, &k, &v);
 		c->blkdone[bi] = true;
 		c->blk[bi] = NULL;
 		c->blkn[bi] = 0;
@@ -1027,20 +1028,20 @@ static int run(ctx *c, msgpack_packer *pk)
 	int rc;
 	MDB_val v;
 	uint64_t lensum = 0;
-	if ((rc = na_meta_get_u64(s, c->txn, "ix_next", &c->ndocs)) ||
-	    (rc = na_meta_get_u64(s, c->txn, "ix_len", &lensum)))
+	if ((rc = na_ixmeta_get_u64(s, c->itxn, "ix_next", &c->ndocs)) ||
+	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_len", &lensum)))
 		return rc;
 	c->avgdl = c->ndocs ? (double)lensum / (double)c->ndocs : 1;
 	if (c->avgdl <= 0)
 		c->avgdl = 1;
-	if (na_meta_get(s, c->txn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof c->langs) {
+	if (na_ixmeta_get(s, c->itxn, "ix_langs", &v) == 0 && v.mv_size && v.mv_size <= sizeof c->langs) {
 		memcpy(c->langs, v.mv_data, v.mv_size);
 		c->nlangs = v.mv_size & ~(size_t)1;
 	}
 	uint64_t sealed = 0, merged = 0, shift = 0;
-	if ((rc = na_meta_get_u64(s, c->txn, "ix_sealed", &sealed)) ||
-	    (rc = na_meta_get_u64(s, c->txn, "ix_merged", &merged)) ||
-	    (rc = na_meta_get_u64(s, c->txn, "ix_segshift", &shift)))
+	if ((rc = na_ixmeta_get_u64(s, c->itxn, "ix_sealed", &sealed)) ||
+	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_merged", &merged)) ||
+	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_segshift", &shift)))
 		return rc;
 	if (shift < 4 || shift > 24 || sealed > (UINT32_MAX >> shift) ||
 	    merged > (sealed >> NA_IX_MERGE_SHIFT)) {
@@ -1050,9 +1051,9 @@ static int run(ctx *c, msgpack_packer *pk)
 	c->sealed = (uint32_t)sealed;
 	c->merged = (uint32_t)merged;
 	c->segshift = (unsigned)shift;
-	if ((rc = mdb_cursor_open(c->txn, s->ixpost, &c->cur)) ||
-	    (rc = mdb_cursor_open(c->txn, s->ixsealed, &c->scur)) ||
-	    (rc = mdb_cursor_open(c->txn, s->ixbig, &c->bcur)))
+	if ((rc = mdb_cursor_open(c->itxn, s->ixpost, &c->cur)) ||
+	    (rc = mdb_cursor_open(c->itxn, s->ixsealed, &c->scur)) ||
+	    (rc = mdb_cursor_open(c->itxn, s->ixbig, &c->bcur)))
 		return rc;
 	if ((rc = plan(c)))
 		return rc;
@@ -1084,7 +1085,7 @@ static int run(ctx *c, msgpack_packer *pk)
 	uint64_t eligible_docs = 0;
 	bool skipped = false;
 	MDB_cursor *rc_cur;
-	if ((rc = mdb_cursor_open(c->txn, s->ixrange, &rc_cur)))
+	if ((rc = mdb_cursor_open(c->itxn, s->ixrange, &rc_cur)))
 		return rc;
 	MDB_val k;
 	for (rc = mdb_cursor_get(rc_cur, &k, &v, MDB_FIRST); rc == 0;
@@ -1297,7 +1298,12 @@ int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_pa
 	c->sq = sq;
 	c->err = err;
 	c->errlen = errlen;
+	/* the archive first: an index snapshot as new or newer covers every
+	 * article the archive's snapshot can show (a hit whose article is
+	 * not in the archive's snapshot is skipped, as a deleted one is) */
 	int rc = na_store_rbegin(s, &c->txn);
+	if (rc == 0 && (rc = na_store_ixbegin(s, &c->itxn)) != 0)
+		na_store_rend(s, c->txn);
 	if (rc == 0) {
 		/* the reply is packed into a side buffer: an error midway must not
 		 * leave half a reply in pk */
@@ -1312,6 +1318,7 @@ int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_pa
 			mdb_cursor_close(c->scur);
 		if (c->bcur)
 			mdb_cursor_close(c->bcur);
+		na_store_ixend(s, c->itxn);
 		na_store_rend(s, c->txn);
 		if (rc == 0)
 			na_mp_pack_raw(pk, sb.data, sb.size);

@@ -151,11 +151,18 @@ static void ix_committed(void *arg, uint64_t seq)
 	na_indexer_kick(arg, seq);
 }
 
-/* loop thread: an index batch committed */
+/* indexer thread: the index covers more of the log */
 static void ix_moved(void *arg, uint64_t seq)
 {
 	(void)seq;
 	na_server *s = arg;
+	uv_async_send(&s->ix_async);
+}
+
+/* loop thread: wake the searches waiting for the index */
+static void on_ix_async(uv_async_t *a)
+{
+	na_server *s = a->data;
 	if (s->ix_parked)
 		na_repl_wake_index(s, false);
 }
@@ -247,8 +254,12 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		na_store_close(&s->store);
 		return -1;
 	}
-	if ((rc = na_indexer_start(&s->store, &s->writer, ix_moved, s, &s->indexer))) {
+	uv_async_init(loop, &s->ix_async, on_ix_async);
+	s->ix_async.data = s;
+	uv_unref((uv_handle_t *)&s->ix_async);
+	if ((rc = na_indexer_start(&s->store, ix_moved, s, &s->indexer))) {
 		log_error("cannot start the indexer: %s", strerror(-rc));
+		uv_close((uv_handle_t *)&s->ix_async, NULL);
 		na_writer_stop(&s->writer);
 		na_store_close(&s->store);
 		return -1;

@@ -70,6 +70,7 @@ struct na_server {
 	uv_signal_t sig[3];
 	uv_timer_t tick;
 	uv_timer_t watchdog;
+	uv_async_t ix_async;    /* the indexer moved on (from its thread) */
 	uv_tcp_t metrics_tcp;
 	bool have_metrics;
 	uv_tcp_t tls_tcp;          /* the TLS listener (tls_listen) */
@@ -102,6 +103,7 @@ struct na_server {
 	double trained_ratio;
 	uint64_t dict_raw, dict_stored, dict_records;  /* since the current dict */
 	uint64_t recoded;          /* articles re-encoded with a dictionary */
+	bool recoding;             /* a re-encoding pass is running */
 	/* loop-thread scratch (conn.c, dispatch.c): the read buffer a
 	 * connection with nothing buffered reads into, and the buffer get
 	 * decodes into; both reused, so a request allocates neither */

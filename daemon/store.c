@@ -13,6 +13,9 @@
  *             counters (seq, raw/stored bytes), current dictionary
  *   dicts     id(4) -> zstd dictionary
  *   log       seq(8) -> change             see writer.c
+ * The full-text index has its own environment in DIR/index (index.h): it
+ * is derived from the articles, written by the indexer thread alone, and
+ * its commits and fsyncs run beside the writer's instead of inside them.
  *
  * Blocks (codec.h, compact.c). An article key names either a single
  * record stored under it or a live member of a block stored under an
@@ -50,7 +53,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "log.h"
@@ -101,10 +107,11 @@ void na_hex16(const uint8_t *b, char *out)
 	out[32] = 0;
 }
 
-int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *out)
+/* A u64 meta entry of either environment; a missing one reads as 0. */
+static int get_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
 {
 	MDB_val v;
-	int rc = get_meta(txn, s->meta, name, &v);
+	int rc = get_meta(txn, dbi, name, &v);
 	if (rc == MDB_NOTFOUND) {
 		*out = 0;
 		return 0;
@@ -117,11 +124,41 @@ int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *out)
 	return 0;
 }
 
-int na_meta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t val)
+static int put_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
 {
 	uint8_t b[8];
 	na_be64_put(b, val);
-	return put_meta(txn, s->meta, name, b, 8);
+	return put_meta(txn, dbi, name, b, 8);
+}
+
+int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *out)
+{
+	return get_meta_u64(txn, s->meta, name, out);
+}
+
+int na_meta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t val)
+{
+	return put_meta_u64(txn, s->meta, name, val);
+}
+
+int na_ixmeta_get(na_store *s, MDB_txn *txn, const char *name, MDB_val *v)
+{
+	return get_meta(txn, s->ixmeta, name, v);
+}
+
+int na_ixmeta_put(na_store *s, MDB_txn *txn, const char *name, const void *p, size_t n)
+{
+	return put_meta(txn, s->ixmeta, name, p, n);
+}
+
+int na_ixmeta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *out)
+{
+	return get_meta_u64(txn, s->ixmeta, name, out);
+}
+
+int na_ixmeta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t val)
+{
+	return put_meta_u64(txn, s->ixmeta, name, val);
 }
 
 uint64_t na_store_guid_hash(const na_store *s, const char *guid, uint32_t n)
@@ -266,6 +303,212 @@ static int fork_history(na_store *s, MDB_txn *txn)
 	return 0;
 }
 
+/*
+ * Archives written before the index had its own environment kept its
+ * tables in this one: drop them (the index is rebuilt in DIR/index), along
+ * with the meta entries that described them. "ix_epoch" stays: it is how
+ * the writer tells the indexer that the articles were replaced under it.
+ */
+static int drop_legacy_index(na_store *s, MDB_txn *txn)
+{
+	static const char *const tables[] = { "ixpost", "ixdocs", "ixrange", "ixsealed", "ixbig" };
+	static const char *const names[] = { "ix_seq", "ix_next", "ix_len", "ix_dead", "ix_rebuild",
+					     "ix_langs", "ix_sealed", "ix_merged", "ix_segshift" };
+	bool any = false;
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+		MDB_dbi d;
+		int rc = mdb_dbi_open(txn, tables[i], 0, &d);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc || (rc = mdb_drop(txn, d, 1)))
+			return rc;
+		any = true;
+	}
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		MDB_val k = { strlen(names[i]), (void *)names[i] };
+		int rc = mdb_del(txn, s->meta, &k, NULL);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+	}
+	if (any)
+		log_info("dropped the search index kept inside the archive by an older version; "
+			 "it is rebuilt in its own environment");
+	return 0;
+}
+
+/*
+ * The index environment, DIR/index. Its map is reserved at the archive's
+ * largest size at once (address space only: without MDB_WRITEMAP the file
+ * grows with the pages in use), so it never needs the resize dance.
+ *
+ * Durability. The index is derived from the articles, so its commits are
+ * not fsynced one by one (MDB_NOSYNC): the indexer syncs it about once a
+ * second (na_store_ix_sync) instead of on each of its commits, which kept
+ * the disk busy under the writer's own fsyncs. What MDB_NOSYNC risks is a
+ * torn environment if the machine goes down before the pages reach the
+ * disk; a process that dies leaves its writes in the page cache, which
+ * survives it. So before its first unsynced commit the indexer writes the
+ * marker file DIR/index/unsynced holding the kernel's boot id (fsynced),
+ * and removes it after each sync. On open, a marker from another boot
+ * means the machine stopped with index pages possibly unwritten: the
+ * index is deleted and rebuilt from the articles.
+ */
+static int read_boot_id(char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (!f)
+		return -1;
+	size_t n = fread(out, 1, cap - 1, f);
+	fclose(f);
+	while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
+		n--;
+	out[n] = 0;
+	return n ? 0 : -1;
+}
+
+/* A marker left by another boot: remove the index so it is rebuilt. */
+static void drop_torn_index(const char *dir, const char *mark)
+{
+	char have[64] = "", now[64] = "";
+	FILE *f = fopen(mark, "r");
+	if (!f)
+		return; /* no marker: everything committed was synced */
+	size_t n = fread(have, 1, sizeof have - 1, f);
+	fclose(f);
+	have[n] = 0;
+	if (read_boot_id(now, sizeof now) == 0 && strcmp(have, now) == 0)
+		return; /* only the process stopped: its writes are in the page cache */
+	log_warn("index: the system stopped before the index was synced; rebuilding it");
+	char path[4200];
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/lock.mdb", dir);
+	unlink(path);
+	unlink(mark);
+}
+
+int na_store_ix_mark(na_store *s)
+{
+	if (s->ix_unsynced || !s->ixenv)
+		return 0;
+	char id[64];
+	if (read_boot_id(id, sizeof id))
+		snprintf(id, sizeof id, "unknown");
+	int fd = open(s->ix_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	size_t n = strlen(id);
+	int rc = write(fd, id, n) == (ssize_t)n && fsync(fd) == 0 ? 0 : -EIO;
+	close(fd);
+	if (rc == 0) {
+		/* the marker's directory entry must be on disk before any
+		 * unsynced page can be */
+		char dir[4200];
+		snprintf(dir, sizeof dir, "%s", s->ix_mark);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) != 0)
+			rc = -EIO;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (rc == 0)
+		s->ix_unsynced = true;
+	return rc;
+}
+
+bool na_store_ix_room(na_store *s, size_t need)
+{
+	struct statvfs fs;
+	if (statvfs(s->ix_mark, &fs) != 0 && errno == ENOENT) {
+		char dir[sizeof s->ix_mark];
+		snprintf(dir, sizeof dir, "%s", s->ix_mark);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		if (statvfs(dir, &fs) != 0)
+			return true; /* cannot tell: let the commit find out */
+	}
+	MDB_envinfo info;
+	mdb_env_info(s->env, &info);
+	uint64_t used = (uint64_t)(info.me_last_pgno + 1) * s->psize;
+	uint64_t reserve = used / 32;
+	if (reserve < ((uint64_t)256 << 10))
+		reserve = (uint64_t)256 << 10;
+	if (reserve > ((uint64_t)64 << 20))
+		reserve = (uint64_t)64 << 20;
+	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	return avail >= reserve + 2 * (uint64_t)need;
+}
+
+int na_store_ix_sync(na_store *s)
+{
+	if (!s->ix_unsynced || !s->ixenv)
+		return 0;
+	int rc = mdb_env_sync(s->ixenv, 1);
+	if (rc)
+		return rc;
+	unlink(s->ix_mark);
+	s->ix_unsynced = false;
+	return 0;
+}
+
+static int open_index_env(na_store *s, const na_store_opts *o, const char **msg)
+{
+	char path[4096];
+	int n = snprintf(path, sizeof path, "%s/index", o->dir);
+	if (n < 0 || (size_t)n >= sizeof path) {
+		*msg = "data directory path too long";
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+		*msg = "cannot create the index directory";
+		return -errno;
+	}
+	snprintf(s->ix_mark, sizeof s->ix_mark, "%s/unsynced", path);
+	drop_torn_index(path, s->ix_mark);
+	size_t map = o->max_map_size > o->map_size ? o->max_map_size : o->map_size;
+	if (map > ((size_t)16 << 40))
+		map = (size_t)16 << 40;
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSYNC;
+	int rc;
+	if ((rc = mdb_env_create(&s->ixenv)) || (rc = mdb_env_set_maxdbs(s->ixenv, 8)) ||
+	    (rc = mdb_env_set_maxreaders(s->ixenv, 1024)) ||
+	    (rc = mdb_env_set_mapsize(s->ixenv, map))) {
+		*msg = "cannot create the index environment";
+		return rc;
+	}
+	if ((rc = mdb_env_open(s->ixenv, path, flags, 0640))) {
+		*msg = "cannot open the index environment";
+		return rc;
+	}
+	int dead = 0;
+	mdb_reader_check(s->ixenv, &dead);
+	MDB_txn *txn;
+	if ((rc = mdb_txn_begin(s->ixenv, NULL, 0, &txn))) {
+		*msg = "cannot begin the index's opening transaction";
+		return rc;
+	}
+	if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->ixmeta)) ||
+	    (rc = mdb_dbi_open(txn, "ixpost", MDB_CREATE, &s->ixpost)) ||
+	    (rc = mdb_dbi_open(txn, "ixdocs", MDB_CREATE, &s->ixdocs)) ||
+	    (rc = mdb_dbi_open(txn, "ixrange", MDB_CREATE, &s->ixrange)) ||
+	    (rc = mdb_dbi_open(txn, "ixsealed", MDB_CREATE, &s->ixsealed)) ||
+	    (rc = mdb_dbi_open(txn, "ixbig", MDB_CREATE, &s->ixbig))) {
+		*msg = "cannot open the index tables";
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(txn))) {
+		*msg = "cannot commit the index's opening transaction";
+		return rc;
+	}
+	s->have_index = true;
+	return 0;
+}
+
 int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 {
 	memset(s, 0, sizeof *s);
@@ -337,19 +580,10 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		mdb_txn_abort(txn);
 		goto fail;
 	}
-	s->have_index = true;
-	if ((rc = mdb_dbi_open(txn, "ixpost", c, &s->ixpost)) ||
-	    (rc = mdb_dbi_open(txn, "ixdocs", c, &s->ixdocs)) ||
-	    (rc = mdb_dbi_open(txn, "ixrange", c, &s->ixrange)) ||
-	    (rc = mdb_dbi_open(txn, "ixsealed", c, &s->ixsealed)) ||
-	    (rc = mdb_dbi_open(txn, "ixbig", c, &s->ixbig))) {
-		if (!(o->readonly && rc == MDB_NOTFOUND)) {
-			*msg = "cannot open the index tables";
-			mdb_txn_abort(txn);
-			goto fail;
-		}
-		s->have_index = false;
-		rc = 0;
+	if (!o->readonly && (rc = drop_legacy_index(s, txn))) {
+		*msg = "cannot drop the index tables of an older version";
+		mdb_txn_abort(txn);
+		goto fail;
 	}
 	if ((rc = init_meta(s, txn, o->readonly, msg))) {
 		mdb_txn_abort(txn);
@@ -370,8 +604,13 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		*msg = "cannot commit the opening transaction";
 		goto fail;
 	}
+	if (!o->readonly && (rc = open_index_env(s, o, msg)))
+		goto fail;
 	return 0;
 fail:
+	if (s->ixenv)
+		mdb_env_close(s->ixenv);
+	s->ixenv = NULL;
 	if (s->env)
 		mdb_env_close(s->env);
 	s->env = NULL;
@@ -388,6 +627,11 @@ void na_store_close(na_store *s)
 {
 	drop_free_txns(s);
 	pthread_mutex_destroy(&s->txn_lock);
+	if (s->ixenv) {
+		na_store_ix_sync(s);
+		mdb_env_close(s->ixenv);
+		s->ixenv = NULL;
+	}
 	if (s->env) {
 		mdb_env_sync(s->env, 1);
 		mdb_env_close(s->env);
@@ -437,6 +681,41 @@ static void drop_free_txns(na_store *s)
 {
 	while (s->txn_free_n)
 		mdb_txn_abort(s->txn_free[--s->txn_free_n]);
+	while (s->ixtxn_free_n)
+		mdb_txn_abort(s->ixtxn_free[--s->ixtxn_free_n]);
+}
+
+int na_store_ixbegin(na_store *s, MDB_txn **txn)
+{
+	if (!s->ixenv)
+		return -ENOENT;
+	MDB_txn *t = NULL;
+	pthread_mutex_lock(&s->txn_lock);
+	if (s->ixtxn_free_n)
+		t = s->ixtxn_free[--s->ixtxn_free_n];
+	pthread_mutex_unlock(&s->txn_lock);
+	if (t && mdb_txn_renew(t) != 0) {
+		mdb_txn_abort(t);
+		t = NULL;
+	}
+	int rc = t ? 0 : mdb_txn_begin(s->ixenv, NULL, MDB_RDONLY, &t);
+	if (rc)
+		return rc;
+	*txn = t;
+	return 0;
+}
+
+void na_store_ixend(na_store *s, MDB_txn *txn)
+{
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&s->txn_lock);
+	if (s->ixtxn_free_n < sizeof s->ixtxn_free / sizeof s->ixtxn_free[0]) {
+		s->ixtxn_free[s->ixtxn_free_n++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&s->txn_lock);
+	if (txn)
+		mdb_txn_abort(txn);
 }
 
 int na_store_decode(na_store *s, const uint8_t *rec, size_t len, uint8_t **buf, size_t *cap,
@@ -1191,10 +1470,16 @@ int na_store_stats_get(na_store *s, na_store_stats *o)
 		rc = na_store_articles(s, txn, &o->articles);
 	if (rc == 0 && (rc = mdb_stat(txn, 0, &st)) == 0) /* the main db */
 		o->page_bytes += pages(&st);
-	MDB_dbi ix[] = { s->ixpost, s->ixdocs, s->ixrange, s->ixsealed, s->ixbig };
-	for (size_t i = 0; s->have_index && i < 5 && rc == 0; i++)
-		if ((rc = mdb_stat(txn, ix[i], &st)) == 0)
+	MDB_txn *itxn;
+	if (rc == 0 && s->have_index && (rc = na_store_ixbegin(s, &itxn)) == 0) {
+		MDB_dbi ix[] = { s->ixmeta, s->ixpost, s->ixdocs, s->ixrange, s->ixsealed, s->ixbig };
+		for (size_t i = 0; i < sizeof ix / sizeof ix[0] && rc == 0; i++)
+			if ((rc = mdb_stat(itxn, ix[i], &st)) == 0)
+				o->index_bytes += pages(&st);
+		if (rc == 0 && (rc = mdb_stat(itxn, 0, &st)) == 0)
 			o->index_bytes += pages(&st);
+		na_store_ixend(s, itxn);
+	}
 	o->page_bytes += o->index_bytes;
 	if (rc == 0)
 		rc = na_meta_get_u64(s, txn, "raw_bytes", &o->raw_bytes);

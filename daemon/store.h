@@ -41,9 +41,15 @@ typedef struct na_store {
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
 	MDB_dbi logtime;       /* seq (8, BE) -> unix ms: when the log reached seq */
-	MDB_dbi ixpost, ixdocs, ixrange, ixsealed, ixbig; /* the full-text index (index.h) */
+	/* The full-text index (index.h) lives in a second environment, DIR/index:
+	 * its commits (the indexer's own, with their own fsyncs) never hold up
+	 * the articles' writer. Derived data: missing or stale, it is rebuilt. */
+	MDB_env *ixenv;
+	MDB_dbi ixmeta, ixpost, ixdocs, ixrange, ixsealed, ixbig;
 	unsigned ix_segshift;  /* log2 of index_segment, for a new index */
-	bool have_index;       /* false: a read-only open of an archive without one */
+	bool ix_unsynced;      /* index commits not yet synced (indexer thread) */
+	char ix_mark[4200];    /* DIR/index/unsynced: the marker of that state */
+	bool have_index;       /* false: a read-only open (no index environment) */
 	na_codec *codec;
 	uint8_t hash_key[16];  /* siphash key of this archive */
 	uint8_t archive_id[16];
@@ -67,6 +73,8 @@ typedef struct na_store {
 	pthread_mutex_t txn_lock;
 	MDB_txn *txn_free[64];
 	unsigned txn_free_n;
+	MDB_txn *ixtxn_free[64]; /* the same for the index environment */
+	unsigned ixtxn_free_n;
 } na_store;
 
 /* Opens (creating if needed) the archive in opts->dir. 0 or a negative
@@ -77,6 +85,10 @@ void na_store_close(na_store *s);
 /* Read transactions. begin takes the resize lock shared. */
 int na_store_rbegin(na_store *s, MDB_txn **txn);
 void na_store_rend(na_store *s, MDB_txn *txn);
+/* Read transactions of the index environment (its map never grows: no
+ * lock). 0 or an LMDB error; -ENOENT when the store has no index. */
+int na_store_ixbegin(na_store *s, MDB_txn **txn);
+void na_store_ixend(na_store *s, MDB_txn *txn);
 
 /* A growable scratch buffer for decoded articles (owner frees data). */
 typedef struct na_buf {
@@ -174,6 +186,27 @@ int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *v);
 int na_meta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t v);
 
 uint64_t na_store_guid_hash(const na_store *s, const char *guid, uint32_t n);
+
+/* The index environment is not synced on each commit (store.c explains
+ * why that is safe). Before a commit that will not be synced, the indexer
+ * calls na_store_ix_mark (a no-op while a mark is up); na_store_ix_sync
+ * syncs what is committed and takes the mark down. Indexer thread only
+ * (and na_store_close after it stopped). 0 or a negative errno / LMDB
+ * error. */
+int na_store_ix_mark(na_store *s);
+int na_store_ix_sync(na_store *s);
+/* Whether the filesystem of the index has room for an index commit of
+ * about need bytes and still keeps a reserve (1/32 of the archive's size,
+ * 256 KiB to 64 MiB) for the archive: the index can wait, a delete that
+ * frees space must not find the disk taken by the index. */
+bool na_store_ix_room(na_store *s, size_t need);
+
+/* The index environment's meta table (ix_* entries, see index.h). A
+ * missing u64 reads as 0. */
+int na_ixmeta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *v);
+int na_ixmeta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t v);
+int na_ixmeta_get(na_store *s, MDB_txn *txn, const char *name, MDB_val *v);
+int na_ixmeta_put(na_store *s, MDB_txn *txn, const char *name, const void *p, size_t n);
 
 /* Raw meta access (inside a transaction). */
 int na_meta_get(na_store *s, MDB_txn *txn, const char *name, MDB_val *v);

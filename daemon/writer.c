@@ -717,7 +717,7 @@ static int apply_snap_begin(na_writer *w, MDB_txn *txn, const na_wjob *j)
 	if (rc == 0)
 		rc = na_meta_put_u64(s, txn, "dict", 0);
 	if (rc == 0)
-		rc = na_index_reset(s, txn); /* rebuilt once the snapshot is whole */
+		rc = na_index_invalidate(s, txn); /* rebuilt once the snapshot is whole */
 	w->seq = 0;
 	w->raw_bytes = w->stored_bytes = w->articles = 0;
 	w->have_max = false;
@@ -807,8 +807,6 @@ static int trim_by_bytes(na_writer *w, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static bool index_room(na_writer *w, MDB_txn *txn);
-
 static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 {
 	int rc;
@@ -865,12 +863,6 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 		return 0;
 	case NA_WOP_TRIM:
 		return apply_trim(w, txn, j);
-	case NA_WOP_INDEX:
-		if (!index_room(w, txn))
-			return MDB_MAP_FULL;
-		return na_index_apply(w->store, txn, j->ixbatch, &j->ix_stale);
-	case NA_WOP_INDEX_RESET:
-		return na_index_reset(w->store, txn);
 	case NA_WOP_COMPACT:
 		return apply_compact(w, txn, j);
 	default:
@@ -1003,37 +995,6 @@ static bool fs_full(na_store *s)
 	return avail < floor;
 }
 
-/* Whether an index batch may take more pages. Once the map cannot grow,
- * the last 1/16 of it (at least 64 pages) is kept for the writes that
- * free space, deletes among them: the index, which can wait and catch up,
- * must not take the pages a delete needs. Free pages are the never used
- * ones plus the freelist's (some of which old readers may still hold). */
-static bool index_room(na_writer *w, MDB_txn *txn)
-{
-	na_store *s = w->store;
-	if (s->map_size < s->max_map_size)
-		return true;
-	MDB_envinfo info;
-	mdb_env_info(s->env, &info);
-	uint64_t pages = s->map_size / s->psize, used = (uint64_t)info.me_last_pgno + 1;
-	uint64_t reserve = pages / 16 > 64 ? pages / 16 : 64;
-	uint64_t avail = pages > used ? pages - used : 0;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	if (avail < reserve && mdb_cursor_open(txn, 0, &cur) == 0) {
-		/* the freelist: each value is a count then that many page numbers */
-		int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-		for (; rc == 0 && avail < reserve; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-			if (v.mv_size >= sizeof(size_t)) {
-				size_t n;
-				memcpy(&n, v.mv_data, sizeof n);
-				avail += n;
-			}
-		mdb_cursor_close(cur);
-	}
-	return avail >= reserve;
-}
-
 static void fail_jobs(na_wjob *first, na_wjob *stop, int code, const char *msg)
 {
 	for (na_wjob *j = first; j != stop; j = j->next) {
@@ -1071,7 +1032,17 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			commit_group(w, j, j->next);
 		return;
 	}
-	if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store))) {
+	bool nospace = rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store));
+	if (nospace && !drained) {
+		/* as at max_map_size: once more with every reader out, so that
+		 * the pages the file already has and old snapshots pin can be
+		 * reused instead of growing the file */
+		pthread_rwlock_wrlock(&w->store->resize_lock);
+		rc = apply_group(w, first, stop);
+		pthread_rwlock_unlock(&w->store->resize_lock);
+		nospace = rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store));
+	}
+	if (nospace) {
 		/* the filesystem is full (or over quota): the commit did not reach
 		 * the meta page, so LMDB keeps the last committed state; retry one
 		 * job at a time so what fits goes in */

@@ -30,8 +30,6 @@ typedef enum na_wop {
 	NA_WOP_PROMOTE,     /* become a primary under a new history */
 	NA_WOP_TRIM,        /* log retention */
 	NA_WOP_RECODE,      /* store the same articles compressed better */
-	NA_WOP_INDEX,       /* a full-text index batch (index.c) */
-	NA_WOP_INDEX_RESET, /* drop the full-text index for a rebuild */
 	NA_WOP_COMPACT,     /* swap runs of adjacent records for blocks */
 } na_wop;
 
@@ -122,9 +120,6 @@ struct na_wjob {
 	uint64_t seq;            /* SNAP_END position; TRIM: drop entries below */
 	uint64_t now_ms;         /* TRIM: the time to record for the head */
 	uint64_t max_age_ms;     /* TRIM */
-	/* NA_WOP_INDEX: the prepared batch; ix_stale set when it was skipped */
-	const struct na_ixbatch *ixbatch;
-	bool ix_stale;
 	/* optional: runs on the writer thread right after the job's group
 	 * committed or failed, before done is queued for the loop */
 	void (*committed)(na_wjob *job);

@@ -965,6 +965,20 @@ static void test_dictionary_trained(void **state)
 		}
 	}
 	assert_true(recoded > 0);
+	/* and the pass is over (it lowers stored_bytes, measured below) */
+	bool recoding = true;
+	for (int i = 0; i < 4000 && recoding; i++) { /* bounded poll */
+		assert_int_equal(na_trpc_call(&t, "stats", 0, NULL, &err0, &res0), 1);
+		const msgpack_object *r = na_obj_get(&res0, "recoding");
+		assert_non_null(r);
+		assert_int_equal(r->type, MSGPACK_OBJECT_BOOLEAN);
+		recoding = r->via.boolean;
+		if (recoding) {
+			struct timespec ts = { 0, 5000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	assert_false(recoding);
 	/* old records (before the dictionary) and new ones read back */
 	params p;
 	p_init(&p);

@@ -185,7 +185,11 @@ static void fill_until_full(na_test_daemon *d, const char *datadir, const char *
 		na_mp_pack_cstr(&pk, g);
 		assert_int_equal(na_trpc_call(&t, "delete", 1, &p, &err, &res), 1);
 		msgpack_sbuffer_destroy(&p);
-		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+		if (err.type != MSGPACK_OBJECT_NIL) {
+			const msgpack_object *m = na_obj_get(&err, "message");
+			fail_msg("delete %d of %d: %.*s", i, stored, m ? (int)m->via.str.size : 0,
+				 m ? m->via.str.ptr : "");
+		}
 	}
 	code[0] = 0;
 	assert_int_equal(put_batch(&t, 100000, 5, &seed, code, sizeof code, why), 5);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <lmdb.h>
@@ -563,9 +564,81 @@ static void test_bad_queries(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
 
-/* An index written before segments existed (no ix_segshift in meta) is
- * rebuilt when the daemon starts, and answers exactly afterwards. */
-static void test_index_from_before_segments(void **state)
+/* Sets or deletes (v NULL) a meta entry, and optionally creates a table,
+ * in the LMDB environment at dir, as an older version would have left it. */
+static void poke_env(const char *dir, const char *name, const void *v, size_t vl,
+		     const char *table)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	MDB_val k = { strlen(name), (void *)name }, val = { vl, (void *)v };
+	if (v)
+		assert_int_equal(mdb_put(txn, meta, &k, &val, 0), 0);
+	else
+		assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+	if (table) {
+		MDB_dbi t;
+		assert_int_equal(mdb_dbi_open(txn, table, MDB_CREATE, &t), 0);
+		assert_int_equal(mdb_put(txn, t, &k, &val, 0), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* Whether the environment at dir has a table of that name. */
+static bool env_has_table(const char *dir, const char *table)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi t;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	int rc = mdb_dbi_open(txn, table, 0, &t);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	assert_true(rc == 0 || rc == MDB_NOTFOUND);
+	return rc == 0;
+}
+
+/* Restarts the stopped primary, checks searches against the brute force
+ * and that the index rebuilt `rebuilt` articles on the way, and stops it. */
+static void restart_and_check(uint64_t seq, uint64_t rebuilt, const char *label)
+{
+	assert_int_equal(na_test_daemon_restart(&P), 0);
+	na_client *c = connect_to(&P);
+	run_checks(c, seq, NQ / 8, label);
+	assert_int_equal(index_stat(c, "rebuilt"), rebuilt);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_stop(&P), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* An index the daemon cannot trust is rebuilt when it starts, and answers
+ * exactly afterwards: one written before segments existed (no ix_segshift
+ * in its meta), tables an older version kept inside the archive's own
+ * environment (dropped), an index directory that is gone (a backup
+ * restored: backups copy the articles only), an index with commits not
+ * synced when the machine went down (its marker names another boot; a
+ * process killed on the same boot keeps its index), and an index built
+ * for other articles (the archive's ix_epoch moved on, as a follower's
+ * snapshot does). */
+static void test_index_rebuilt_when_stale(void **state)
 {
 	(void)state;
 	assert_int_equal(na_analyzer_new(&AN), 0);
@@ -584,25 +657,50 @@ static void test_index_from_before_segments(void **state)
 	na_client_close(c);
 	assert_int_equal(na_test_daemon_stop(&P), 0);
 
-	/* what an older version left: the index without its segment size */
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi meta;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_open(env, P.data, 0, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	MDB_val k = { strlen("ix_segshift"), (void *)"ix_segshift" };
-	assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	/* an index without its segment size, and old index tables in the
+	 * archive's environment */
+	char ixdir[600];
+	snprintf(ixdir, sizeof ixdir, "%s/index", P.data);
+	poke_env(ixdir, "ix_segshift", NULL, 0, NULL);
+	uint8_t junk[8] = { 0 };
+	poke_env(P.data, "ix_seq", junk, 8, "ixpost");
+	assert_true(env_has_table(P.data, "ixpost"));
+	restart_and_check(seq, NART, "after rebuilding an index from before segments");
+	assert_false(env_has_table(P.data, "ixpost"));
 
+	/* the index directory is gone */
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", ixdir);
+	assert_int_equal(system(cmd), 0);
+	restart_and_check(seq, NART, "after rebuilding a missing index");
+
+	/* killed with index commits not yet synced: the page cache kept
+	 * them (same boot), so nothing is rebuilt */
 	assert_int_equal(na_test_daemon_restart(&P), 0);
 	c = connect_to(&P);
-	run_checks(c, seq, NQ / 8, "after rebuilding an index from before segments");
-	assert_int_equal(index_stat(c, "rebuilt"), NART);
+	assert_int_equal(na_ping(c), 0);
 	na_client_close(c);
+	na_test_daemon_kill(&P);
+	char mark[700], boot[64] = "";
+	snprintf(mark, sizeof mark, "%s/unsynced", ixdir);
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	assert_non_null(f);
+	assert_non_null(fgets(boot, sizeof boot, f));
+	fclose(f);
+	boot[strcspn(boot, "\n")] = 0;
+	write_file(mark, boot);
+	restart_and_check(seq, 0, "after a kill");
+
+	/* the machine went down with index commits not yet synced: the
+	 * marker names another boot, and the index is rebuilt */
+	write_file(mark, "00000000-0000-0000-0000-000000000000");
+	restart_and_check(seq, NART, "after a reboot with an unsynced index");
+	assert_int_equal(access(mark, F_OK), -1); /* a clean stop syncs */
+
+	/* built for other articles */
+	uint8_t epoch[8] = { 0, 0, 0, 0, 0, 0, 0, 99 };
+	poke_env(P.data, "ix_epoch", epoch, 8, NULL);
+	restart_and_check(seq, NART, "after rebuilding an index of other articles");
 	assert_int_equal(na_test_daemon_cleanup(&P), 0);
 	for (size_t i = 0; i < NART; i++)
 		na_article_free(A[i].a);
@@ -615,7 +713,7 @@ int main(void)
 		cmocka_unit_test(test_search_vs_brute_force),
 		cmocka_unit_test(test_search_over_blocks),
 		cmocka_unit_test(test_bad_queries),
-		cmocka_unit_test(test_index_from_before_segments),
+		cmocka_unit_test(test_index_rebuilt_when_stale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
