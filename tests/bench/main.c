@@ -635,7 +635,31 @@ typedef struct srv_stats {
 		dictionary_bytes, connections;
 	double ratio;
 	bool compacting;       /* the server is still packing articles into blocks */
+	bool indexing;         /* its search index does not cover the log yet */
 } srv_stats;
+
+/* Reads the "index" map of stats: whether the index lags the log. */
+static bool index_behind(na_mp *r)
+{
+	uint32_t n;
+	uint64_t lag = 0;
+	bool ready = false;
+	if (na_mp_map(r, &n))
+		return false;
+	for (uint32_t i = 0; i < n && r->err == 0; i++) {
+		const char *k, *v;
+		uint32_t kn, vn;
+		if (na_mp_str(r, &k, &kn))
+			return false;
+		if (na_mp_streq(k, kn, "lag"))
+			na_mp_u64(r, &lag);
+		else if (na_mp_streq(k, kn, "state") && na_mp_str(r, &v, &vn) == 0)
+			ready = na_mp_streq(v, vn, "ready");
+		else
+			na_mp_skip(r);
+	}
+	return !ready || lag > 0;
+}
 
 static srv_stats get_stats(bench *b)
 {
@@ -675,6 +699,8 @@ static srv_stats get_stats(bench *b)
 					na_mp_f64(&r, &st.ratio);
 				else if (!done && na_mp_streq(k, kn, "compacting"))
 					na_mp_bool(&r, &st.compacting);
+				else if (!done && na_mp_streq(k, kn, "index"))
+					st.indexing = index_behind(&r);
 				else if (!done)
 					na_mp_skip(&r);
 			}
@@ -1385,17 +1411,19 @@ int main(int argc, char **argv)
 			    sr.articles ? (double)sr.index_bytes / (double)sr.articles : 0.0, sr.index_rate);
 	}
 	srv_stats st = get_stats(&b);
-	if (st.ok && st.compacting) {
-		/* bytes on disk are measured once background compaction caught up
-		 * (polled every 100 ms, at most 10 minutes) */
+	if (st.ok && (st.compacting || st.indexing)) {
+		/* bytes on disk are measured once background compaction and the
+		 * search index caught up (polled every 100 ms, at most 10
+		 * minutes) */
 		double t0 = (double)bench_now_ns() / 1e9, waited;
-		while (st.ok && st.compacting && (double)bench_now_ns() / 1e9 - t0 < 600) {
+		while (st.ok && (st.compacting || st.indexing) &&
+		       (double)bench_now_ns() / 1e9 - t0 < 600) {
 			struct timespec ts = { 0, 100000000 };
 			nanosleep(&ts, NULL);
 			st = get_stats(&b);
 		}
 		waited = (double)bench_now_ns() / 1e9 - t0;
-		say(&b, "compaction caught up %.1f s after the ingest ended\n", waited);
+		say(&b, "compaction and indexing caught up %.1f s after the ingest ended\n", waited);
 	}
 	if (st.ok)
 		say(&b, "stats: %" PRIu64 " articles, page_bytes %" PRIu64 ", ratio %.2f\n",
