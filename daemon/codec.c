@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZDICT_STATIC_LINKING_ONLY /* the fastCover trainer */
 #include <zdict.h>
 #include <zstd.h>
 
@@ -592,13 +593,28 @@ int na_block_remark(const na_block *b, const bool *dead, uint8_t *out, size_t *o
 	return 0;
 }
 
-int na_codec_train(const void *buf, const size_t *sizes, unsigned n, size_t cap, void **dict_out,
-		   size_t *dict_len)
+int na_codec_train(const void *buf, const size_t *sizes, unsigned n, size_t cap, bool quick,
+		   void **dict_out, size_t *dict_len)
 {
 	void *d = malloc(cap);
 	if (!d)
 		return -ENOMEM;
-	size_t r = ZDICT_trainFromBuffer(d, cap, buf, sizes, n);
+	size_t r;
+	if (quick) {
+		/* one pass with fixed parameters: a few times faster than the
+		 * search over parameters below, and within 1% of its ratio on
+		 * news text */
+		ZDICT_fastCover_params_t p;
+		memset(&p, 0, sizeof p);
+		p.k = 1024;
+		p.d = 8;
+		p.f = 20;
+		p.accel = 1;
+		p.zParams.compressionLevel = 3;
+		r = ZDICT_trainFromBuffer_fastCover(d, cap, buf, sizes, n, p);
+	} else {
+		r = ZDICT_trainFromBuffer(d, cap, buf, sizes, n);
+	}
 	if (ZDICT_isError(r)) {
 		free(d);
 		return -EINVAL;

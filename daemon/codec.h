@@ -147,9 +147,11 @@ int na_block_remark(const na_block *b, const bool *dead, uint8_t *out, size_t *o
 void na_codec_set_block_level(na_codec *c, int level);
 
 /* Trains a dictionary of at most cap bytes from n samples laid end to end
- * in buf (sizes[i] each). On success *dict is malloc'ed (caller frees).
- * Returns 0, -EINVAL when zstd could not train (too few samples). */
-int na_codec_train(const void *buf, const size_t *sizes, unsigned n, size_t cap, void **dict,
-		   size_t *dict_len);
+ * in buf (sizes[i] each). quick trains in one pass with fixed parameters
+ * (for when writes wait on it); otherwise zstd searches for the best ones.
+ * On success *dict is malloc'ed (caller frees). Returns 0, -ENOMEM, or
+ * -EINVAL when zstd could not train (too few samples). */
+int na_codec_train(const void *buf, const size_t *sizes, unsigned n, size_t cap, bool quick,
+		   void **dict, size_t *dict_len);
 
 #endif

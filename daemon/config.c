@@ -50,7 +50,7 @@ static const opt opts[] = {
 	  "articles per sealed segment of the search index (rounded down to a power of two; "
 	  "applies to a new index or after reindex)" },
 	{ "train_min", O_U32, F(train_min), 100, 100000000,
-	  "articles stored before the first dictionary is trained" },
+	  "articles written before the first dictionary is trained" },
 	{ "max_request_bytes", O_SIZE, F(max_request_bytes), 1 * K, 1 * G, "largest request message" },
 	{ "max_depth", O_U32, F(max_depth), 4, NA_MP_DEPTH_CEILING, "deepest nesting in a request" },
 	{ "max_article_bytes", O_SIZE, F(max_article_bytes), 256, 256 * M, "largest article" },

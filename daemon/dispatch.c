@@ -583,6 +583,7 @@ struct write_req {
 	uint32_t timeout_ms;
 	uint64_t t0;
 	bool ready;            /* compressed: may go to the writer */
+	bool held;             /* waits for the first dictionary (seed_hold) */
 	write_req *qnext;      /* arrival order (server's wq list) */
 };
 
@@ -801,6 +802,8 @@ static void encode_done(uv_work_t *uw, int status)
 	submit_in_order(w->c->srv);
 }
 
+static bool seed_hold(na_server *s, write_req *w);
+
 /* Validates put / put_batch items and queues them. */
 static void do_put(req *q, bool batch)
 {
@@ -958,6 +961,11 @@ static void do_put(req *q, bool batch)
 	w->work.data = w;
 	begin_async(c);
 	enqueue_write(s, w);
+	if (seed_hold(s, w)) {
+		w->held = true;
+		s->held++;
+		return;
+	}
 	uv_queue_work(s->loop, &w->work, encode_work, encode_done);
 	return;
 oom:
@@ -1012,11 +1020,18 @@ typedef struct train_req {
 	void *dict;
 	size_t dict_len;
 	unsigned samples;
+	uint64_t articles;     /* in the archive (or arrived) when it began */
+	bool seed;             /* the first dictionary, from s->seed: writes wait */
+	uint8_t *buf;          /* seed samples (owned) */
+	size_t *sizes;
 	int rc;
 } train_req;
 
-#define TRAIN_MAX_SAMPLES 20000
-#define TRAIN_MAX_BYTES (16u << 20)
+/* Samples per training: zstd's dictionaries gain well under 1% from more
+ * (2.49 against 2.50 for 4,000 against 18,000 news articles), while the
+ * training time grows with them. */
+#define TRAIN_MAX_SAMPLES 4000
+#define TRAIN_MAX_BYTES (4u << 20)
 
 /* Worker pool: train on the most recent articles. */
 typedef struct train_walk {
@@ -1042,6 +1057,11 @@ static void train_work(uv_work_t *uw)
 {
 	train_req *t = uw->data;
 	na_store *st = &t->s->store;
+	if (t->seed) {
+		t->rc = na_codec_train(t->buf, t->sizes, t->samples, t->s->cfg.dict_size, true,
+				       &t->dict, &t->dict_len);
+		return;
+	}
 	train_walk tw = { .sizes = malloc(sizeof(size_t) * TRAIN_MAX_SAMPLES),
 			  .buf = malloc(TRAIN_MAX_BYTES) };
 	MDB_txn *txn = NULL;
@@ -1054,7 +1074,8 @@ static void train_work(uv_work_t *uw)
 	na_store_walk(st, txn, NULL, true, train_sample, &tw);
 	na_store_rend(st, txn);
 	t->samples = tw.n;
-	t->rc = na_codec_train(tw.buf, tw.sizes, tw.n, t->s->cfg.dict_size, &t->dict, &t->dict_len);
+	t->rc = na_codec_train(tw.buf, tw.sizes, tw.n, t->s->cfg.dict_size, false, &t->dict,
+			       &t->dict_len);
 out:
 	free(tw.sizes);
 	free(tw.buf);
@@ -1213,6 +1234,29 @@ static void recode_start(na_server *s)
 	recode_step(s, r);
 }
 
+static void train_free(train_req *t)
+{
+	free(t->dict);
+	free(t->buf);
+	free(t->sizes);
+	free(t);
+}
+
+/* The first dictionary is in use, or could not be made: the writes that
+ * waited for it go on to be compressed, in their order. */
+static void seed_release(na_server *s)
+{
+	s->seeding = false;
+	s->seed_off = true;
+	for (write_req *w = s->wq_head; w && s->held; w = w->qnext) {
+		if (!w->held)
+			continue;
+		w->held = false;
+		s->held--;
+		uv_queue_work(s->loop, &w->work, encode_work, encode_done);
+	}
+}
+
 static void dict_stored(na_wjob *job)
 {
 	train_req *t = job->arg;
@@ -1226,7 +1270,7 @@ static void dict_stored(na_wjob *job)
 		} else {
 			log_error("dictionary %u was stored but cannot be loaded (%d)", job->dict_id, rc);
 		}
-		s->trained_at = job->articles;
+		s->trained_at = t->seed ? t->articles : job->articles;
 		s->dict_raw = s->dict_stored = s->dict_records = 0;
 		s->trained_ratio = 0;
 		if (job->dict_id == 1)
@@ -1238,8 +1282,9 @@ static void dict_stored(na_wjob *job)
 		log_warn("could not store the new dictionary: %s", job->msg);
 	}
 	s->training = false;
-	free(t->dict);
-	free(t);
+	if (t->seed)
+		seed_release(s);
+	train_free(t);
 }
 
 static void train_done(uv_work_t *uw, int status)
@@ -1252,9 +1297,11 @@ static void train_done(uv_work_t *uw, int status)
 			log_warn("dictionary training failed on %u samples (%d); will retry later",
 				 t->samples, t->rc);
 		s->training = false;
-		s->trained_at = s->trained_at ? s->trained_at : 1; /* retry after growth */
-		free(t->dict);
-		free(t);
+		/* retry once the archive has grown by half */
+		s->trained_at = t->articles ? t->articles : 1;
+		if (t->seed)
+			seed_release(s);
+		train_free(t);
 		return;
 	}
 	t->job.op = NA_WOP_DICT;
@@ -1264,6 +1311,81 @@ static void train_done(uv_work_t *uw, int status)
 	t->job.done = dict_stored;
 	t->job.arg = t;
 	na_writer_submit(&s->writer, &t->job);
+}
+
+static void seed_drop(na_server *s)
+{
+	s->seed_off = true;
+	free(s->seed);
+	free(s->seed_sizes);
+	s->seed = NULL;
+	s->seed_sizes = NULL;
+}
+
+/*
+ * The first dictionary, trained before a bulk load outruns it. Left to
+ * na_train_maybe, it would be trained from the archive once train_min
+ * articles are stored; at full speed the next hundred thousand articles
+ * arrive before it is ready, are stored without it, and are re-encoded
+ * afterwards: a rewrite of nearly the whole archive in place, which leaves
+ * its pages a fifth emptier. Instead, the first train_min articles that
+ * arrive (at most TRAIN_MAX_SAMPLES and TRAIN_MAX_BYTES of them) are kept
+ * as samples; then a quick training starts, and the writes arriving while
+ * it runs wait for it (about a tenth of a second, once in the archive's
+ * life) rather than be stored without it. Returns true when w must wait:
+ * seed_release queues it when the dictionary is in use (or failed).
+ */
+static bool seed_hold(na_server *s, write_req *w)
+{
+	if (s->seed_off)
+		return false;
+	if (s->seeding)
+		return true;
+	if (na_codec_current_dict(s->store.codec) || s->follower ||
+	    s->cfg.train_min > TRAIN_MAX_SAMPLES) {
+		seed_drop(s);
+		return false;
+	}
+	if (s->training) /* the archive's own articles are training it */
+		return false;
+	if (!s->seed) {
+		s->seed = malloc(TRAIN_MAX_BYTES);
+		s->seed_sizes = malloc(sizeof(size_t) * TRAIN_MAX_SAMPLES);
+		if (!s->seed || !s->seed_sizes) {
+			seed_drop(s);
+			return false;
+		}
+	}
+	for (uint32_t i = 0; i < w->job.n; i++) {
+		const na_witem *it = &w->items[i];
+		if (it->skip)
+			continue;
+		s->seed_seen++;
+		if (s->seed_n < TRAIN_MAX_SAMPLES && s->seed_used + it->raw_len <= TRAIN_MAX_BYTES) {
+			memcpy(s->seed + s->seed_used, it->raw, it->raw_len);
+			s->seed_used += it->raw_len;
+			s->seed_sizes[s->seed_n++] = it->raw_len;
+		}
+	}
+	if (s->seed_seen < s->cfg.train_min || s->stopping)
+		return false;
+	train_req *t = calloc(1, sizeof *t);
+	if (!t) {
+		seed_drop(s);
+		return false;
+	}
+	t->s = s;
+	t->seed = true;
+	t->buf = s->seed;
+	t->sizes = s->seed_sizes;
+	t->samples = s->seed_n;
+	t->articles = s->seed_seen;
+	s->seed = NULL;
+	s->seed_sizes = NULL;
+	t->work.data = t;
+	s->training = s->seeding = true;
+	uv_queue_work(s->loop, &t->work, train_work, train_done);
+	return true;
 }
 
 void na_train_maybe(na_server *s, uint64_t articles)
@@ -1293,6 +1415,7 @@ void na_train_maybe(na_server *s, uint64_t articles)
 	if (!t)
 		return;
 	t->s = s;
+	t->articles = articles;
 	t->work.data = t;
 	s->training = true;
 	uv_queue_work(s->loop, &t->work, train_work, train_done);

@@ -531,6 +531,10 @@ void na_server_free(na_server *s)
 	na_tls_teardown(s);
 	na_store_close(&s->store);
 	free(s->rbuf);
+	free(s->seed);
+	free(s->seed_sizes);
+	s->seed = NULL;
+	s->seed_sizes = NULL;
 	s->rbuf = NULL;
 	free(s->getbuf.data);
 	s->getbuf = (na_buf){ 0 };

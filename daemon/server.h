@@ -104,6 +104,17 @@ struct na_server {
 	uint64_t dict_raw, dict_stored, dict_records;  /* since the current dict */
 	uint64_t recoded;          /* articles re-encoded with a dictionary */
 	bool recoding;             /* a re-encoding pass is running */
+	/* the first dictionary, trained from the first articles written
+	 * (dispatch.c): samples gathered as they arrive, and the writes that
+	 * wait for it while it trains */
+	uint8_t *seed;             /* samples laid end to end */
+	size_t *seed_sizes;
+	size_t seed_used;
+	unsigned seed_n;
+	uint64_t seed_seen;        /* articles that arrived while gathering */
+	bool seed_off;             /* trained, failed or not wanted: gather no more */
+	bool seeding;              /* training on the samples; writes wait */
+	uint32_t held;             /* write requests waiting for it */
 	/* loop-thread scratch (conn.c, dispatch.c): the read buffer a
 	 * connection with nothing buffered reads into, and the buffer get
 	 * decodes into; both reused, so a request allocates neither */

@@ -44,7 +44,7 @@ static void init(void)
 	CHECK(na_codec_create(3, MAX_RAW, &codec) == 0);
 	void *dict;
 	size_t dl;
-	CHECK(na_codec_train(buf, sizes, N, 4096, &dict, &dl) == 0);
+	CHECK(na_codec_train(buf, sizes, N, 4096, false, &dict, &dl) == 0);
 	CHECK(na_codec_add_dict(codec, 1, dict, dl) == 0);
 	free(dict);
 	free(buf);

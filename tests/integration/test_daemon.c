@@ -1037,6 +1037,84 @@ static void test_dictionary_trained(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&dd), 0);
 }
 
+/* A bulk load sent all at once: the first dictionary is trained from the
+ * first train_min articles to arrive, and the rest wait for it rather than
+ * be stored without it (and re-encoded afterwards). */
+static void test_dictionary_before_bulk_load(void **state)
+{
+	(void)state;
+	na_test_daemon dd;
+	memset(&dd, 0, sizeof dd);
+	dd.extra[0] = "--train-min";
+	dd.extra[1] = "300";
+	assert_int_equal(na_test_daemon_start(&dd), 0);
+	na_trpc t;
+	na_trpc_init(&t, na_test_connect_tcp(&dd));
+	const char *words[] = { "harvest", "exports", "tonnes", "wheat", "central", "minister",
+				"growth", "figures", "dollar", "yen", "talks", "output", "crude" };
+	enum { BATCHES = 40, PER = 100 };
+	uint32_t ids[BATCHES];
+	for (int b = 0; b < BATCHES; b++) { /* every batch sent before any reply is read */
+		params p;
+		p_init(&p);
+		msgpack_pack_array(&p.pk, PER);
+		for (int i = 0; i < PER; i++) {
+			char g[32], body[600] = "";
+			snprintf(g, sizeof g, "bulk-%d-%d", b, i);
+			for (int w = 0; w < 60; w++) {
+				strcat(body, words[(b * 17 + i * 5 + w * 7) % 13]);
+				strcat(body, " ");
+			}
+			na_pack_article(&p.pk, g, 3200000000LL + b * PER + i, 0, "Bulk load", body);
+		}
+		ids[b] = na_trpc_request(&t, "put_batch", 1, &p.sb);
+		p_free(&p);
+	}
+	msgpack_object err, res;
+	for (int b = 0; b < BATCHES; b++) {
+		assert_int_equal(na_trpc_wait(&t, ids[b], &err, &res), 1);
+		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+		assert_int_equal(res.type, MSGPACK_OBJECT_ARRAY);
+		assert_int_equal(res.via.array.size, PER);
+		for (uint32_t i = 0; i < PER; i++)
+			assert_true(na_obj_streq(na_obj_get(&res.via.array.ptr[i], "status"), "created"));
+	}
+	/* wait for the re-encoding of what came before the dictionary to end */
+	bool recoding = true;
+	uint64_t dict = 0;
+	for (int i = 0; i < 4000 && (recoding || dict == 0); i++) { /* bounded poll */
+		assert_int_equal(na_trpc_call(&t, "stats", 0, NULL, &err, &res), 1);
+		recoding = na_obj_get(&res, "recoding")->via.boolean;
+		dict = na_obj_get(&res, "dictionary")->via.u64;
+		if (recoding || dict == 0) {
+			struct timespec ts = { 0, 5000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	assert_false(recoding);
+	assert_int_equal(dict, 1);
+	assert_int_equal(na_obj_get(&res, "articles")->via.u64, BATCHES * PER);
+	/* only the samples were stored without it: at most train_min re-encoded */
+	uint64_t recoded = na_obj_get(&res, "recoded")->via.u64;
+	if (recoded > 300)
+		fail_msg("%llu of %d articles were stored before the dictionary",
+			 (unsigned long long)recoded, BATCHES * PER);
+	/* and every article reads back */
+	for (int b = 0; b < BATCHES; b += 13) {
+		params p;
+		p_init(&p);
+		char g[32];
+		snprintf(g, sizeof g, "bulk-%d-%d", b, b % PER);
+		na_mp_pack_cstr(&p.pk, g);
+		assert_int_equal(na_trpc_call(&t, "get", 1, &p.sb, &err, &res), 1);
+		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+		assert_true(na_obj_streq(na_obj_get(&res, "guid"), g));
+		p_free(&p);
+	}
+	na_trpc_close(&t);
+	assert_int_equal(na_test_daemon_cleanup(&dd), 0);
+}
+
 #define BIG_N 100000
 
 static void pack_big_article(msgpack_packer *pk, int i)
@@ -1184,6 +1262,7 @@ int main(void)
 		cmocka_unit_test(test_restart_persistence),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_dictionary_trained),
+		cmocka_unit_test(test_dictionary_before_bulk_load),
 		cmocka_unit_test(test_round_trip_100k),
 	};
 	signal(SIGPIPE, SIG_IGN);

@@ -88,7 +88,7 @@ static size_t article(uint8_t *out, size_t cap, unsigned i, size_t body_len)
 }
 
 /* Trains a dictionary on n article-like samples. */
-static void train(unsigned n, size_t cap, void **dict, size_t *dict_len)
+static void train(unsigned n, size_t cap, bool quick, void **dict, size_t *dict_len)
 {
 	size_t total = (size_t)n * 2048;
 	uint8_t *buf = malloc(total);
@@ -100,7 +100,7 @@ static void train(unsigned n, size_t cap, void **dict, size_t *dict_len)
 		sizes[i] = article(buf + used, total - used, i, 200 + rnd() % 1200);
 		used += sizes[i];
 	}
-	assert_int_equal(na_codec_train(buf, sizes, n, cap, dict, dict_len), 0);
+	assert_int_equal(na_codec_train(buf, sizes, n, cap, quick, dict, dict_len), 0);
 	assert_true(*dict_len > 0 && *dict_len <= cap);
 	free(buf);
 	free(sizes);
@@ -156,7 +156,7 @@ static void test_round_trips(void **state)
 	/* with a dictionary in use, compressed records name it */
 	void *dict;
 	size_t dl;
-	train(400, 16384, &dict, &dl);
+	train(400, 16384, false, &dict, &dl);
 	assert_int_equal(na_codec_add_dict(c, 1, dict, dl), 0);
 	na_codec_use_dict(c, 1);
 	assert_int_equal(na_codec_current_dict(c), 1);
@@ -214,32 +214,40 @@ static void test_small_and_random_stored_raw(void **state)
 static void test_dictionary_helps(void **state)
 {
 	(void)state;
-	na_codec *plain, *withd;
+	na_codec *plain, *withd, *withq;
 	assert_int_equal(na_codec_create(3, MAX_RAW, &plain), 0);
 	assert_int_equal(na_codec_create(3, MAX_RAW, &withd), 0);
-	void *dict;
-	size_t dl;
-	train(1000, 32768, &dict, &dl);
+	assert_int_equal(na_codec_create(3, MAX_RAW, &withq), 0);
+	void *dict, *qdict;
+	size_t dl, qdl;
+	train(1000, 32768, false, &dict, &dl);
+	/* the quick one-pass training (the first dictionary, writes waiting) */
+	train(1000, 32768, true, &qdict, &qdl);
+	assert_int_equal(na_codec_add_dict(withq, 1, qdict, qdl), 0);
+	na_codec_use_dict(withq, 1);
 	assert_int_equal(na_codec_add_dict(withd, 7, dict, dl), 0);
 	assert_int_equal(na_codec_dict_size(withd, 7), dl);
 	assert_int_equal(na_codec_dict_size(withd, 8), 0);
 	assert_int_equal(na_codec_max_dict(withd), 7);
 	na_codec_use_dict(withd, 7);
 	/* held-out articles (other numbers) */
-	size_t sum_plain = 0, sum_dict = 0, sum_raw = 0;
+	size_t sum_plain = 0, sum_dict = 0, sum_quick = 0, sum_raw = 0;
 	uint8_t *a = malloc(4096);
 	for (unsigned i = 5000; i < 5200; i++) {
 		size_t n = article(a, 4096, i, 300 + rnd() % 600);
-		size_t lp, ld;
+		size_t lp, ld, lq;
 		round_trip(plain, a, n, &lp);
 		assert_int_equal(round_trip(withd, a, n, &ld), NA_REC_ZSTD_DICT);
+		assert_int_equal(round_trip(withq, a, n, &lq), NA_REC_ZSTD_DICT);
 		sum_plain += lp;
 		sum_dict += ld;
+		sum_quick += lq;
 		sum_raw += n;
 	}
 	/* a trained dictionary must beat per-record compression clearly */
 	assert_true(sum_dict < sum_plain);
 	assert_true(sum_dict * 10 < sum_plain * 8);
+	assert_true(sum_quick * 10 < sum_plain * 8);
 	assert_true(sum_plain < sum_raw);
 
 	/* a dictionary record cannot be read by a codec without it */
@@ -273,8 +281,10 @@ static void test_dictionary_helps(void **state)
 	free(out);
 	free(a);
 	free(dict);
+	free(qdict);
 	na_codec_destroy(plain);
 	na_codec_destroy(withd);
+	na_codec_destroy(withq);
 }
 
 static void test_add_dict_errors(void **state)
@@ -284,7 +294,7 @@ static void test_add_dict_errors(void **state)
 	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
 	void *dict;
 	size_t dl;
-	train(300, 8192, &dict, &dl);
+	train(300, 8192, false, &dict, &dl);
 	assert_int_equal(na_codec_add_dict(c, 0, dict, dl), -EINVAL);
 	assert_int_equal(na_codec_add_dict(c, NA_MAX_DICTS + 1, dict, dl), -EINVAL);
 	assert_int_equal(na_codec_add_dict(c, 1, dict, 0), -EINVAL);
@@ -305,7 +315,9 @@ static void test_add_dict_errors(void **state)
 	size_t one = 10;
 	void *d2 = NULL;
 	size_t d2l = 0;
-	assert_int_equal(na_codec_train(raw, &one, 1, 4096, &d2, &d2l), -EINVAL);
+	assert_int_equal(na_codec_train(raw, &one, 1, 4096, false, &d2, &d2l), -EINVAL);
+	assert_null(d2);
+	assert_int_equal(na_codec_train(raw, &one, 1, 4096, true, &d2, &d2l), -EINVAL);
 	assert_null(d2);
 	na_codec_destroy(c);
 }
@@ -338,7 +350,7 @@ static void test_corrupt_records(void **state)
 	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
 	void *dict;
 	size_t dl;
-	train(300, 8192, &dict, &dl);
+	train(300, 8192, false, &dict, &dl);
 	assert_int_equal(na_codec_add_dict(c, 1, dict, dl), 0);
 	free(dict);
 	uint8_t raw[3000], out[3000];
@@ -563,7 +575,7 @@ static void test_block_with_dictionary(void **state)
 		sizes[i] = m[i].len;
 	void *d;
 	size_t dl;
-	assert_int_equal(na_codec_train(raw, sizes, N, 4096, &d, &dl), 0);
+	assert_int_equal(na_codec_train(raw, sizes, N, 4096, false, &d, &dl), 0);
 	assert_int_equal(na_codec_add_dict(c, 7, d, dl), 0);
 	na_codec_use_dict(c, 7);
 	uint8_t *rec = malloc(na_block_bound(20, raw_len));
