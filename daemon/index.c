@@ -119,7 +119,7 @@
 #include "rpc.h"
 #include "store.h"
 
-#define BATCH_ARTICLES 2000
+#define BATCH_ARTICLES 8192
 #define BATCH_ENTRIES 40000
 /* Once caught up, the indexer lets new writes gather this long before it
  * indexes them, unless a search waits for them: a batch costs about the
@@ -501,21 +501,38 @@ typedef struct docinfo {
 	uint16_t len;
 } docinfo;
 
+/* An interned term: where its key lies in the arena, and 1 + the docid that
+ * last used it with the index of that posting in trips. */
+typedef struct tinfo {
+	uint32_t off;
+	uint16_t len;
+	uint32_t last;
+	uint32_t trip;
+} tinfo;
+
+/* A term of the article being analysed, its key at pbytes + off. */
+typedef struct pend {
+	uint64_t h;
+	uint32_t off;
+	uint16_t len;
+} pend;
+
 typedef struct builder {
 	/* interned term keys */
 	uint8_t *arena;
 	size_t alen, acap;
-	uint32_t *toff;      /* per term id: offset in arena; length in tlen */
-	uint16_t *tlen;
+	tinfo *terms;        /* per term id, one cache line holds four */
 	uint32_t nterms, tcap;
-	uint32_t *slots;     /* hash table of term id + 1 */
+	uint64_t *slots;     /* hash table: high 32 bits of the hash, term id + 1 */
 	uint32_t nslots;
 	/* postings of the batch */
 	trip *trips;
 	size_t ntrips, ctrips;
-	/* per term id: 1 + the docid that last used it, and that posting */
-	uint32_t *tlast;
-	size_t *ttrip;
+	/* the article being added: its terms in order, with their hashes */
+	pend *pend;
+	size_t npend, cpend;
+	uint8_t *pbytes;
+	size_t plen, pcap;
 	uint32_t doc;        /* the article being added */
 	docinfo *docs;
 	size_t ndocs, cdocs;
@@ -534,12 +551,11 @@ static void builder_clear(builder *b)
 static void builder_free(builder *b)
 {
 	free(b->arena);
-	free(b->toff);
-	free(b->tlen);
+	free(b->terms);
 	free(b->slots);
 	free(b->trips);
-	free(b->tlast);
-	free(b->ttrip);
+	free(b->pend);
+	free(b->pbytes);
 	free(b->docs);
 	memset(b, 0, sizeof *b);
 }
@@ -571,15 +587,15 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 
 static int rehash(builder *b, uint32_t nslots)
 {
-	uint32_t *ns = calloc(nslots, sizeof *ns);
+	uint64_t *ns = calloc(nslots, sizeof *ns);
 	if (!ns)
 		return -ENOMEM;
 	for (uint32_t id = 0; id < b->nterms; id++) {
-		uint64_t h = hash_bytes(b->arena + b->toff[id], b->tlen[id]);
+		uint64_t h = hash_bytes(b->arena + b->terms[id].off, b->terms[id].len);
 		uint32_t i = (uint32_t)h & (nslots - 1);
 		while (ns[i])
 			i = (i + 1) & (nslots - 1);
-		ns[i] = id + 1;
+		ns[i] = (h & 0xffffffff00000000ull) | (id + 1);
 	}
 	free(b->slots);
 	b->slots = ns;
@@ -587,40 +603,32 @@ static int rehash(builder *b, uint32_t nslots)
 	return 0;
 }
 
-static int intern(builder *b, const uint8_t *k, size_t n, uint32_t *id)
+static int intern(builder *b, const uint8_t *k, size_t n, uint64_t h, uint32_t *id)
 {
 	if ((uint64_t)(b->nterms + 1) * 2 > b->nslots && rehash(b, b->nslots ? b->nslots * 2 : 1 << 14))
 		return -ENOMEM;
-	uint64_t h = hash_bytes(k, n);
+	uint64_t tag = h & 0xffffffff00000000ull;
 	uint32_t i = (uint32_t)h & (b->nslots - 1);
 	while (b->slots[i]) {
-		uint32_t t = b->slots[i] - 1;
-		if (b->tlen[t] == n && memcmp(b->arena + b->toff[t], k, n) == 0) {
+		uint64_t sl = b->slots[i];
+		uint32_t t = (uint32_t)sl - 1;
+		if ((sl & 0xffffffff00000000ull) == tag && b->terms[t].len == n &&
+		    memcmp(b->arena + b->terms[t].off, k, n) == 0) {
 			*id = t;
 			return 0;
 		}
 		i = (i + 1) & (b->nslots - 1);
 	}
 	size_t tcap = b->tcap;
-	if (grow((void **)&b->arena, &b->acap, b->alen + n, 1) ||
-	    grow((void **)&b->toff, &tcap, b->nterms + 1, sizeof *b->toff))
-		return -ENOMEM;
-	tcap = b->tcap;
-	if (grow((void **)&b->tlen, &tcap, b->nterms + 1, sizeof *b->tlen))
-		return -ENOMEM;
-	tcap = b->tcap;
-	if (grow((void **)&b->tlast, &tcap, b->nterms + 1, sizeof *b->tlast))
-		return -ENOMEM;
-	tcap = b->tcap;
-	if (grow((void **)&b->ttrip, &tcap, b->nterms + 1, sizeof *b->ttrip))
+	if (b->alen + n > UINT32_MAX ||
+	    grow((void **)&b->arena, &b->acap, b->alen + n, 1) ||
+	    grow((void **)&b->terms, &tcap, b->nterms + 1, sizeof *b->terms))
 		return -ENOMEM;
 	b->tcap = (uint32_t)tcap;
-	b->tlast[b->nterms] = 0;
 	memcpy(b->arena + b->alen, k, n);
-	b->toff[b->nterms] = (uint32_t)b->alen;
-	b->tlen[b->nterms] = (uint16_t)n;
+	b->terms[b->nterms] = (tinfo){ .off = (uint32_t)b->alen, .len = (uint16_t)n };
 	b->alen += n;
-	b->slots[i] = b->nterms + 1;
+	b->slots[i] = tag | (b->nterms + 1);
 	*id = b->nterms++;
 	return 0;
 }
@@ -807,24 +815,59 @@ typedef struct tokctx {
 	int err;
 } tokctx;
 
-static int add_term(na_indexer *x, const uint8_t *k, size_t n)
+static int add_term(builder *b, const uint8_t *k, size_t n, uint64_t h)
 {
-	builder *b = &x->b;
 	uint32_t id;
-	if (intern(b, k, n, &id))
+	if (intern(b, k, n, h, &id))
 		return -ENOMEM;
-	if (b->tlast[id] == b->doc + 1) {
-		trip *t = &b->trips[b->ttrip[id]];
+	tinfo *ti = &b->terms[id];
+	if (ti->last == b->doc + 1) {
+		trip *t = &b->trips[ti->trip];
 		if (t->tf < UINT16_MAX)
 			t->tf++;
 		return 0;
 	}
-	if (grow((void **)&b->trips, &b->ctrips, b->ntrips + 1, sizeof *b->trips))
+	if (b->ntrips >= UINT32_MAX ||
+	    grow((void **)&b->trips, &b->ctrips, b->ntrips + 1, sizeof *b->trips))
 		return -ENOMEM;
 	b->trips[b->ntrips] = (trip){ id, b->doc, 1 };
-	b->tlast[id] = b->doc + 1;
-	b->ttrip[id] = b->ntrips++;
+	ti->last = b->doc + 1;
+	ti->trip = (uint32_t)b->ntrips++;
 	return 0;
+}
+
+/* Queues a term of the article being analysed (add_queued adds them). */
+static int queue_term(na_indexer *x, const uint8_t *k, size_t n)
+{
+	builder *b = &x->b;
+	if (grow((void **)&b->pend, &b->cpend, b->npend + 1, sizeof *b->pend) ||
+	    grow((void **)&b->pbytes, &b->pcap, b->plen + n, 1))
+		return -ENOMEM;
+	memcpy(b->pbytes + b->plen, k, n);
+	b->pend[b->npend++] = (pend){ hash_bytes(k, n), (uint32_t)b->plen, (uint16_t)n };
+	b->plen += n;
+	return 0;
+}
+
+/* How many terms ahead add_queued prefetches the hash table's slot. */
+#define PREFETCH_AHEAD 8
+
+/* Adds the article's queued terms to the batch, in order. A batch's term
+ * table outgrows the caches, and a lookup was mostly a wait for its slot:
+ * the slot of the term PREFETCH_AHEAD places on is fetched meanwhile. */
+static int add_queued(na_indexer *x)
+{
+	builder *b = &x->b;
+	int rc = 0;
+	for (size_t j = 0; j < b->npend && rc == 0; j++) {
+		if (j + PREFETCH_AHEAD < b->npend && b->nslots)
+			__builtin_prefetch(&b->slots[(uint32_t)b->pend[j + PREFETCH_AHEAD].h &
+						     (b->nslots - 1)]);
+		rc = add_term(b, b->pbytes + b->pend[j].off, b->pend[j].len, b->pend[j].h);
+	}
+	b->npend = 0;
+	b->plen = 0;
+	return rc;
 }
 
 static int on_token(const na_token *t, void *arg)
@@ -833,11 +876,11 @@ static int on_token(const na_token *t, void *arg)
 	uint8_t k[NA_IX_TERMKEY_MAX];
 	size_t n = na_ix_term_key(k, NA_IXF_TEXT, c->lang, t->term, t->len);
 	c->words++;
-	if (add_term(c->x, k, n))
+	if (queue_term(c->x, k, n))
 		return -ENOMEM;
 	if (c->title) {
 		n = na_ix_term_key(k, NA_IXF_TITLE, c->lang, t->term, t->len);
-		if (add_term(c->x, k, n))
+		if (queue_term(c->x, k, n))
 			return -ENOMEM;
 	}
 	return 0;
@@ -853,7 +896,7 @@ static int add_exact(na_indexer *x, int field, const na_ixstr *v)
 		return 0;
 	uint8_t k[NA_IX_TERMKEY_MAX];
 	size_t kl = na_ix_term_key(k, field, "", norm, n);
-	return add_term(x, k, kl);
+	return queue_term(x, k, kl);
 }
 
 /* Analyses one article version and adds it to the batch under docid
@@ -885,10 +928,14 @@ static int add_doc(na_indexer *x, const na_key *key, const uint8_t *raw, size_t 
 		rc = add_exact(x, NA_IXF_SOURCE, &d.source);
 	if (rc == 0)
 		rc = add_exact(x, NA_IXF_SECTION, &d.section);
+	if (rc == 0)
+		rc = add_queued(x);
+	b->npend = 0;
+	b->plen = 0;
 	if (rc) {
 		/* drop this article's postings: the batch stays consistent */
 		for (size_t i = trips0; i < b->ntrips; i++)
-			b->tlast[b->trips[i].term] = 0;
+			b->terms[b->trips[i].term].last = 0;
 		b->ntrips = trips0;
 		return rc;
 	}
@@ -905,8 +952,8 @@ static int cmp_term(const void *a, const void *b, void *ctx)
 {
 	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
 	const builder *B = ctx;
-	size_t li = B->tlen[i], lj = B->tlen[j];
-	int c = memcmp(B->arena + B->toff[i], B->arena + B->toff[j], li < lj ? li : lj);
+	size_t li = B->terms[i].len, lj = B->terms[j].len;
+	int c = memcmp(B->arena + B->terms[i].off, B->arena + B->terms[j].off, li < lj ? li : lj);
 	return c ? c : li < lj ? -1 : li > lj;
 }
 
@@ -1043,7 +1090,7 @@ static int build_puts(na_indexer *x, MDB_txn *txn, na_ixbatch *out)
 		goto out;
 	for (uint32_t r = 0; r < b->nterms && rc == 0; r++) {
 		uint32_t id = order[r];
-		rc = flush_term(x, cur, out, b->arena + b->toff[id], b->tlen[id], sorted + start[r],
+		rc = flush_term(x, cur, out, b->arena + b->terms[id].off, b->terms[id].len, sorted + start[r],
 				start[r + 1] - start[r]);
 	}
 	mdb_cursor_close(cur);
