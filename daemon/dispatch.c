@@ -200,7 +200,7 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 26);
+	msgpack_pack_map(&pk, 27);
 	kv_u64(&pk, "articles", st.articles);
 	kv_u64(&pk, "records", st.records);
 	kv_u64(&pk, "blocks_compacted", s->compacted_blocks);
@@ -226,6 +226,8 @@ static void do_stats(req *q)
 	kv_u64(&pk, "max_map_size", s->store.max_map_size);
 	kv_u64(&pk, "page_bytes", st.page_bytes);
 	kv_u64(&pk, "seq", s->seq);
+	uint64_t synced = na_writer_synced_seq(&s->writer);
+	kv_u64(&pk, "synced_seq", synced < s->seq ? synced : s->seq);
 	kv_u64(&pk, "connections", s->nconns);
 	kv_u64(&pk, "requests", s->requests);
 	kv_u64(&pk, "uptime", (uv_now(s->loop) - s->started_ms) / 1000);

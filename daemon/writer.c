@@ -1078,21 +1078,8 @@ static void *writer_main(void *arg)
 	bool dirty = false;
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (!w->head && !w->stop) {
-			if (w->relaxed && dirty) {
-				struct timespec ts;
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_sec += 1;
-				if (pthread_cond_timedwait(&w->cond, &w->lock, &ts) == ETIMEDOUT) {
-					pthread_mutex_unlock(&w->lock);
-					mdb_env_sync(w->store->env, 1);
-					dirty = false;
-					pthread_mutex_lock(&w->lock);
-				}
-			} else {
-				pthread_cond_wait(&w->cond, &w->lock);
-			}
-		}
+		while (!w->head && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
 		if (!w->head && w->stop)
 			break;
 		/* take a group: whole jobs, up to GROUP_MAX_ITEMS items */
@@ -1125,14 +1112,11 @@ static void *writer_main(void *arg)
 		if (w->on_commit)
 			w->on_commit(w->on_commit_arg, w->seq);
 		pthread_mutex_unlock(&w->lock);
-		if (w->relaxed) {
-			/* MDB_NOSYNC commits: flush at least once a second, busy or not */
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec > w->last_sync) {
-				mdb_env_sync(w->store->env, 1);
-				w->last_sync = now.tv_sec;
-			}
+		if (w->syncer_on) {
+			pthread_mutex_lock(&w->sync_lock);
+			w->unsynced = true;
+			w->unsynced_seq = w->seq;
+			pthread_mutex_unlock(&w->sync_lock);
 		}
 		for (na_wjob *j = first; j; j = j->next)
 			if (j->link && j->code != NA_CODE_OK)
@@ -1153,6 +1137,33 @@ static void *writer_main(void *arg)
 	pthread_mutex_unlock(&w->lock);
 	if (dirty && w->relaxed)
 		mdb_env_sync(w->store->env, 1);
+	return NULL;
+}
+
+/* Relaxed durability: the commits are MDB_NOSYNC, and this thread flushes
+ * them about once a second. It used to be the writer's job after a commit,
+ * and the group just committed then waited for the flush (a second of
+ * writes, ~100 ms here) before anyone heard of it; fdatasync beside the
+ * writer's commits is safe, LMDB's sync being only that. */
+static void *syncer_main(void *arg)
+{
+	na_writer *w = arg;
+	pthread_mutex_lock(&w->sync_lock);
+	while (!w->sync_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&w->sync_cond, &w->sync_lock, &ts);
+		if (w->unsynced && !w->sync_stop) {
+			uint64_t seq = w->unsynced_seq;
+			w->unsynced = false;
+			pthread_mutex_unlock(&w->sync_lock);
+			if (mdb_env_sync(w->store->env, 1) == 0)
+				atomic_store(&w->synced_seq, seq);
+			pthread_mutex_lock(&w->sync_lock);
+		}
+	}
+	pthread_mutex_unlock(&w->sync_lock);
 	return NULL;
 }
 
@@ -1215,8 +1226,25 @@ int na_writer_start(na_writer *w, na_store *s, uv_loop_t *loop, bool relaxed)
 			return -rc;
 		}
 		w->started = true;
+		if (relaxed) {
+			atomic_store(&w->synced_seq, w->seq); /* what the store opened with */
+			pthread_mutex_init(&w->sync_lock, NULL);
+			pthread_cond_init(&w->sync_cond, NULL);
+			if (pthread_create(&w->syncer, NULL, syncer_main, w) == 0) {
+				w->syncer_on = true;
+			} else {
+				/* no syncer: sync every commit rather than never */
+				log_warn("could not start the sync thread: relaxed durability acts as strict");
+				mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
+			}
+		}
 	}
 	return 0;
+}
+
+uint64_t na_writer_synced_seq(na_writer *w)
+{
+	return w->syncer_on ? atomic_load(&w->synced_seq) : UINT64_MAX;
 }
 
 void na_writer_submit(na_writer *w, na_wjob *job)
@@ -1254,7 +1282,17 @@ void na_writer_stop(na_writer *w)
 	w->stop = true;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
+	pthread_join(w->thread, NULL); /* its last act is a final sync */
+	if (w->syncer_on) {
+		pthread_mutex_lock(&w->sync_lock);
+		w->sync_stop = true;
+		pthread_cond_signal(&w->sync_cond);
+		pthread_mutex_unlock(&w->sync_lock);
+		pthread_join(w->syncer, NULL);
+		pthread_mutex_destroy(&w->sync_lock);
+		pthread_cond_destroy(&w->sync_cond);
+		w->syncer_on = false;
+	}
 	/* only now: the thread drains its queue first (a follower's jobs are
 	 * not requests, so they may still be queued at shutdown) and uses
 	 * scratch until it has */

@@ -11,6 +11,7 @@
 #define NA_WRITER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -156,7 +157,15 @@ typedef struct na_writer {
 	na_buf blockbuf, blockbuf2; /* blocks being rewritten */
 	na_block *blk;            /* a parsed block */
 	uint32_t broken_link;     /* a replication link whose job failed */
-	time_t last_sync;         /* relaxed durability: last mdb_env_sync */
+	/* relaxed durability: commits are not synced; a syncer thread flushes
+	 * them once a second, beside the writer rather than in its way */
+	pthread_t syncer;
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond;
+	bool sync_stop, syncer_on;
+	bool unsynced;            /* under sync_lock: commits since the last sync */
+	uint64_t unsynced_seq;    /* under sync_lock: the last seq committed */
+	_Atomic uint64_t synced_seq; /* every seq up to here is on disk */
 	/* statistics */
 	uint64_t commits, committed_items;
 	/* optional: told (on the writer thread, under lock) of every commit's
@@ -167,6 +176,12 @@ typedef struct na_writer {
 
 /* Starts the writer thread; done callbacks will run on loop. */
 int na_writer_start(na_writer *w, na_store *s, uv_loop_t *loop, bool relaxed);
+
+/* The highest seq known to be on disk, any thread. With strict durability
+ * every commit is synced before it is reported, so this is UINT64_MAX
+ * ("all of them"); with relaxed, the seq of the last commit the syncer
+ * thread's latest flush covered. */
+uint64_t na_writer_synced_seq(na_writer *w);
 /* Queues a job (loop thread). */
 void na_writer_submit(na_writer *w, na_wjob *job);
 /* Finishes every queued job, runs their callbacks, stops the thread and

@@ -18,6 +18,10 @@
 #                   (default 5) [READ_SECONDS]
 #   --lag-seconds S duration of the replica lag run (default 10) [LAG_SECONDS]
 #   --systems LIST  any of newsarchd,redis,postgres (default all) [SYSTEMS]
+#   --follower-durability strict|relaxed
+#                   the newsarchd follower's durability in W5 (default
+#                   relaxed: a sync once a second, as the Redis replica's
+#                   AOF everysec) [FOLLOWER_DURABILITY]
 #   --out FILE      also write the table there
 # Quick mode while developing:
 #   make bench-compare SCALE=1 ROUNDS=1 READ_SECONDS=2 LAG_SECONDS=3
@@ -44,6 +48,8 @@
 #      snapshot; Redis replicaof full sync, counted until its AOF is written)
 #      and replica lag p99 while 5,000 articles/s (batches of 50) go in
 #      (newsarchd: once the follower's search index has caught up too).
+#      Both replicas sync once a second (newsarchd follower durability
+#      relaxed, Redis AOF everysec); the primaries are as in W1.
 #      PostgreSQL replication is not measured.
 #   W6 full-text search at 1 client, newest first, limit 20, for the query
 #      lists of tests/bench/search.c: one term, two terms (AND), a phrase,
@@ -78,11 +84,13 @@ rounds=${ROUNDS:-3}
 secs=${SECONDS_PER_RUN:-5}
 lag_secs=${LAG_SECONDS:-10}
 systems=${SYSTEMS:-newsarchd,redis,postgres}
+fdur=${FOLLOWER_DURABILITY:-relaxed}
 outfile=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--corpus) corpus=$2; shift 2 ;;
 	--scale) scale=$2; shift 2 ;;
+	--follower-durability) fdur=$2; shift 2 ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--seconds) secs=$2; shift 2 ;;
 	--lag-seconds) lag_secs=$2; shift 2 ;;
@@ -97,6 +105,10 @@ for v in "$scale" "$rounds"; do
 	''|*[!0-9]*|0) echo "compare.sh: --scale and --rounds take a positive integer" >&2; exit 2 ;;
 	esac
 done
+case $fdur in
+strict|relaxed) ;;
+*) echo "compare.sh: --follower-durability takes strict or relaxed" >&2; exit 2 ;;
+esac
 for v in "$secs" "$lag_secs"; do
 	case $v in
 	''|*[!0-9.]*) echo "compare.sh: --seconds and --lag-seconds take a number" >&2; exit 2 ;;
@@ -352,7 +364,7 @@ round_newsarchd() {
 	# W5: a fresh follower catches up, then lag under steady ingest
 	fp=$(port)
 	t0=$(now_ns)
-	start_newsarchd "$d/f" "$fp" --follow "127.0.0.1:$p" || fail "follower did not start"
+	start_newsarchd "$d/f" "$fp" --follow "127.0.0.1:$p" --durability "$fdur" || fail "follower did not start"
 	fpid=$started
 	"$bench" --repl catchup --addr "127.0.0.1:$p" --follower-addr "127.0.0.1:$fp" \
 		--follower-pid "$fpid" --since-ns "$t0" --rows "$d/rows" --label catchup \
@@ -629,7 +641,8 @@ cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
 	echo
 	echo "xN: the median divided by newsarchd's median (above 1 on a 'lower wins' row, or below 1"
 	echo "elsewhere, means newsarchd leads). Redis W1 is AOF everysec (up to 1 s of writes can be"
-	echo "lost); newsarchd and PostgreSQL acknowledge after fsync."
+	echo "lost); newsarchd and PostgreSQL acknowledge after fsync. W5: the newsarchd follower runs"
+	echo "with durability $fdur (relaxed: fsync once a second, as the Redis replica's AOF everysec)."
 } >"$tmp/table"
 sed "s|$root/../shared/corpus/|../shared/corpus/|g" "$tmp/table"
 [ -n "$outfile" ] && sed "s|$root/../shared/corpus/|../shared/corpus/|g" "$tmp/table" >"$outfile"

@@ -1115,6 +1115,83 @@ static void test_dictionary_before_bulk_load(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&dd), 0);
 }
 
+/* synced_seq in stats: with strict durability every reply follows a sync,
+ * so it is seq itself; with relaxed, the syncer thread catches up within
+ * about a second, and a clean stop syncs the rest. */
+static void put_some(na_trpc *t, const char *prefix, int n, uint64_t *seq)
+{
+	params p;
+	p_init(&p);
+	msgpack_pack_array(&p.pk, (uint32_t)n);
+	for (int i = 0; i < n; i++) {
+		char g[48];
+		snprintf(g, sizeof g, "%s-%d", prefix, i);
+		na_pack_article(&p.pk, g, 3300000000LL + i, 0, "Synced", "text of the article");
+	}
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_call(t, "put_batch", 1, &p.sb, &err, &res), 1);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	assert_int_equal(res.via.array.size, (uint32_t)n);
+	*seq = na_obj_get(&res.via.array.ptr[n - 1], "seq")->via.u64;
+	p_free(&p);
+}
+
+static uint64_t stat_u64(na_trpc *t, const char *key)
+{
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_call(t, "stats", 0, NULL, &err, &res), 1);
+	const msgpack_object *v = na_obj_get(&res, key);
+	assert_non_null(v);
+	assert_int_equal(v->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+	return v->via.u64;
+}
+
+static void test_synced_seq(void **state)
+{
+	(void)state;
+	/* strict (the shared daemon): synced as soon as acknowledged */
+	na_trpc t;
+	na_trpc_init(&t, na_test_connect_tcp(&D));
+	uint64_t seq;
+	put_some(&t, "strict-sync", 10, &seq);
+	assert_true(stat_u64(&t, "synced_seq") >= seq);
+	assert_int_equal(stat_u64(&t, "synced_seq"), stat_u64(&t, "seq"));
+	na_trpc_close(&t);
+
+	na_test_daemon dd;
+	memset(&dd, 0, sizeof dd);
+	dd.extra[0] = "--durability";
+	dd.extra[1] = "relaxed";
+	assert_int_equal(na_test_daemon_start(&dd), 0);
+	na_trpc_init(&t, na_test_connect_tcp(&dd));
+	for (int round = 0; round < 3; round++) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "relaxed-%d", round);
+		put_some(&t, prefix, 50, &seq);
+		uint64_t synced = 0;
+		for (int i = 0; i < 4000; i++) { /* bounded poll: about a second */
+			synced = stat_u64(&t, "synced_seq");
+			assert_true(synced <= stat_u64(&t, "seq"));
+			if (synced >= seq)
+				break;
+			struct timespec ts = { 0, 5000000 };
+			nanosleep(&ts, NULL);
+		}
+		if (synced < seq)
+			fail_msg("relaxed: seq %llu still not synced (synced_seq %llu)",
+				 (unsigned long long)seq, (unsigned long long)synced);
+	}
+	na_trpc_close(&t);
+	/* a clean stop keeps everything; after the restart all is synced */
+	assert_int_equal(na_test_daemon_stop(&dd), 0);
+	assert_int_equal(na_test_daemon_restart(&dd), 0);
+	na_trpc_init(&t, na_test_connect_tcp(&dd));
+	assert_int_equal(stat_u64(&t, "articles"), 150);
+	assert_int_equal(stat_u64(&t, "synced_seq"), stat_u64(&t, "seq"));
+	na_trpc_close(&t);
+	assert_int_equal(na_test_daemon_cleanup(&dd), 0);
+}
+
 #define BIG_N 100000
 
 static void pack_big_article(msgpack_packer *pk, int i)
@@ -1263,6 +1340,7 @@ int main(void)
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_dictionary_trained),
 		cmocka_unit_test(test_dictionary_before_bulk_load),
+		cmocka_unit_test(test_synced_seq),
 		cmocka_unit_test(test_round_trip_100k),
 	};
 	signal(SIGPIPE, SIG_IGN);
