@@ -111,6 +111,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -534,6 +535,7 @@ typedef struct builder {
 	uint8_t *pbytes;
 	size_t plen, pcap;
 	uint32_t doc;        /* the article being added */
+	uint64_t key[2];     /* the secret of hash_bytes */
 	docinfo *docs;
 	size_t ndocs, cdocs;
 } builder;
@@ -560,14 +562,33 @@ static void builder_free(builder *b)
 	memset(b, 0, sizeof *b);
 }
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
+/*
+ * The batch's term table hashes terms that come from article text, which
+ * anyone who can write an article chooses; an unkeyed hash would let crafted
+ * text pile terms onto one probe chain and stall the indexer. The hash is
+ * keyed with a secret drawn per indexer: each 8-byte word goes through a
+ * 64x64->128-bit multiply with the key folded in, whose collisions cannot
+ * be aimed without the key.
+ */
+static inline uint64_t mix(uint64_t a, uint64_t b)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 1099511628211ull;
+	unsigned __int128 r = (unsigned __int128)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+static uint64_t hash_bytes(const uint64_t key[2], const uint8_t *p, size_t n)
+{
+	uint64_t h = key[0] ^ (n * 0x9e3779b97f4a7c15ull);
+	while (n > 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		h = mix(w ^ key[1], h ^ 0xa0761d6478bd642full);
+		p += 8;
+		n -= 8;
 	}
-	return h ^ (h >> 29);
+	uint64_t w = 0;
+	memcpy(&w, p, n);
+	return mix(w ^ key[1] ^ 0xe7037ed1a0b428dbull, h ^ key[0]);
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -591,7 +612,7 @@ static int rehash(builder *b, uint32_t nslots)
 	if (!ns)
 		return -ENOMEM;
 	for (uint32_t id = 0; id < b->nterms; id++) {
-		uint64_t h = hash_bytes(b->arena + b->terms[id].off, b->terms[id].len);
+		uint64_t h = hash_bytes(b->key, b->arena + b->terms[id].off, b->terms[id].len);
 		uint32_t i = (uint32_t)h & (nslots - 1);
 		while (ns[i])
 			i = (i + 1) & (nslots - 1);
@@ -844,7 +865,7 @@ static int queue_term(na_indexer *x, const uint8_t *k, size_t n)
 	    grow((void **)&b->pbytes, &b->pcap, b->plen + n, 1))
 		return -ENOMEM;
 	memcpy(b->pbytes + b->plen, k, n);
-	b->pend[b->npend++] = (pend){ hash_bytes(k, n), (uint32_t)b->plen, (uint16_t)n };
+	b->pend[b->npend++] = (pend){ hash_bytes(b->key, k, n), (uint32_t)b->plen, (uint16_t)n };
 	b->plen += n;
 	return 0;
 }
@@ -1760,6 +1781,13 @@ int na_indexer_start(na_store *s, na_ix_notify notify, void *arg, na_indexer **o
 	x->s = s;
 	x->notify = notify;
 	x->arg = arg;
+	if (getrandom(x->b.key, sizeof x->b.key, 0) != (ssize_t)sizeof x->b.key) {
+		/* no entropy source: still differs per process and per run */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		x->b.key[0] = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uintptr_t)x;
+		x->b.key[1] = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull;
+	}
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	int rc = na_analyzer_new(&x->an);
