@@ -49,6 +49,9 @@ static const opt opts[] = {
 	{ "index_segment", O_U32, F(index_segment), 16, 1u << 24,
 	  "articles per sealed segment of the search index (rounded down to a power of two; "
 	  "applies to a new index or after reindex)" },
+	{ "index_refresh_ms", O_U32, F(index_refresh_ms), 0, 60000,
+	  "once the index has caught up, new writes gather this long before they are indexed "
+	  "(a search with min_seq does not wait for it)" },
 	{ "train_min", O_U32, F(train_min), 100, 100000000,
 	  "articles written before the first dictionary is trained" },
 	{ "max_request_bytes", O_SIZE, F(max_request_bytes), 1 * K, 1 * G, "largest request message" },
@@ -112,6 +115,7 @@ void na_config_defaults(na_config *c)
 	c->block_bytes = 0;
 	c->block_level = 6;
 	c->index_segment = 8192;
+	c->index_refresh_ms = 1000;
 	c->train_min = 2000;
 	c->max_request_bytes = NA_MAX_REQUEST_BYTES_DEFAULT;
 	c->max_depth = NA_MAX_DEPTH_DEFAULT;

@@ -27,6 +27,7 @@ typedef struct na_config {
 	size_t block_bytes;        /* compaction target; 0: no blocks */
 	int block_level;
 	uint32_t index_segment;    /* docids per sealed search-index segment */
+	uint32_t index_refresh_ms; /* how long new writes gather before indexing */
 	uint64_t train_min;        /* articles before the first dictionary */
 	size_t max_request_bytes;
 	unsigned max_depth;

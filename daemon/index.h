@@ -115,9 +115,9 @@ int na_indexer_start(struct na_store *s, na_ix_notify notify, void *arg, na_inde
 void na_indexer_stop(na_indexer *x);
 /* The writer committed up to seq (writer thread). */
 void na_indexer_kick(na_indexer *x, uint64_t seq);
-/* A search waits for entries not indexed yet: index them without letting
- * more writes gather first (any thread). */
-void na_indexer_hurry(na_indexer *x);
+/* A search waits for the index to cover seq: until it does, index new
+ * entries without letting more writes gather first (any thread). */
+void na_indexer_hurry(na_indexer *x, uint64_t seq);
 /* Asks for an online rebuild. */
 void na_indexer_reindex(na_indexer *x);
 void na_indexer_stats(na_indexer *x, na_ixstats *st);

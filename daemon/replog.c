@@ -876,7 +876,7 @@ int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgi
 	int rc = park_on(&c->srv->ix_parked, na_indexer_seq(c->srv->indexer), c, msg, len, msgid,
 			 min_seq, timeout_ms);
 	if (rc)
-		na_indexer_hurry(c->srv->indexer);
+		na_indexer_hurry(c->srv->indexer, min_seq);
 	return rc;
 }
 

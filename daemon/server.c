@@ -101,6 +101,7 @@ static void reload(na_server *s)
 	RESTART(dict_size)
 	RESTART(block_level)
 	RESTART(index_segment)
+	RESTART(index_refresh_ms)
 	RESTART(metrics_listen)
 	RESTART(allow_unauthenticated)
 	RESTART(socket_mode)
@@ -242,6 +243,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.max_article = cfg->max_article_bytes,
 		.fork_history = cfg->follow[0] == 0,
 		.index_segment = cfg->index_segment,
+		.index_refresh_ms = cfg->index_refresh_ms,
 	};
 	const char *msg;
 	int rc = na_store_open(&s->store, &so, &msg);

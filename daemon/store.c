@@ -516,6 +516,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	s->max_map_size = o->max_map_size;
 	s->max_article = o->max_article;
 	s->ix_segshift = 13;
+	s->ix_refresh_ms = o->index_refresh_ms;
 	if (o->index_segment)
 		for (s->ix_segshift = 4; (2u << s->ix_segshift) <= o->index_segment && s->ix_segshift < 24;)
 			s->ix_segshift++;

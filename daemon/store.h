@@ -31,6 +31,7 @@ typedef struct na_store_opts {
 	bool readonly;         /* open read-only (verify) */
 	bool fork_history;     /* a primary: continue under a new history id */
 	uint32_t index_segment; /* docids per sealed index segment (0: default) */
+	uint32_t index_refresh_ms; /* new writes gather this long before indexing */
 } na_store_opts;
 
 typedef struct na_store {
@@ -47,6 +48,7 @@ typedef struct na_store {
 	MDB_env *ixenv;
 	MDB_dbi ixmeta, ixpost, ixdocs, ixrange, ixsealed, ixbig;
 	unsigned ix_segshift;  /* log2 of index_segment, for a new index */
+	uint32_t ix_refresh_ms; /* index_refresh_ms */
 	bool ix_unsynced;      /* index commits not yet synced (indexer thread) */
 	char ix_mark[4200];    /* DIR/index/unsynced: the marker of that state */
 	bool have_index;       /* false: a read-only open (no index environment) */

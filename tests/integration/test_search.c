@@ -564,6 +564,79 @@ static void test_bad_queries(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
 
+/* An article with one distinctive word in its body. */
+static na_article *make_with_word(const char *guid, int64_t sec, const char *word)
+{
+	na_article_builder *b;
+	na_article *a = NULL;
+	char body[256];
+	snprintf(body, sizeof body, "markets were calm until %s arrived", word);
+	assert_int_equal(na_article_builder_new(&b), 0);
+	assert_int_equal(na_article_builder_set_str(b, "guid", guid, strlen(guid)), 0);
+	assert_int_equal(na_article_builder_set_time(b, "published", (na_time){ sec, 0 }), 0);
+	assert_int_equal(na_article_builder_set_str(b, "title", "a quiet day", 11), 0);
+	assert_int_equal(na_article_builder_set_str(b, "body", body, strlen(body)), 0);
+	assert_int_equal(na_article_builder_finish(b, &a), 0);
+	na_article_builder_free(b);
+	return a;
+}
+
+/* Hits of q (at most 10), waiting for min_seq when it is not 0. */
+static int hits_of(na_client *c, const char *q, uint64_t min_seq)
+{
+	na_search_opts o = { .query = q, .min_seq = min_seq, .timeout_ms = 30000 };
+	na_search *it;
+	const na_article *a;
+	assert_int_equal(na_search_open(c, &o, &it), 0);
+	int n = 0, rc;
+	while (n < 10 && (rc = na_search_next(it, &a)) == 1)
+		n++;
+	if (n < 10 && rc != 0)
+		fail_msg("search [%s] min_seq %llu: %d %s", q, (unsigned long long)min_seq, rc,
+			 na_client_errmsg(c));
+	na_search_close(it);
+	return n;
+}
+
+/* index_refresh_ms: once caught up, the indexer lets new writes gather that
+ * long; a plain search does not see them meanwhile, and a search with
+ * min_seq hurries the indexer instead of waiting out the interval (its
+ * timeout, 30 s, is shorter than the 60 s interval, so a search that
+ * waited for the interval would fail). */
+static void test_index_refresh(void **state)
+{
+	(void)state;
+	na_test_daemon d = { 0 };
+	d.extra[0] = "--index-refresh-ms";
+	d.extra[1] = "60000";
+	assert_int_equal(na_test_daemon_start(&d), 0);
+	na_client *c = connect_to(&d);
+	na_article *a1 = make_with_word("refresh-1", 700000000, "zyzzyvafrond");
+	na_article *a2 = make_with_word("refresh-2", 700000100, "quokkabramble");
+	na_put_result r1, r2;
+	assert_int_equal(na_put(c, a1, &r1), 0);
+	assert_int_equal(hits_of(c, "zyzzyvafrond", r1.seq), 1);
+	assert_int_equal(na_put(c, a2, &r2), 0);
+	/* the second write waits for the interval: not searchable, and still
+	 * behind after half a second of watching (an interval 120 times as
+	 * long; the old fixed 100 ms would show here) */
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		assert_int_equal(hits_of(c, "quokkabramble", 0), 0);
+		assert_true(index_stat(c, "lag") >= 1);
+		nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 500);
+	/* unless a search asks for it */
+	assert_int_equal(hits_of(c, "quokkabramble", r2.seq), 1);
+	assert_int_equal(index_stat(c, "lag"), 0);
+	na_article_free(a1);
+	na_article_free(a2);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&d), 0);
+}
+
 /* Sets or deletes (v NULL) a meta entry, and optionally creates a table,
  * in the LMDB environment at dir, as an older version would have left it. */
 static void poke_env(const char *dir, const char *name, const void *v, size_t vl,
@@ -713,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_search_vs_brute_force),
 		cmocka_unit_test(test_search_over_blocks),
 		cmocka_unit_test(test_bad_queries),
+		cmocka_unit_test(test_index_refresh),
 		cmocka_unit_test(test_index_rebuilt_when_stale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
