@@ -1434,7 +1434,7 @@ static int read_article(na_indexer *x, MDB_txn *txn, const na_key *key, bool *fo
 static void backoff(na_indexer *x)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += 1;
 	pthread_mutex_lock(&x->mu);
 	if (!x->stop)
@@ -1687,12 +1687,13 @@ out:
 static void settle(na_indexer *x)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += x->s->ix_refresh_ms / 1000;
 	ts.tv_nsec += (long)(x->s->ix_refresh_ms % 1000) * 1000000L;
 	ts.tv_sec += ts.tv_nsec / 1000000000L;
 	ts.tv_nsec %= 1000000000L;
 	while (!x->stop && !x->reindex && x->hurry <= x->seq && x->head - x->seq < BATCH_ARTICLES &&
+	       !__atomic_load_n(&x->s->snapshot_incomplete, __ATOMIC_ACQUIRE) &&
 	       pthread_cond_timedwait(&x->cv, &x->mu, &ts) == 0)
 		;
 }
@@ -1790,7 +1791,11 @@ int na_indexer_start(na_store *s, na_ix_notify notify, void *arg, na_indexer **o
 		x->b.key[1] = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull;
 	}
 	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed waits ignore clock changes */
+	pthread_cond_init(&x->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	int rc = na_analyzer_new(&x->an);
 	if (rc == 0)
 		rc = load_state(x);
@@ -1842,8 +1847,7 @@ void na_indexer_hurry(na_indexer *x, uint64_t seq)
 	if (!x)
 		return;
 	pthread_mutex_lock(&x->mu);
-	if (seq > x->hurry)
-		x->hurry = seq;
+	x->hurry = seq;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 }

@@ -115,8 +115,10 @@ int na_indexer_start(struct na_store *s, na_ix_notify notify, void *arg, na_inde
 void na_indexer_stop(na_indexer *x);
 /* The writer committed up to seq (writer thread). */
 void na_indexer_kick(na_indexer *x, uint64_t seq);
-/* A search waits for the index to cover seq: until it does, index new
- * entries without letting more writes gather first (any thread). */
+/* Searches wait for the index to cover seq (the highest min_seq of those
+ * parked; 0: none): until it does, new entries are indexed without letting
+ * more writes gather first. Each call replaces the previous seq, so a
+ * search that ends (answered or timed out) stops hurrying (any thread). */
 void na_indexer_hurry(na_indexer *x, uint64_t seq);
 /* Asks for an online rebuild. */
 void na_indexer_reindex(na_indexer *x);

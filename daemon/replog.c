@@ -870,20 +870,35 @@ int na_repl_park(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid, uin
 /* Searches wait for the index (index.c) the same way reads wait for the
  * log: parked on their own list, answered when the index covers their
  * min_seq, or with TIMEOUT. */
+/* The indexer hurries for the searches still parked, and only for them:
+ * min_seq is the client's, so a far-off one must stop counting once its
+ * search has timed out. */
+static void ix_hurry_update(na_server *s)
+{
+	uint64_t want = 0;
+	for (const na_parked *p = s->ix_parked; p; p = p->next)
+		if (p->min_seq > want)
+			want = p->min_seq;
+	na_indexer_hurry(s->indexer, want);
+}
+
 int na_repl_park_index(na_conn *c, const uint8_t *msg, size_t len, uint32_t msgid,
 		       uint64_t min_seq, uint32_t timeout_ms)
 {
 	int rc = park_on(&c->srv->ix_parked, na_indexer_seq(c->srv->indexer), c, msg, len, msgid,
 			 min_seq, timeout_ms);
 	if (rc)
-		na_indexer_hurry(c->srv->indexer, min_seq);
+		ix_hurry_update(c->srv);
 	return rc;
 }
 
 void na_repl_wake_index(na_server *s, bool timeouts)
 {
+	bool had = s->ix_parked != NULL;
 	wake_list(s, &s->ix_parked, na_indexer_seq(s->indexer), timeouts, false,
 		  "search: the index: ");
+	if (had)
+		ix_hurry_update(s);
 }
 
 /* ---- events ------------------------------------------------------------ */

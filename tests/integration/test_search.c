@@ -581,10 +581,11 @@ static na_article *make_with_word(const char *guid, int64_t sec, const char *wor
 	return a;
 }
 
-/* Hits of q (at most 10), waiting for min_seq when it is not 0. */
-static int hits_of(na_client *c, const char *q, uint64_t min_seq)
+/* Hits of q (at most 10), waiting for min_seq (at most timeout_ms) when it
+ * is not 0. */
+static int hits_of(na_client *c, const char *q, uint64_t min_seq, uint32_t timeout_ms)
 {
-	na_search_opts o = { .query = q, .min_seq = min_seq, .timeout_ms = 30000 };
+	na_search_opts o = { .query = q, .min_seq = min_seq, .timeout_ms = timeout_ms };
 	na_search *it;
 	const na_article *a;
 	assert_int_equal(na_search_open(c, &o, &it), 0);
@@ -598,41 +599,112 @@ static int hits_of(na_client *c, const char *q, uint64_t min_seq)
 	return n;
 }
 
+/* index.state as a string (stats) into out. */
+static void index_state(na_client *c, char *out, size_t cap)
+{
+	na_server_stats *st;
+	assert_int_equal(na_stats(c, &st), 0);
+	const uint8_t *v;
+	size_t n;
+	assert_int_equal(na_server_stats_find(st, "index", &v, &n), 0);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	assert_int_equal(msgpack_unpack_next(&u, (const char *)v, n, NULL), MSGPACK_UNPACK_SUCCESS);
+	out[0] = 0;
+	for (uint32_t i = 0; u.data.type == MSGPACK_OBJECT_MAP && i < u.data.via.map.size; i++) {
+		const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 5 &&
+		    memcmp(kv->key.via.str.ptr, "state", 5) == 0 && kv->val.type == MSGPACK_OBJECT_STR)
+			snprintf(out, cap, "%.*s", (int)kv->val.via.str.size, kv->val.via.str.ptr);
+	}
+	msgpack_unpacked_destroy(&u);
+	na_server_stats_free(st);
+}
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* Waits (bounded) until the indexer has caught up and is idle, so the next
+ * write is one it lets gather. */
+static void wait_index_ready(na_client *c)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char st[32];
+	for (;;) {
+		index_state(c, st, sizeof st);
+		if (strcmp(st, "ready") == 0 && index_stat(c, "lag") == 0)
+			return;
+		if (ms_since(&t0) > 30000)
+			fail_msg("the index did not catch up in 30 s (state %s)", st);
+		nanosleep(&(struct timespec){ 0, 5 * 1000000L }, NULL);
+	}
+}
+
 /* index_refresh_ms: once caught up, the indexer lets new writes gather that
- * long; a plain search does not see them meanwhile, and a search with
- * min_seq hurries the indexer instead of waiting out the interval (its
- * timeout, 30 s, is shorter than the 60 s interval, so a search that
- * waited for the interval would fail). */
+ * long. The daemon runs with 4 s: a write stays out of plain searches for
+ * longer than the 1 s default (so the option is really read), then shows
+ * up without anyone asking (the wait ends); a search with min_seq has its
+ * write indexed at once (its 2 s timeout is shorter than the interval). */
 static void test_index_refresh(void **state)
 {
 	(void)state;
 	na_test_daemon d = { 0 };
 	d.extra[0] = "--index-refresh-ms";
-	d.extra[1] = "60000";
+	d.extra[1] = "4000";
 	assert_int_equal(na_test_daemon_start(&d), 0);
 	na_client *c = connect_to(&d);
 	na_article *a1 = make_with_word("refresh-1", 700000000, "zyzzyvafrond");
 	na_article *a2 = make_with_word("refresh-2", 700000100, "quokkabramble");
-	na_put_result r1, r2;
+	na_article *a3 = make_with_word("refresh-3", 700000200, "wombatquill");
+	na_article *a4 = make_with_word("refresh-4", 700000300, "pangolinsleet");
+	na_put_result r1, r2, r3, r4;
 	assert_int_equal(na_put(c, a1, &r1), 0);
-	assert_int_equal(hits_of(c, "zyzzyvafrond", r1.seq), 1);
+	assert_int_equal(hits_of(c, "zyzzyvafrond", r1.seq, 2000), 1);
+	wait_index_ready(c);
 	assert_int_equal(na_put(c, a2, &r2), 0);
-	/* the second write waits for the interval: not searchable, and still
-	 * behind after half a second of watching (an interval 120 times as
-	 * long; the old fixed 100 ms would show here) */
-	struct timespec t0, t;
+	/* not searchable, and still behind, for 1.5 s of watching */
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
-		assert_int_equal(hits_of(c, "quokkabramble", 0), 0);
+		assert_int_equal(hits_of(c, "quokkabramble", 0, 0), 0);
 		assert_true(index_stat(c, "lag") >= 1);
 		nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 500);
-	/* unless a search asks for it */
-	assert_int_equal(hits_of(c, "quokkabramble", r2.seq), 1);
+	} while (ms_since(&t0) < 1500);
+	/* then indexed once the interval is over, without being asked */
+	while (hits_of(c, "quokkabramble", 0, 0) == 0) {
+		if (ms_since(&t0) > 60000)
+			fail_msg("a write was still not indexed 60 s later (interval 4 s)");
+		nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
+	}
+	/* and a search that asks has its write indexed at once */
+	wait_index_ready(c);
+	assert_int_equal(na_put(c, a3, &r3), 0);
+	assert_int_equal(hits_of(c, "wombatquill", r3.seq, 2000), 1);
 	assert_int_equal(index_stat(c, "lag"), 0);
+	/* a search for a seq that never comes times out, and then stops
+	 * hurrying the indexer: the interval applies again */
+	na_search_opts far = { .query = "wombatquill", .min_seq = r3.seq + 1000000, .timeout_ms = 100 };
+	na_search *it;
+	const na_article *a;
+	assert_int_equal(na_search_open(c, &far, &it), 0);
+	assert_int_equal(na_search_next(it, &a), NA_ETIMEOUT);
+	na_search_close(it);
+	wait_index_ready(c);
+	assert_int_equal(na_put(c, a4, &r4), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		assert_int_equal(hits_of(c, "pangolinsleet", 0, 0), 0);
+		nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
+	} while (ms_since(&t0) < 1500);
 	na_article_free(a1);
 	na_article_free(a2);
+	na_article_free(a3);
+	na_article_free(a4);
 	na_client_close(c);
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
