@@ -1799,6 +1799,8 @@ int na_indexer_start(na_store *s, na_ix_notify notify, void *arg, na_indexer **o
 	int rc = na_analyzer_new(&x->an);
 	if (rc == 0)
 		rc = load_state(x);
+	/* not "ready" (the zero state) before the thread has even looked */
+	x->state = x->rebuild ? NA_IX_REBUILDING : NA_IX_CATCHING_UP;
 	if (rc == 0)
 		rc = -pthread_create(&x->th, NULL, ix_main, x);
 	if (rc) {

@@ -9,6 +9,8 @@
  *   guids     siphash(guid)(8) -> key(16)  MDB_DUPSORT|MDB_DUPFIXED; a hash
  *             shared by two guids simply has two values, told apart by
  *             decoding the candidates' guid
+ *   guidnew   the same, for entries not yet folded into guids (store.h
+ *             says why); an entry is in one of the two, lookups read both
  *   meta      name -> value                schema, archive id, hash key,
  *             counters (seq, raw/stored bytes), current dictionary
  *   dicts     id(4) -> zstd dictionary
@@ -198,6 +200,15 @@ static int load_dicts(na_store *s, MDB_txn *txn)
 	return 0;
 }
 
+/* guidnew came with schema 3: a read-only open of an older archive goes
+ * without it (it would be empty). */
+static int open_guidnew(na_store *s, MDB_txn *txn, unsigned c)
+{
+	int rc = mdb_dbi_open(txn, "guidnew", c | MDB_DUPSORT | MDB_DUPFIXED, &s->guidnew);
+	s->have_guidnew = rc == 0;
+	return rc == MDB_NOTFOUND && !c ? 0 : rc;
+}
+
 static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 {
 	MDB_val v;
@@ -228,12 +239,21 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 		*msg = "cannot read the meta table";
 		return rc;
 	}
-	if (v.mv_size != 8 || (na_be64_get(v.mv_data) != NA_SCHEMA_VERSION &&
-			       na_be64_get(v.mv_data) != 1)) {
+	uint64_t version = v.mv_size == 8 ? na_be64_get(v.mv_data) : 0;
+	if (version < 1 || version > NA_SCHEMA_VERSION) {
 		*msg = "unsupported archive schema version";
 		return -EINVAL;
 	}
-	if (na_be64_get(v.mv_data) == 1 && !readonly) {
+	if (version == 2 && !readonly) {
+		/* 3 adds guidnew, created empty by the open */
+		uint8_t schema[8];
+		na_be64_put(schema, NA_SCHEMA_VERSION);
+		if ((rc = put_meta(txn, s->meta, "schema", schema, 8))) {
+			*msg = "cannot upgrade the archive to schema 3";
+			return rc;
+		}
+	}
+	if (version == 1 && !readonly) {
 		/* version 1 holds single records only: count them, then mark
 		 * the archive as one that may hold blocks */
 		MDB_stat st;
@@ -242,7 +262,7 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 		if ((rc = mdb_stat(txn, s->articles, &st)) ||
 		    (rc = na_meta_put_u64(s, txn, "articles", st.ms_entries)) ||
 		    (rc = put_meta(txn, s->meta, "schema", schema, 8))) {
-			*msg = "cannot upgrade the archive to schema 2";
+			*msg = "cannot upgrade the archive to schema 3";
 			return rc;
 		}
 	}
@@ -251,6 +271,10 @@ static int init_meta(na_store *s, MDB_txn *txn, bool readonly, const char **msg)
 		return -EINVAL;
 	}
 	memcpy(s->hash_key, v.mv_data, 16);
+	if (version >= 3 && !s->have_guidnew) {
+		*msg = "not a newsarch archive (tables missing)";
+		return -EINVAL;
+	}
 	if (get_meta(txn, s->meta, "archive_id", &v) || v.mv_size != 16) {
 		*msg = "archive meta table lacks its id";
 		return -EINVAL;
@@ -573,6 +597,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	if ((rc = mdb_dbi_open(txn, "meta", c, &s->meta)) ||
 	    (rc = mdb_dbi_open(txn, "articles", c, &s->articles)) ||
 	    (rc = mdb_dbi_open(txn, "guids", c | MDB_DUPSORT | MDB_DUPFIXED, &s->guids)) ||
+	    (rc = open_guidnew(s, txn, c)) ||
 	    (rc = mdb_dbi_open(txn, "dicts", c, &s->dicts)) ||
 	    (rc = mdb_dbi_open(txn, "log", c, &s->log)) ||
 	    (rc = mdb_dbi_open(txn, "logtime", c, &s->logtime))) {
@@ -901,42 +926,41 @@ static int find_check(na_store *s, MDB_txn *txn, const uint8_t *ak, const char *
 	return glen == gn && memcmp(g, guid, gn) == 0;
 }
 
-int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
-		  const uint8_t **recp, size_t *reclenp, na_buf *dec)
+/* Looks for guid among the entries under hash hb in one table of the guid
+ * index: 0 (*first = its key, *loc filled), MDB_NOTFOUND, or an error. */
+static int find_in(na_store *s, MDB_txn *txn, MDB_dbi dbi, uint8_t hb[8], const char *guid,
+		   uint32_t gn, uint8_t first[NA_KEY_BYTES], na_block *blk, na_loc *loc, na_buf *dec)
 {
-	uint8_t hb[8];
-	na_be64_put(hb, na_store_guid_hash(s, guid, gn));
 	MDB_val k = { 8, hb }, v;
-	na_block blk; /* ~7 KiB of scratch on the stack, written only for blocks */
-	na_loc loc;
 	/* The first (usually only) article under this hash, without a cursor:
 	 * a new guid on the write path, or a get that finds it at once. */
-	int rc = mdb_get(txn, s->guids, &k, &v);
+	int rc = mdb_get(txn, dbi, &k, &v);
 	if (rc)
 		return rc;
 	if (v.mv_size != NA_KEY_BYTES)
 		return MDB_CORRUPTED;
-	uint8_t first[NA_KEY_BYTES];
 	memcpy(first, v.mv_data, NA_KEY_BYTES);
-	rc = find_check(s, txn, first, guid, gn, &blk, &loc, dec);
+	rc = find_check(s, txn, first, guid, gn, blk, loc, dec);
 	if (rc < 0 || rc > 1)
 		return rc;
 	if (rc == 1)
-		goto found;
+		return 0;
 	/* a hash shared with other guids: look at the others */
 	MDB_cursor *cur;
-	if ((rc = mdb_cursor_open(txn, s->guids, &cur)))
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)))
 		return rc;
+	uint8_t seen[NA_KEY_BYTES];
+	memcpy(seen, first, NA_KEY_BYTES);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
 		if (v.mv_size != NA_KEY_BYTES) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		if (memcmp(v.mv_data, first, NA_KEY_BYTES) == 0)
+		if (memcmp(v.mv_data, seen, NA_KEY_BYTES) == 0)
 			continue;
 		memcpy(first, v.mv_data, NA_KEY_BYTES);
-		rc = find_check(s, txn, first, guid, gn, &blk, &loc, dec);
+		rc = find_check(s, txn, first, guid, gn, blk, loc, dec);
 		if (rc == 1) {
 			rc = 0;
 			break;
@@ -945,13 +969,146 @@ int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_k
 			break;
 	}
 	mdb_cursor_close(cur);
+	return rc;
+}
+
+int na_store_find(na_store *s, MDB_txn *txn, const char *guid, uint32_t gn, na_key *key,
+		  const uint8_t **recp, size_t *reclenp, na_buf *dec)
+{
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(s, guid, gn));
+	na_block blk; /* ~7 KiB of scratch on the stack, written only for blocks */
+	na_loc loc;
+	uint8_t first[NA_KEY_BYTES];
+	/* guids first: in a large archive it holds seven eighths of them */
+	int rc = find_in(s, txn, s->guids, hb, guid, gn, first, &blk, &loc, dec);
+	if (rc == MDB_NOTFOUND && s->have_guidnew)
+		rc = find_in(s, txn, s->guidnew, hb, guid, gn, first, &blk, &loc, dec);
 	if (rc)
 		return rc;
-found:
 	memcpy(key->b, first, NA_KEY_BYTES);
 	*recp = loc.rec;
 	*reclenp = loc.rec_len;
 	return 0;
+}
+
+/* ---- the guid index's two tables (see store.h) ------------------------ */
+
+int na_guid_put(na_store *s, MDB_txn *txn, uint64_t h, const na_key *key, bool direct)
+{
+	uint8_t hb[8];
+	na_be64_put(hb, h);
+	MDB_val k = { 8, hb }, v = { NA_KEY_BYTES, (void *)key->b };
+	return mdb_put(txn, direct ? s->guids : s->guidnew, &k, &v, MDB_NODUPDATA);
+}
+
+int na_guid_del(na_store *s, MDB_txn *txn, uint64_t h, const na_key *key)
+{
+	uint8_t hb[8];
+	na_be64_put(hb, h);
+	MDB_val k = { 8, hb }, v = { NA_KEY_BYTES, (void *)key->b };
+	int rc = mdb_del(txn, s->guidnew, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_del(txn, s->guids, &k, &v);
+	return rc;
+}
+
+#define FOLD_CHUNK 512
+
+/* Moves up to n entries of guidnew, in hash order from *pos (wrapping
+ * once), to guids; *done counts them. Entries are read in chunks, then
+ * put and deleted, so no cursor is held across the changes. */
+static int fold_some(na_store *s, MDB_txn *txn, uint64_t *pos, size_t n, size_t *done)
+{
+	struct {
+		uint8_t k[8], v[NA_KEY_BYTES];
+	} e[FOLD_CHUNK];
+	bool wrapped = false;
+	uint64_t start = *pos;
+	while (*done < n) {
+		MDB_cursor *cur;
+		int rc = mdb_cursor_open(txn, s->guidnew, &cur);
+		if (rc)
+			return rc;
+		uint8_t pb[8];
+		na_be64_put(pb, *pos);
+		MDB_val k = { 8, pb }, v;
+		size_t got = 0, want = n - *done < FOLD_CHUNK ? n - *done : FOLD_CHUNK;
+		bool bad = false;
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && got < want;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (k.mv_size != 8 || v.mv_size != NA_KEY_BYTES) {
+				bad = true;
+				break;
+			}
+			if (wrapped && na_be64_get(k.mv_data) >= start)
+				break; /* back where this fold began */
+			memcpy(e[got].k, k.mv_data, 8);
+			memcpy(e[got].v, v.mv_data, NA_KEY_BYTES);
+			got++;
+		}
+		if (bad) {
+			/* an entry no lookup can use (they fail on it): drop it
+			 * rather than fail every commit from now on */
+			log_warn("guid index: dropping a malformed entry (%zu-byte key, %zu-byte value)",
+				 k.mv_size, v.mv_size);
+			rc = mdb_cursor_del(cur, 0);
+			mdb_cursor_close(cur);
+			if (rc)
+				return rc;
+			continue;
+		}
+		mdb_cursor_close(cur);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		for (size_t i = 0; i < got; i++) {
+			MDB_val ek = { 8, e[i].k }, ev = { NA_KEY_BYTES, e[i].v };
+			rc = mdb_put(txn, s->guids, &ek, &ev, MDB_NODUPDATA);
+			if (rc == MDB_KEYEXIST) /* in both tables: guids has it already */
+				rc = 0;
+			if (rc || (rc = mdb_del(txn, s->guidnew, &ek, &ev)))
+				return rc;
+		}
+		*done += got;
+		if (got == want) {
+			/* entries still under the last hash are found again */
+			*pos = na_be64_get(e[got - 1].k);
+			continue;
+		}
+		/* the end of the table (or back at the start) */
+		if (wrapped || start == 0) {
+			*pos = 0;
+			return 0;
+		}
+		wrapped = true;
+		*pos = 0;
+	}
+	return 0;
+}
+
+int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos, size_t *moved)
+{
+	if (moved)
+		*moved = 0;
+	MDB_stat a, b;
+	int rc = mdb_stat(txn, s->guidnew, &a);
+	if (rc == 0)
+		rc = mdb_stat(txn, s->guids, &b);
+	if (rc)
+		return rc;
+	size_t share = (a.ms_entries + b.ms_entries) / 8;
+	if (share < NA_GUIDNEW_MIN)
+		share = NA_GUIDNEW_MIN;
+	/* no slack: a steady trickle of small commits each moves about what
+	 * it added (a few pages), rather than one commit in many moving
+	 * thousands and standing out in the write latency */
+	if (a.ms_entries <= share)
+		return 0;
+	size_t done = 0;
+	rc = fold_some(s, txn, pos, a.ms_entries - share, &done);
+	if (moved)
+		*moved = done;
+	return rc;
 }
 
 /*
@@ -1460,8 +1617,9 @@ int na_store_stats_get(na_store *s, na_store_stats *o)
 		return rc;
 	MDB_stat st;
 	MDB_envinfo info;
-	MDB_dbi all[] = { s->articles, s->guids, s->meta, s->dicts, s->log };
-	for (size_t i = 0; i < sizeof all / sizeof all[0] && rc == 0; i++) {
+	MDB_dbi all[] = { s->articles, s->guids, s->meta, s->dicts, s->log, s->guidnew };
+	size_t nall = sizeof all / sizeof all[0] - !s->have_guidnew;
+	for (size_t i = 0; i < nall && rc == 0; i++) {
 		rc = mdb_stat(txn, all[i], &st);
 		if (i == 0)
 			o->records = st.ms_entries;

@@ -18,7 +18,7 @@
 
 /* 2: records may be blocks (codec.h); meta "articles" counts articles.
  * Version 1 archives (single records only) open and are upgraded. */
-#define NA_SCHEMA_VERSION 2
+#define NA_SCHEMA_VERSION 3
 
 typedef struct na_store_opts {
 	const char *dir;
@@ -38,6 +38,8 @@ typedef struct na_store {
 	MDB_env *env;
 	MDB_dbi articles;      /* key(16) -> record */
 	MDB_dbi guids;         /* siphash(guid) (8, BE) -> key(16); dupsort */
+	MDB_dbi guidnew;       /* the same, for entries not yet folded into guids */
+	bool have_guidnew;     /* false: a read-only open of a schema 2 archive */
 	MDB_dbi meta;          /* name -> value */
 	MDB_dbi dicts;         /* id (4, BE) -> dictionary bytes */
 	MDB_dbi log;           /* seq (8, BE) -> change */
@@ -188,6 +190,36 @@ int na_meta_get_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t *v);
 int na_meta_put_u64(na_store *s, MDB_txn *txn, const char *name, uint64_t v);
 
 uint64_t na_store_guid_hash(const na_store *s, const char *guid, uint32_t n);
+
+/* The guid index is two tables of the same layout: guids, the large one,
+ * and guidnew, where new entries go. A new entry in guids would land on a
+ * random page of a large table, so a commit of n new articles would copy
+ * and write ~n of its pages; in guidnew (an eighth of the index, or
+ * NA_GUIDNEW_MIN entries in a small archive) the same inserts share far
+ * fewer pages, and na_guid_fold moves entries on to guids in hash order,
+ * a run of neighbouring hashes at a time, which lands on neighbouring
+ * pages. (A commit that rewrites most of guids anyway puts into it
+ * directly: the writer decides, see writer.c.) An entry is in exactly one
+ * of the two; readers look in both, inside one transaction, so a fold
+ * (done by the writer in the transaction of a commit) is invisible to
+ * them. Writer thread only, in a write transaction. h is the guid's hash. */
+
+/* Adds h -> key to the index: to guidnew, or to guids when direct (for a
+ * transaction that rewrites most of guids anyway). 0 or an LMDB error. */
+int na_guid_put(na_store *s, MDB_txn *txn, uint64_t h, const na_key *key, bool direct);
+/* Removes h -> key from whichever table holds it: 0, MDB_NOTFOUND when
+ * neither does, or an LMDB error. */
+int na_guid_del(na_store *s, MDB_txn *txn, uint64_t h, const na_key *key);
+/* When guidnew holds more than its share of the index (an eighth, at least
+ * NA_GUIDNEW_MIN entries), moves entries from it to guids until it is
+ * back at its share, in hash order from *pos (wrapping around at the
+ * end); *pos is left at the last hash moved (0 after the end), where the
+ * next fold resumes. A pair already in guids is just dropped from
+ * guidnew, and a malformed entry is dropped with a warning, so damage
+ * there cannot stop writes. *moved (may be NULL) gets the count. 0 or an
+ * LMDB error. */
+#define NA_GUIDNEW_MIN 8192
+int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos, size_t *moved);
 
 /* The index environment is not synced on each commit (store.c explains
  * why that is safe). Before a commit that will not be synced, the indexer

@@ -146,14 +146,26 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 			uint8_t hb[8];
 			na_be64_put(hb, na_store_guid_hash(s, info.guid, info.guid_len));
 			MDB_val ik = { 8, hb }, iv = { NA_KEY_BYTES, (void *)akey };
-			MDB_cursor *ic;
-			mdb_cursor_open(txn, s->guids, &ic);
-			if (mdb_cursor_get(ic, &ik, &iv, MDB_GET_BOTH) != 0) {
+			int where = 0; /* bit 0: in guids, bit 1: in guidnew */
+			for (int t = 0; t < 2; t++) {
+				if (t == 1 && !s->have_guidnew)
+					break;
+				MDB_cursor *ic;
+				mdb_cursor_open(txn, t ? s->guidnew : s->guids, &ic);
+				MDB_val ik2 = ik, iv2 = iv;
+				if (mdb_cursor_get(ic, &ik2, &iv2, MDB_GET_BOTH) == 0)
+					where |= 1 << t;
+				mdb_cursor_close(ic);
+			}
+			if (!where) {
 				fprintf(out, "guid %.*s (key %s): missing from the guid index\n",
 					(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid, hk);
 				problems++;
+			} else if (where == 3) {
+				fprintf(out, "guid %.*s (key %s): in both tables of the guid index\n",
+					(int)(info.guid_len > 200 ? 200 : info.guid_len), info.guid, hk);
+				problems++;
 			}
-			mdb_cursor_close(ic);
 		}
 		if (is_block)
 			memcpy(prev_last.b, blk->m[blk->last_live].key, NA_KEY_BYTES);
@@ -177,19 +189,23 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 		problems++;
 	}
 
-	/* guid index -> existing articles */
-	mdb_cursor_open(txn, s->guids, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		na_loc loc;
-		hexkey(v.mv_data, v.mv_size, hk);
-		if (v.mv_size != NA_KEY_BYTES ||
-		    na_store_locate(s, txn, (const na_key *)v.mv_data, &loc, blk) != 0) {
-			fprintf(out, "guid index entry -> key %s: no such article\n", hk);
-			problems++;
+	/* guid index (both tables) -> existing articles */
+	for (int t = 0; t < 2; t++) {
+		if (t == 1 && !s->have_guidnew)
+			break;
+		mdb_cursor_open(txn, t ? s->guidnew : s->guids, &cur);
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			na_loc loc;
+			hexkey(v.mv_data, v.mv_size, hk);
+			if (v.mv_size != NA_KEY_BYTES ||
+			    na_store_locate(s, txn, (const na_key *)v.mv_data, &loc, blk) != 0) {
+				fprintf(out, "guid index entry -> key %s: no such article\n", hk);
+				problems++;
+			}
 		}
+		mdb_cursor_close(cur);
 	}
-	mdb_cursor_close(cur);
 	free(blk);
 
 	/* log: increasing, well formed, not past the recorded seq */

@@ -153,6 +153,13 @@ typedef struct na_writer {
 	na_key max_key;           /* the highest article key (have_max) */
 	bool have_max;
 	bool any_blocks;          /* meta "blocks": the archive has stored blocks */
+	/* the guid index's two tables (store.h): where the next fold starts
+	 * (a hint: 0 at start-up, and an aborted transaction may move it),
+	 * whether this group puts into guids directly, and how many entries
+	 * it put into guidnew */
+	uint64_t fold_pos;
+	bool guid_direct;
+	uint64_t guidnew_puts;
 	na_buf scratch;           /* decoded articles, reused */
 	na_buf blockbuf, blockbuf2; /* blocks being rewritten */
 	na_block *blk;            /* a parsed block */

@@ -723,10 +723,7 @@ static void test_verify(void **state)
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	assert_int_equal(find(f, "v9", &k9, title, sizeof title), 0);
 	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
-	uint8_t hb[8];
-	na_be64_put(hb, na_store_guid_hash(&f->store, "v9", 2));
-	MDB_val ik = { 8, hb }, iv = { 16, k9.b };
-	assert_int_equal(mdb_del(txn, f->store.guids, &ik, &iv), 0);
+	assert_int_equal(na_guid_del(&f->store, txn, na_store_guid_hash(&f->store, "v9", 2), &k9), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 
 	buf = NULL;
@@ -1392,6 +1389,305 @@ static void test_schema1_upgrade(void **state)
 	assert_int_equal(verify_problems(f), 0);
 }
 
+/* ---- the guid index's two tables ---------------------------------------- */
+
+/* Puts articles guid PREFIXi, i in [first, first + n), one job (one
+ * transaction) of n items, published at base + i seconds. */
+static void put_many(fx *f, const char *prefix, int first, int n, int64_t base)
+{
+	na_witem *it = calloc((size_t)n, sizeof *it);
+	msgpack_sbuffer *sb = calloc((size_t)n, sizeof *sb);
+	for (int i = 0; i < n; i++) {
+		char g[64], t[64];
+		snprintf(g, sizeof g, "%s%d", prefix, first + i);
+		snprintf(t, sizeof t, "t%s%d", prefix, first + i);
+		make_article(&sb[i], g, base + first + i, 0, t, 0);
+		na_mp r;
+		na_article_info info;
+		char err[256];
+		na_mp_init(&r, sb[i].data, sb[i].size);
+		if (na_article_check(&r, &info, "test", err, sizeof err))
+			fail_msg("bad test article: %s", err);
+		uint8_t *rec = malloc(na_codec_bound(sb[i].size));
+		size_t rec_len;
+		assert_int_equal(na_codec_encode(f->store.codec, sb[i].data, sb[i].size, rec, &rec_len), 0);
+		it[i] = (na_witem){ .rec = rec, .rec_len = rec_len, .raw = info.raw,
+				    .raw_len = info.raw_len, .guid = info.guid,
+				    .guid_len = info.guid_len, .micros = na_ts_micros(info.published) };
+	}
+	na_wjob job = { .op = NA_WOP_PUT, .n = (uint32_t)n, .items = it };
+	assert_int_equal(na_writer_apply_now(&f->w, &job), 0);
+	for (int i = 0; i < n; i++) {
+		assert_int_not_equal(it[i].status, NA_WS_UNCHANGED);
+		free((void *)it[i].rec);
+		msgpack_sbuffer_destroy(&sb[i]);
+	}
+	free(it);
+	free(sb);
+}
+
+/* Which table holds guid's entry: 1 guids, 2 guidnew, 3 both, 0 neither. */
+static int guid_table(fx *f, const char *guid)
+{
+	MDB_txn *txn;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(&f->store, guid, (uint32_t)strlen(guid)));
+	int where = 0;
+	MDB_val k = { 8, hb }, v;
+	if (mdb_get(txn, f->store.guids, &k, &v) == 0)
+		where |= 1;
+	if (f->store.have_guidnew && mdb_get(txn, f->store.guidnew, &k, &v) == 0)
+		where |= 2;
+	na_store_rend(&f->store, txn);
+	return where;
+}
+
+static void guid_tables(fx *f, size_t *big, size_t *fresh)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	assert_int_equal(mdb_stat(txn, f->store.guids, &st), 0);
+	*big = st.ms_entries;
+	assert_int_equal(mdb_stat(txn, f->store.guidnew, &st), 0);
+	*fresh = st.ms_entries;
+	na_store_rend(&f->store, txn);
+}
+
+static void expect_title(fx *f, const char *guid, const char *want)
+{
+	char t[64];
+	int rc = find(f, guid, NULL, t, sizeof t);
+	if (!want) {
+		assert_int_equal(rc, MDB_NOTFOUND);
+		return;
+	}
+	if (rc)
+		fail_msg("guid %s: find returned %d", guid, rc);
+	assert_string_equal(t, want);
+}
+
+/* Small transactions put new guids into guidnew; once it holds more than
+ * its share (here NA_GUIDNEW_MIN), each commit folds the excess into
+ * guids. Every guid stays findable through it all, replacing and deleting
+ * work wherever the entry is, a transaction with more items than the leaf
+ * pages of guids puts straight into guids, and verify finds nothing amiss. */
+static void test_guid_two_tables(void **state)
+{
+	fx *f = *state;
+	const int batch = 50, total = 14000;
+	size_t big = 0, fresh = 0, peak = 0, big_then = 0;
+	/* start the folds near the end of the hash space: they wrap around */
+	f->w.fold_pos = UINT64_MAX - ((uint64_t)1 << 50);
+	for (int i = 0; i < total; i += batch) {
+		put_many(f, "a", i, batch, 1000);
+		guid_tables(f, &big, &fresh);
+		assert_int_equal(big + fresh, (size_t)(i + batch));
+		if (fresh && !big_then)
+			big_then = big; /* from here on, new entries go to guidnew */
+		if (fresh > peak)
+			peak = fresh;
+	}
+	/* guidnew filled up to its share, never past it, and the excess went
+	 * on to guids */
+	assert_true(big_then > 0);
+	assert_int_equal(peak, NA_GUIDNEW_MIN);
+	assert_int_equal(fresh, NA_GUIDNEW_MIN);
+	assert_true(big > big_then);
+	/* every guid is found, in whichever table */
+	int in_big = 0, in_new = 0;
+	char g[64], t[64];
+	for (int i = 0; i < total; i++) {
+		snprintf(g, sizeof g, "a%d", i);
+		snprintf(t, sizeof t, "ta%d", i);
+		expect_title(f, g, t);
+		int w = guid_table(f, g);
+		assert_true(w == 1 || w == 2);
+		in_big += w == 1;
+		in_new += w == 2;
+	}
+	assert_int_equal((size_t)in_big, big);
+	assert_int_equal((size_t)in_new, fresh);
+	/* replace and delete entries of both tables */
+	int rep[2] = { -1, -1 }, gone[2] = { -1, -1 };
+	for (int i = 0; i < total && (rep[1] < 0 || gone[1] < 0); i++) {
+		snprintf(g, sizeof g, "a%d", i);
+		int w = guid_table(f, g) - 1;
+		if (rep[w] < 0)
+			rep[w] = i;
+		else if (gone[w] < 0)
+			gone[w] = i;
+	}
+	for (int w = 0; w < 2; w++) {
+		assert_true(rep[w] >= 0 && gone[w] >= 0);
+		snprintf(g, sizeof g, "a%d", rep[w]);
+		/* a new time moves the article (a new key) */
+		assert_int_equal(put(f, g, 999000 + w, "moved").status, NA_WS_UPDATED);
+		expect_title(f, g, "moved");
+		assert_int_not_equal(guid_table(f, g), 3);
+		snprintf(g, sizeof g, "a%d", gone[w]);
+		assert_int_equal(del(f, g).status, NA_WS_DELETED);
+		expect_title(f, g, NULL);
+		assert_int_equal(guid_table(f, g), 0);
+		assert_int_equal(del(f, g).status, NA_WS_ABSENT);
+	}
+	/* a stray candidate in guidnew under a guid's hash does not hide the
+	 * entry in guids */
+	int x = -1;
+	for (int i = 0; i < total && x < 0; i++) {
+		snprintf(g, sizeof g, "a%d", i);
+		if (i != rep[0] && i != gone[0] && guid_table(f, g) == 1)
+			x = i;
+	}
+	assert_true(x >= 0);
+	na_key other;
+	snprintf(g, sizeof g, "a%d", rep[1]);
+	assert_int_equal(find(f, g, &other, t, sizeof t), 0);
+	snprintf(g, sizeof g, "a%d", x);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	uint8_t hb[8];
+	na_be64_put(hb, na_store_guid_hash(&f->store, g, (uint32_t)strlen(g)));
+	MDB_val hk = { 8, hb }, hv = { NA_KEY_BYTES, other.b };
+	assert_int_equal(mdb_put(txn, f->store.guidnew, &hk, &hv, MDB_NODUPDATA), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	snprintf(t, sizeof t, "ta%d", x);
+	expect_title(f, g, t);
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_del(txn, f->store.guidnew, &hk, &hv), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(verify_problems(f), 0);
+
+	/* damage where the next fold starts does not stop writes: a pair in
+	 * both tables is dropped from guidnew, a malformed entry is dropped */
+	uint8_t dupk[8], dupv[NA_KEY_BYTES];
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	MDB_cursor *cur;
+	assert_int_equal(mdb_cursor_open(txn, f->store.guidnew, &cur), 0);
+	uint8_t pb[8];
+	na_be64_put(pb, f->w.fold_pos);
+	MDB_val ck = { 8, pb }, cv;
+	int crc = mdb_cursor_get(cur, &ck, &cv, MDB_SET_RANGE);
+	if (crc == MDB_NOTFOUND)
+		crc = mdb_cursor_get(cur, &ck, &cv, MDB_FIRST);
+	assert_int_equal(crc, 0);
+	memcpy(dupk, ck.mv_data, 8);
+	memcpy(dupv, cv.mv_data, NA_KEY_BYTES);
+	mdb_cursor_close(cur);
+	MDB_val dk = { 8, dupk }, dv = { NA_KEY_BYTES, dupv };
+	assert_int_equal(mdb_put(txn, f->store.guids, &dk, &dv, MDB_NODUPDATA), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(verify_problems(f), 1); /* "in both tables" */
+	put_many(f, "c", 0, batch, 600000);
+	assert_int_equal(verify_problems(f), 0);
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_get(txn, f->store.guidnew, &dk, &dv), MDB_NOTFOUND);
+	uint8_t badk[8], badv[5] = { 1, 2, 3, 4, 5 };
+	na_be64_put(badk, f->w.fold_pos + 1);
+	MDB_val bk = { 8, badk }, bv = { sizeof badv, badv };
+	assert_int_equal(mdb_put(txn, f->store.guidnew, &bk, &bv, MDB_NODUPDATA), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	put_many(f, "c", batch, batch, 600000);
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_get(txn, f->store.guidnew, &bk, &bv), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	assert_int_equal(verify_problems(f), 0);
+	expect_title(f, "c99", "tc99");
+
+	/* one big transaction: more items than guids has leaf pages */
+	guid_tables(f, &big, &fresh);
+	size_t fresh_before = fresh, big_before = big;
+	put_many(f, "b", 0, 2000, 500000);
+	guid_tables(f, &big, &fresh);
+	assert_int_equal(fresh, fresh_before);
+	assert_int_equal(big, big_before + 2000);
+	/* all of it survives a reopen */
+	fx_close(f);
+	fx_open(f);
+	for (int i = 0; i < total; i += 7) {
+		snprintf(g, sizeof g, "a%d", i);
+		snprintf(t, sizeof t, "ta%d", i);
+		expect_title(f, g, i == rep[0] || i == rep[1] ? "moved" : i == gone[0] || i == gone[1] ? NULL : t);
+	}
+	expect_title(f, "b1999", "tb1999");
+	assert_int_equal(count(f, false, 0, false, 0), (uint64_t)total - 2 + 2 * batch + 2000);
+	assert_int_equal(verify_problems(f), 0);
+}
+
+/* An archive of schema 2 has no guidnew: opened read-only it is looked up
+ * without it; opened for writing it gets one and is marked schema 3. */
+static void test_schema2_upgrade(void **state)
+{
+	fx *f = *state;
+	/* enough for guids to have several leaf pages: a single put then goes
+	 * to guidnew (choose_guid_table) */
+	put_many(f, "a", 0, 1000, 1000);
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+	/* what schema 2 had: every entry in guids */
+	MDB_cursor *cur;
+	MDB_val k, v;
+	assert_int_equal(mdb_cursor_open(txn, f->store.guidnew, &cur), 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0) {
+		uint8_t kb[8], vb[NA_KEY_BYTES];
+		memcpy(kb, k.mv_data, 8);
+		memcpy(vb, v.mv_data, NA_KEY_BYTES);
+		MDB_val k2 = { 8, kb }, v2 = { NA_KEY_BYTES, vb };
+		assert_int_equal(mdb_cursor_del(cur, 0), 0);
+		assert_int_equal(mdb_put(txn, f->store.guids, &k2, &v2, MDB_NODUPDATA), 0);
+	}
+	mdb_cursor_close(cur);
+	assert_int_equal(mdb_drop(txn, f->store.guidnew, 1), 0);
+	assert_int_equal(na_meta_put_u64(&f->store, txn, "schema", 2), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	fx_close(f);
+
+	na_store ro;
+	na_store_opts o = { .dir = f->dir, .map_size = f->map_size,
+			    .max_map_size = f->max_map_size, .readonly = true };
+	const char *msg = "";
+	assert_int_equal(na_store_open(&ro, &o, &msg), 0);
+	assert_false(ro.have_guidnew);
+	assert_int_equal(na_store_rbegin(&ro, &txn), 0);
+	na_key key;
+	const uint8_t *rec;
+	size_t reclen;
+	na_buf dec = { 0 };
+	assert_int_equal(na_store_find(&ro, txn, "a7", 2, &key, &rec, &reclen, &dec), 0);
+	assert_int_equal(na_store_find(&ro, txn, "a1000", 5, &key, &rec, &reclen, &dec), MDB_NOTFOUND);
+	na_store_rend(&ro, txn);
+	free(dec.data);
+	/* what `newsarchd --verify` does with it */
+	char *text = NULL;
+	size_t tlen = 0;
+	FILE *out = open_memstream(&text, &tlen);
+	uint64_t n = 0;
+	long problems = na_verify(&ro, out, &n);
+	fclose(out);
+	if (problems)
+		fail_msg("verify of a schema 2 archive: %s", text);
+	free(text);
+	assert_int_equal(n, 1000);
+	na_store_stats st;
+	assert_int_equal(na_store_stats_get(&ro, &st), 0);
+	assert_true(st.page_bytes > 0);
+	na_store_close(&ro);
+
+	fx_open(f);
+	assert_true(f->store.have_guidnew);
+	uint64_t schema = 0;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	assert_int_equal(na_meta_get_u64(&f->store, txn, "schema", &schema), 0);
+	na_store_rend(&f->store, txn);
+	assert_int_equal(schema, 3);
+	assert_int_equal(put(f, "a1000", 5000, "new").status, NA_WS_CREATED);
+	assert_int_equal(guid_table(f, "a1000"), 2);
+	expect_title(f, "a1000", "new");
+	expect_title(f, "a7", "ta7");
+	assert_int_equal(verify_problems(f), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1412,6 +1708,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_range_big_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_find_hash_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema1_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guid_two_tables, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema2_upgrade, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
