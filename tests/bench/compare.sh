@@ -12,7 +12,9 @@
 #   --corpus FILE   JSON lines, plain or .zst (default ../shared/corpus/
 #                   reuters21578.jsonl.zst next to the repository) [CORPUS]
 #   --scale N       copies of the corpus, dates and guids shifted (default 20) [SCALE]
-#   --rounds N      rounds; each runs every system once, in a rotated order
+#   --rounds N      rounds; each runs every system once, in a rotated order,
+#                   after a sync (the last system's dirty pages written, so
+#                   its writeback does not land on the next one's fsyncs)
 #                   (default 3) [ROUNDS]
 #   --seconds S     duration of each read run and of each search kind
 #                   (default 5) [READ_SECONDS]
@@ -570,6 +572,7 @@ while [ "$rnd" -le "$rounds" ]; do
 	order=$(echo $list $list | tr ' ' '\n' | sed -n "$((k + 1)),$((k + nsys))p" | tr '\n' ' ')
 	for s in $order; do
 		echo "compare.sh: round $rnd/$rounds: $s ..." >&2
+		sync
 		"round_$s" "$rnd"
 	done
 	rnd=$((rnd + 1))
