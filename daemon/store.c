@@ -1086,10 +1086,8 @@ static int fold_some(na_store *s, MDB_txn *txn, uint64_t *pos, size_t n, size_t 
 	return 0;
 }
 
-int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos, size_t *moved)
+int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos)
 {
-	if (moved)
-		*moved = 0;
 	MDB_stat a, b;
 	int rc = mdb_stat(txn, s->guidnew, &a);
 	if (rc == 0)
@@ -1105,10 +1103,7 @@ int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos, size_t *moved)
 	if (a.ms_entries <= share)
 		return 0;
 	size_t done = 0;
-	rc = fold_some(s, txn, pos, a.ms_entries - share, &done);
-	if (moved)
-		*moved = done;
-	return rc;
+	return fold_some(s, txn, pos, a.ms_entries - share, &done);
 }
 
 /*

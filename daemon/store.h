@@ -216,10 +216,9 @@ int na_guid_del(na_store *s, MDB_txn *txn, uint64_t h, const na_key *key);
  * end); *pos is left at the last hash moved (0 after the end), where the
  * next fold resumes. A pair already in guids is just dropped from
  * guidnew, and a malformed entry is dropped with a warning, so damage
- * there cannot stop writes. *moved (may be NULL) gets the count. 0 or an
- * LMDB error. */
+ * there cannot stop writes. 0 or an LMDB error. */
 #define NA_GUIDNEW_MIN 8192
-int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos, size_t *moved);
+int na_guid_fold(na_store *s, MDB_txn *txn, uint64_t *pos);
 
 /* The index environment is not synced on each commit (store.c explains
  * why that is safe). Before a commit that will not be synced, the indexer

@@ -932,7 +932,7 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 	if (rc == 0)
 		rc = trim_by_bytes(w, txn);
 	if (rc == 0 && w->guidnew_puts) /* what it added moves on (store.h) */
-		rc = na_guid_fold(s, txn, &w->fold_pos, NULL);
+		rc = na_guid_fold(s, txn, &w->fold_pos);
 	if (rc == 0 && ((rc = na_meta_put_u64(s, txn, "seq", w->seq)) ||
 			(rc = na_meta_put_u64(s, txn, "raw_bytes", w->raw_bytes)) ||
 			(rc = na_meta_put_u64(s, txn, "stored_bytes", w->stored_bytes)) ||
