@@ -14,6 +14,21 @@
  * declared number of bytes comes out. Contexts (CCtx/DCtx) are per use and come
  * from a mutex-protected free list, so the loop thread, worker threads and
  * the writer never contend for more than a pointer swap.
+ *
+ * Decoding next to the dictionary. zstd copies a match that reaches into a
+ * separate dictionary with a memmove call per match, but a match into the
+ * bytes right before its output as an inline copy from its own past. Most
+ * matches of a small article reach into the dictionary, so each DCtx keeps
+ * up to PRE_SLOTS copies of dictionaries, each followed by PRE_AREA bytes
+ * of output space and digested by reference (a DDict whose content is that
+ * copy): a frame decoded right after its dictionary's copy sees the
+ * dictionary as its prefix, and the result is then copied out in one
+ * memcpy. On Reuters articles this decodes in ~1.45 us instead of ~1.9.
+ * A record of a dictionary without a slot decodes the ordinary way; a slot
+ * is (re)built when there is a free one, or after PRE_ADMIT such records
+ * (a 64 KiB copy and a ~5 us digest), so reads spread over many
+ * dictionaries never pay a rebuild per record. Slots name their dictionary
+ * by pointer: dictionaries are only freed with the codec.
  */
 #define ZSTD_STATIC_LINKING_ONLY
 #include "codec.h"
@@ -32,14 +47,30 @@ typedef struct dict {
 	struct dict *dead_next;  /* graveyard link after a reset */
 	uint32_t id;
 	size_t len;
+	uint8_t *bytes;          /* the dictionary (ddict refers to it) */
 	ZSTD_CDict *cdict;
 	ZSTD_CDict *bcdict;      /* at the block level (may be cdict) */
 	ZSTD_DDict *ddict;
 } dict;
 
+enum { PRE_SLOTS = 4, PRE_ADMIT = 8 };
+#define PRE_AREA ((size_t)64 * 1024)
+
+typedef struct pre {
+	const struct dict *d;    /* whose content buf holds (NULL: empty) */
+	uint8_t *buf;            /* d->len bytes of content, then PRE_AREA */
+	size_t cap;
+	ZSTD_DDict *dd;          /* by reference to buf */
+	uint64_t used;           /* last use, for LRU */
+} pre;
+
 typedef struct ctx_node {
 	struct ctx_node *next;
 	void *ctx;
+	pre *pre;                /* DCtx only: PRE_SLOTS, allocated on first use */
+	uint64_t tick;
+	unsigned misses;
+	uint64_t prefixed, built; /* see na_codec_decode_stats */
 } ctx_node;
 
 struct na_codec {
@@ -75,6 +106,11 @@ static void free_ctx_list(ctx_node *n, bool cctx)
 			ZSTD_freeCCtx(n->ctx);
 		else
 			ZSTD_freeDCtx(n->ctx);
+		for (unsigned i = 0; n->pre && i < PRE_SLOTS; i++) {
+			ZSTD_freeDDict(n->pre[i].dd);
+			free(n->pre[i].buf);
+		}
+		free(n->pre);
 		free(n);
 		n = next;
 	}
@@ -86,6 +122,7 @@ static void free_dict(dict *d)
 		ZSTD_freeCDict(d->bcdict);
 	ZSTD_freeCDict(d->cdict);
 	ZSTD_freeDDict(d->ddict);
+	free(d->bytes);
 	free(d);
 }
 
@@ -120,10 +157,16 @@ int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len)
 		return -ENOMEM;
 	d->id = id;
 	d->len = len;
+	if (!(d->bytes = malloc(len))) {
+		free(d);
+		return -ENOMEM;
+	}
+	memcpy(d->bytes, bytes, len);
 	d->cdict = ZSTD_createCDict(bytes, len, c->level);
 	d->bcdict = c->block_level == c->level ? d->cdict
 					       : ZSTD_createCDict(bytes, len, c->block_level);
-	d->ddict = ZSTD_createDDict(bytes, len);
+	d->ddict = ZSTD_createDDict_advanced(d->bytes, len, ZSTD_dlm_byRef, ZSTD_dct_auto,
+					     ZSTD_defaultCMem);
 	if (!d->cdict || !d->bcdict || !d->ddict) {
 		free_dict(d);
 		return -EINVAL;
@@ -235,6 +278,74 @@ static ZSTD_DCtx *dctx_get(na_codec *c, ctx_node **node)
 	ZSTD_DCtx_setParameter(z, ZSTD_d_format, ZSTD_f_zstd1_magicless);
 	(*node)->ctx = z;
 	return z;
+}
+
+/* The node's slot for d, (re)building one when admitted; NULL: decode the
+ * ordinary way. */
+static pre *pre_slot(ctx_node *node, const dict *d)
+{
+	if (!node->pre && !(node->pre = calloc(PRE_SLOTS, sizeof *node->pre)))
+		return NULL;
+	pre *lru = NULL;
+	for (unsigned i = 0; i < PRE_SLOTS; i++) {
+		pre *p = &node->pre[i];
+		if (p->d == d) {
+			p->used = ++node->tick;
+			return p;
+		}
+		/* an empty slot first, else the least recently used */
+		if (!lru || (lru->d && (!p->d || p->used < lru->used)))
+			lru = p;
+	}
+	if (lru->d && ++node->misses < PRE_ADMIT)
+		return NULL;
+	node->misses = 0;
+	ZSTD_freeDDict(lru->dd);
+	lru->dd = NULL;
+	lru->d = NULL;
+	if (lru->cap < d->len + PRE_AREA) {
+		free(lru->buf);
+		lru->cap = 0;
+		if (!(lru->buf = malloc(d->len + PRE_AREA)))
+			return NULL;
+		lru->cap = d->len + PRE_AREA;
+	}
+	memcpy(lru->buf, d->bytes, d->len);
+	lru->dd = ZSTD_createDDict_advanced(lru->buf, d->len, ZSTD_dlm_byRef, ZSTD_dct_auto,
+					    ZSTD_defaultCMem);
+	if (!lru->dd)
+		return NULL;
+	lru->d = d;
+	lru->used = ++node->tick;
+	node->built++;
+	return lru;
+}
+
+/* Decodes one frame of exactly raw_len bytes into out, with dictionary d
+ * (or none). 0 or -EINVAL/-ENOMEM. */
+static int zdecode(na_codec *c, const dict *d, uint8_t *out, size_t raw_len, const void *src,
+		   size_t srclen)
+{
+	ctx_node *node = NULL;
+	ZSTD_DCtx *z = dctx_get(c, &node);
+	if (!z)
+		return -ENOMEM;
+	/* the format (magicless) is a context parameter these calls honour */
+	size_t n;
+	pre *p = d && raw_len <= PRE_AREA ? pre_slot(node, d) : NULL;
+	if (p) {
+		uint8_t *at = p->buf + d->len;
+		n = ZSTD_decompress_usingDDict(z, at, raw_len, src, srclen, p->dd);
+		if (n == raw_len)
+			memcpy(out, at, n);
+		node->prefixed++;
+	} else if (d) {
+		n = ZSTD_decompress_usingDDict(z, out, raw_len, src, srclen, d->ddict);
+	} else {
+		n = ZSTD_decompressDCtx(z, out, raw_len, src, srclen);
+	}
+	give(c, &c->dctx_free, node);
+	return ZSTD_isError(n) || n != raw_len ? -EINVAL : 0;
 }
 
 static size_t put_varint(uint8_t *p, uint32_t v)
@@ -352,19 +463,22 @@ int na_codec_decode(na_codec *c, const uint8_t *recb, size_t len, uint8_t *out, 
 		if (!d)
 			return -EINVAL;
 	}
-	ctx_node *node = NULL;
-	ZSTD_DCtx *z = dctx_get(c, &node);
-	if (!z)
-		return -ENOMEM;
-	/* the format (magicless) is a context parameter both calls honour */
-	size_t n = d ? ZSTD_decompress_usingDDict(z, out, rec.raw_len, rec.payload, rec.payload_len,
-						  d->ddict)
-		     : ZSTD_decompressDCtx(z, out, rec.raw_len, rec.payload, rec.payload_len);
-	give(c, &c->dctx_free, node);
-	if (ZSTD_isError(n) || n != rec.raw_len)
-		return -EINVAL;
-	*outlen = n;
+	int rc = zdecode(c, d, out, rec.raw_len, rec.payload, rec.payload_len);
+	if (rc)
+		return rc;
+	*outlen = rec.raw_len;
 	return 0;
+}
+
+void na_codec_decode_stats(na_codec *c, uint64_t *prefixed, uint64_t *built)
+{
+	*prefixed = *built = 0;
+	pthread_mutex_lock(&c->lock);
+	for (const ctx_node *n = c->dctx_free; n; n = n->next) {
+		*prefixed += n->prefixed;
+		*built += n->built;
+	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- blocks ----------------------------------------------------------- */
@@ -491,15 +605,7 @@ int na_block_decode(na_codec *c, const na_block *b, uint8_t *out, size_t cap)
 	dict *d = NULL;
 	if (b->kind == NA_REC_ZSTD_DICT && !(d = atomic_load(&c->dicts[b->dict])))
 		return -EINVAL;
-	ctx_node *node = NULL;
-	ZSTD_DCtx *z = dctx_get(c, &node);
-	if (!z)
-		return -ENOMEM;
-	size_t n = d ? ZSTD_decompress_usingDDict(z, out, b->raw_len, b->payload, b->payload_len,
-						  d->ddict)
-		     : ZSTD_decompressDCtx(z, out, b->raw_len, b->payload, b->payload_len);
-	give(c, &c->dctx_free, node);
-	return ZSTD_isError(n) || n != b->raw_len ? -EINVAL : 0;
+	return zdecode(c, d, out, b->raw_len, b->payload, b->payload_len);
 }
 
 size_t na_block_bound(uint32_t n, size_t raw_len)

@@ -72,6 +72,11 @@ int na_rec_parse(const na_codec *c, const uint8_t *rec, size_t len, na_rec *out)
 int na_codec_decode(na_codec *c, const uint8_t *rec, size_t len, uint8_t *out, size_t cap,
 		    size_t *outlen);
 
+/* Counts, over the decoding contexts not in use right now: frames decoded
+ * right after a copy of their dictionary (see codec.c), and such copies
+ * built. For tests and diagnostics. */
+void na_codec_decode_stats(na_codec *c, uint64_t *prefixed, uint64_t *built);
+
 /*
  * Blocks. A block is one record holding several articles that are adjacent
  * in key order, compressed together as one zstd frame (a run of articles

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,178 @@ static void test_corrupt_records(void **state)
 
 /* ---- blocks ----------------------------------------------------------- */
 
+/*
+ * Decoding next to a copy of the dictionary (codec.c keeps a few per
+ * decoding context): many dictionaries of different sizes read in turns
+ * (slots evicted and rebuilt), runs of one dictionary, a record too large
+ * for the output space after the copy, a corrupt payload, a reset that
+ * brings back an id with other content, and threads decoding at once.
+ */
+enum { MD_DICTS = 7, MD_PER = 12 };
+
+typedef struct md_rec {
+	uint8_t *raw, *rec;
+	size_t n, len;
+} md_rec;
+
+static void md_check(na_codec *c, const md_rec *r)
+{
+	uint8_t *out = malloc(r->n);
+	size_t on = 0;
+	assert_non_null(out);
+	assert_int_equal(na_codec_decode(c, r->rec, r->len, out, r->n, &on), 0);
+	assert_int_equal(on, r->n);
+	assert_memory_equal(out, r->raw, r->n);
+	free(out);
+}
+
+static void md_encode(na_codec *c, md_rec *r, unsigned i, size_t body)
+{
+	r->raw = malloc(body + 4096);
+	assert_non_null(r->raw);
+	r->n = article(r->raw, body + 4096, i, body);
+	r->rec = malloc(na_codec_bound(r->n));
+	assert_non_null(r->rec);
+	assert_int_equal(na_codec_encode(c, r->raw, r->n, r->rec, &r->len), 0);
+}
+
+typedef struct md_thread {
+	na_codec *c;
+	md_rec *recs;
+	unsigned n, seed, bad;
+} md_thread;
+
+static void *md_thread_main(void *arg)
+{
+	md_thread *t = arg;
+	uint64_t x = t->seed * 0x9e3779b97f4a7c15ULL + 1;
+	uint8_t *out = malloc(256 * 1024);
+	for (unsigned k = 0; k < 3000 && out; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		const md_rec *r = &t->recs[x % t->n];
+		size_t on = 0;
+		if (na_codec_decode(t->c, r->rec, r->len, out, r->n, &on) || on != r->n ||
+		    memcmp(out, r->raw, r->n) != 0)
+			t->bad++;
+	}
+	if (!out)
+		t->bad++;
+	free(out);
+	return NULL;
+}
+
+static void test_many_dictionaries(void **state)
+{
+	(void)state;
+	na_codec *c;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &c), 0);
+	md_rec recs[MD_DICTS * MD_PER];
+	void *dicts[MD_DICTS];
+	for (unsigned d = 0; d < MD_DICTS; d++) {
+		size_t dl;
+		/* sizes from 4 KiB to 64 KiB: slots are reused for larger ones */
+		train(300 + 100 * d, (size_t)4096 << (d % 5), false, &dicts[d], &dl);
+		assert_int_equal(na_codec_add_dict(c, d + 1, dicts[d], dl), 0);
+		na_codec_use_dict(c, d + 1);
+		for (unsigned i = 0; i < MD_PER; i++) {
+			md_rec *r = &recs[d * MD_PER + i];
+			md_encode(c, r, 1000 * d + i, 300 + rnd() % 1500);
+			assert_int_equal(r->rec[0], NA_REC_ZSTD_DICT);
+		}
+	}
+	/* in turns: every read a different dictionary from the last */
+	for (unsigned round = 0; round < 6; round++)
+		for (unsigned i = 0; i < MD_PER; i++)
+			for (unsigned d = 0; d < MD_DICTS; d++)
+				md_check(c, &recs[d * MD_PER + i]);
+	/* runs of one dictionary, in an order unlike the turns above */
+	for (unsigned d = MD_DICTS; d-- > 0;)
+		for (unsigned i = 0; i < MD_PER; i++)
+			md_check(c, &recs[d * MD_PER + i]);
+	uint64_t prefixed, built;
+	na_codec_decode_stats(c, &prefixed, &built);
+	assert_true(built >= MD_DICTS);         /* every dictionary got a slot */
+	assert_true(prefixed > MD_DICTS * MD_PER); /* and most reads used one */
+	/* turns over more dictionaries than slots do not rebuild per read */
+	assert_true(built * 4 < (uint64_t)7 * MD_DICTS * MD_PER);
+
+	/* an article larger than the space after the copy: the ordinary way */
+	md_rec big;
+	md_encode(c, &big, 99999, 100 * 1024);
+	assert_int_equal(big.rec[0], NA_REC_ZSTD_DICT);
+	md_check(c, &big);
+
+	/* a corrupt payload fails (or decodes to other bytes) without reading
+	 * or writing out of bounds; the record is fine again afterwards */
+	md_rec *v = &recs[3 * MD_PER];
+	uint8_t *copy = malloc(v->len), *out = malloc(v->n);
+	for (size_t at = 6; at < v->len; at += 3) {
+		memcpy(copy, v->rec, v->len);
+		copy[at] ^= 0x5a;
+		size_t on = 0;
+		int rc = na_codec_decode(c, copy, v->len, out, v->n, &on);
+		assert_true(rc == 0 || rc == -EINVAL);
+		if (rc == 0)
+			assert_int_equal(on, v->n);
+	}
+	free(copy);
+	free(out);
+	md_check(c, v);
+
+	/* concurrent readers over every dictionary */
+	md_thread th[4];
+	pthread_t tid[4];
+	for (unsigned i = 0; i < 4; i++) {
+		th[i] = (md_thread){ .c = c, .recs = recs, .n = MD_DICTS * MD_PER, .seed = i + 1 };
+		assert_int_equal(pthread_create(&tid[i], NULL, md_thread_main, &th[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(tid[i], NULL);
+		assert_int_equal(th[i].bad, 0);
+	}
+
+	/* a reset, then id 1 again with other content: no stale copy is used
+	 * (dictionary 1 is read first, so the context used next holds it) */
+	for (unsigned i = 0; i < MD_PER; i++)
+		md_check(c, &recs[i]);
+	na_codec_reset_dicts(c);
+	void *nd;
+	size_t ndl;
+	train(500, 16384, false, &nd, &ndl);
+	assert_int_equal(na_codec_add_dict(c, 1, nd, ndl), 0);
+	na_codec_use_dict(c, 1);
+	md_rec fresh[MD_PER];
+	for (unsigned i = 0; i < MD_PER; i++) {
+		md_encode(c, &fresh[i], 77000 + i, 400 + rnd() % 800);
+		md_check(c, &fresh[i]);
+	}
+	/* records of the old dictionary 1 no longer decode to their bytes */
+	for (unsigned i = 0; i < MD_PER; i++) {
+		uint8_t *o = malloc(recs[i].n);
+		size_t on = 0;
+		int rc = na_codec_decode(c, recs[i].rec, recs[i].len, o, recs[i].n, &on);
+		assert_true(rc != 0 || memcmp(o, recs[i].raw, recs[i].n) != 0);
+		free(o);
+	}
+
+	for (unsigned i = 0; i < MD_PER; i++) {
+		free(fresh[i].raw);
+		free(fresh[i].rec);
+	}
+	for (unsigned i = 0; i < MD_DICTS * MD_PER; i++) {
+		free(recs[i].raw);
+		free(recs[i].rec);
+	}
+	for (unsigned d = 0; d < MD_DICTS; d++)
+		free(dicts[d]);
+	free(nd);
+	free(big.raw);
+	free(big.rec);
+	na_codec_destroy(c);
+}
+
 static void bkey(uint8_t *k, uint64_t t, uint64_t seq)
 {
 	for (int i = 0; i < 8; i++) {
@@ -700,6 +873,7 @@ int main(void)
 		cmocka_unit_test(test_add_dict_errors),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_corrupt_records),
+		cmocka_unit_test(test_many_dictionaries),
 		cmocka_unit_test(test_block_round_trip),
 		cmocka_unit_test(test_block_with_dictionary),
 		cmocka_unit_test(test_block_corrupt),
