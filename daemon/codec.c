@@ -64,8 +64,8 @@ typedef struct pre {
 	uint64_t used;           /* last use, for LRU */
 } pre;
 
-typedef struct ctx_node {
-	struct ctx_node *next;
+typedef struct na_dhold {
+	struct na_dhold *next;
 	void *ctx;
 	pre *pre;                /* DCtx only: PRE_SLOTS, allocated on first use */
 	uint64_t tick;
@@ -323,11 +323,11 @@ static pre *pre_slot(ctx_node *node, const dict *d)
 
 /* Decodes one frame of exactly raw_len bytes into out, with dictionary d
  * (or none). 0 or -EINVAL/-ENOMEM. */
-static int zdecode(na_codec *c, const dict *d, uint8_t *out, size_t raw_len, const void *src,
-		   size_t srclen)
+static int zdecode(na_codec *c, ctx_node *held, const dict *d, uint8_t *out, size_t raw_len,
+		   const void *src, size_t srclen)
 {
-	ctx_node *node = NULL;
-	ZSTD_DCtx *z = dctx_get(c, &node);
+	ctx_node *node = held;
+	ZSTD_DCtx *z = held ? held->ctx : dctx_get(c, &node);
 	if (!z)
 		return -ENOMEM;
 	/* the format (magicless) is a context parameter these calls honour */
@@ -344,7 +344,8 @@ static int zdecode(na_codec *c, const dict *d, uint8_t *out, size_t raw_len, con
 	} else {
 		n = ZSTD_decompressDCtx(z, out, raw_len, src, srclen);
 	}
-	give(c, &c->dctx_free, node);
+	if (!held)
+		give(c, &c->dctx_free, node);
 	return ZSTD_isError(n) || n != raw_len ? -EINVAL : 0;
 }
 
@@ -444,8 +445,26 @@ int na_rec_parse(const na_codec *c, const uint8_t *rec, size_t len, na_rec *out)
 	return 0;
 }
 
+na_dhold *na_codec_hold(na_codec *c)
+{
+	ctx_node *node = NULL;
+	return dctx_get(c, &node) ? node : NULL;
+}
+
+void na_codec_release(na_codec *c, na_dhold *h)
+{
+	if (h)
+		give(c, &c->dctx_free, h);
+}
+
 int na_codec_decode(na_codec *c, const uint8_t *recb, size_t len, uint8_t *out, size_t cap,
 		    size_t *outlen)
+{
+	return na_codec_decode_held(c, NULL, recb, len, out, cap, outlen);
+}
+
+int na_codec_decode_held(na_codec *c, na_dhold *h, const uint8_t *recb, size_t len, uint8_t *out,
+			 size_t cap, size_t *outlen)
 {
 	na_rec rec;
 	if (na_rec_parse(c, recb, len, &rec))
@@ -463,7 +482,7 @@ int na_codec_decode(na_codec *c, const uint8_t *recb, size_t len, uint8_t *out, 
 		if (!d)
 			return -EINVAL;
 	}
-	int rc = zdecode(c, d, out, rec.raw_len, rec.payload, rec.payload_len);
+	int rc = zdecode(c, h, d, out, rec.raw_len, rec.payload, rec.payload_len);
 	if (rc)
 		return rc;
 	*outlen = rec.raw_len;
@@ -596,6 +615,11 @@ int na_block_parse(const na_codec *c, const uint8_t *rec, size_t len, na_block *
 
 int na_block_decode(na_codec *c, const na_block *b, uint8_t *out, size_t cap)
 {
+	return na_block_decode_held(c, NULL, b, out, cap);
+}
+
+int na_block_decode_held(na_codec *c, na_dhold *h, const na_block *b, uint8_t *out, size_t cap)
+{
 	if (cap < b->raw_len)
 		return -EINVAL;
 	if (b->kind == NA_REC_RAW) {
@@ -605,7 +629,7 @@ int na_block_decode(na_codec *c, const na_block *b, uint8_t *out, size_t cap)
 	dict *d = NULL;
 	if (b->kind == NA_REC_ZSTD_DICT && !(d = atomic_load(&c->dicts[b->dict])))
 		return -EINVAL;
-	return zdecode(c, d, out, b->raw_len, b->payload, b->payload_len);
+	return zdecode(c, h, d, out, b->raw_len, b->payload, b->payload_len);
 }
 
 size_t na_block_bound(uint32_t n, size_t raw_len)

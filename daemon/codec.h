@@ -72,6 +72,18 @@ int na_rec_parse(const na_codec *c, const uint8_t *rec, size_t len, na_rec *out)
 int na_codec_decode(na_codec *c, const uint8_t *rec, size_t len, uint8_t *out, size_t cap,
 		    size_t *outlen);
 
+/* A decoding context held by one thread for a series of decodes (a page of
+ * a range: one trip to the codec's free list instead of one per record).
+ * na_codec_hold returns NULL when out of memory, and the _held calls then
+ * take a context per call as the plain ones do. na_codec_release gives it
+ * back (NULL is fine); the codec owns it throughout. */
+typedef struct na_dhold na_dhold;
+na_dhold *na_codec_hold(na_codec *c);
+void na_codec_release(na_codec *c, na_dhold *h);
+/* na_codec_decode with a held context (h may be NULL). */
+int na_codec_decode_held(na_codec *c, na_dhold *h, const uint8_t *rec, size_t len, uint8_t *out,
+			 size_t cap, size_t *outlen);
+
 /* Counts, over the decoding contexts not in use right now: frames decoded
  * right after a copy of their dictionary (see codec.c), and such copies
  * built. For tests and diagnostics. */
@@ -134,6 +146,8 @@ int na_block_parse(const na_codec *c, const uint8_t *rec, size_t len, na_block *
 /* Decodes a parsed block's payload into out (capacity >= b->raw_len).
  * 0, -EINVAL (corrupt or unknown dictionary), -ENOMEM. Thread-safe. */
 int na_block_decode(na_codec *c, const na_block *b, uint8_t *out, size_t cap);
+/* na_block_decode with a held context (h may be NULL; see na_codec_hold). */
+int na_block_decode_held(na_codec *c, na_dhold *h, const na_block *b, uint8_t *out, size_t cap);
 
 /* Builds a block record of n members (keys strictly increasing, m[i].len
  * each, m[i].dead flags; offsets are ignored) whose bytes lie end to end in

@@ -1362,11 +1362,11 @@ typedef struct tscratch {
 } tscratch;
 
 /* Decodes one task into base. 0 or -EIO/-ENOMEM. */
-static int run_task(na_codec *codec, const dtask *t, uint8_t *base, tscratch *sc)
+static int run_task(na_codec *codec, na_dhold *h, const dtask *t, uint8_t *base, tscratch *sc)
 {
 	if (!t->block) {
 		size_t got;
-		if (na_codec_decode(codec, t->rec, t->len, base + t->out, t->bytes, &got) ||
+		if (na_codec_decode_held(codec, h, t->rec, t->len, base + t->out, t->bytes, &got) ||
 		    got != t->bytes)
 			return -EIO;
 		return 0;
@@ -1383,7 +1383,7 @@ static int run_task(na_codec *codec, const dtask *t, uint8_t *base, tscratch *sc
 		sc->tmp = p;
 		sc->tmpcap = b->raw_len;
 	}
-	if (na_block_decode(codec, b, sc->tmp, sc->tmpcap))
+	if (na_block_decode_held(codec, h, b, sc->tmp, sc->tmpcap))
 		return -EIO;
 	size_t at = t->out;
 	int step = t->from <= t->to ? 1 : -1;
@@ -1402,8 +1402,10 @@ static int decode_tasks(na_store *s, const dtask *t, size_t n, uint8_t *base)
 {
 	tscratch sc = { 0 };
 	int rc = 0;
+	na_dhold *h = na_codec_hold(s->codec);
 	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = run_task(s->codec, &t[i], base, &sc);
+		rc = run_task(s->codec, h, &t[i], base, &sc);
+	na_codec_release(s->codec, h);
 	free(sc.b);
 	free(sc.tmp);
 	return rc;

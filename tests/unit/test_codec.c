@@ -554,6 +554,23 @@ static void test_many_dictionaries(void **state)
 	/* turns over more dictionaries than slots do not rebuild per read */
 	assert_true(built * 4 < (uint64_t)7 * MD_DICTS * MD_PER);
 
+	/* the same through a held context (a range page), and with none */
+	na_dhold *h = na_codec_hold(c);
+	assert_non_null(h);
+	for (unsigned k = 0; k < 2; k++) {
+		for (unsigned i = 0; i < MD_DICTS * MD_PER; i++) {
+			uint8_t *o = malloc(recs[i].n);
+			size_t on = 0;
+			assert_int_equal(na_codec_decode_held(c, k ? NULL : h, recs[i].rec, recs[i].len, o,
+							      recs[i].n, &on), 0);
+			assert_int_equal(on, recs[i].n);
+			assert_memory_equal(o, recs[i].raw, on);
+			free(o);
+		}
+	}
+	na_codec_release(c, h);
+	na_codec_release(c, NULL);
+
 	/* an article larger than the space after the copy: the ordinary way */
 	md_rec big;
 	md_encode(c, &big, 99999, 100 * 1024);
