@@ -25,6 +25,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 
 #include <cmocka.h>
 #include <lmdb.h>
@@ -709,6 +714,98 @@ static void test_index_refresh(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
 
+/* The tid of pid's thread named name, or 0. */
+static pid_t thread_named(pid_t pid, const char *name)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	pid_t found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char cp[320], comm[32] = "";
+		snprintf(cp, sizeof cp, "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		FILE *f = fopen(cp, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof comm, f)) {
+			comm[strcspn(comm, "\n")] = 0;
+			if (strcmp(comm, name) == 0)
+				found = (pid_t)atoi(e->d_name);
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * The indexer takes only CPU nobody else wants (SCHED_IDLE) when it may
+ * leave that class again for a search that waits (CAP_SYS_NICE, or an
+ * RLIMIT_NICE allowing nice 10: the daemon runs with this process's
+ * credentials and limits); otherwise it stays at nice 10. It is found by
+ * its thread name.
+ */
+static void test_indexer_scheduling(void **state)
+{
+	(void)state;
+	struct rlimit rl;
+	bool may = getrlimit(RLIMIT_NICE, &rl) == 0 &&
+		   (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 10);
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct cd[_LINUX_CAPABILITY_U32S_3];
+	memset(cd, 0, sizeof cd);
+	if (!may && syscall(SYS_capget, &h, cd) == 0)
+		may = (cd[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32))) != 0;
+	na_test_daemon d = { 0 };
+	assert_int_equal(na_test_daemon_start(&d), 0);
+	na_client *c = connect_to(&d);
+	wait_index_ready(c);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid_t tid;
+	int policy;
+	for (;;) {
+		tid = thread_named(d.pid, "na-index");
+		policy = tid ? sched_getscheduler(tid) : -1;
+		if (policy == (may ? SCHED_IDLE : SCHED_OTHER))
+			break;
+		if (ms_since(&t0) > 30000)
+			fail_msg("indexer thread %d: policy %d, expected %s", (int)tid, policy,
+				 may ? "SCHED_IDLE" : "SCHED_OTHER");
+		nanosleep(&(struct timespec){ 0, 5 * 1000000L }, NULL);
+	}
+	assert_int_equal(getpriority(PRIO_PROCESS, (id_t)tid), 10);
+	/* every other thread of the daemon runs at the normal class */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)d.pid);
+	DIR *dir = opendir(path);
+	assert_non_null(dir);
+	struct dirent *e;
+	unsigned others = 0;
+	while ((e = readdir(dir))) {
+		pid_t t = (pid_t)atoi(e->d_name);
+		if (t <= 0 || t == tid)
+			continue;
+		assert_int_equal(sched_getscheduler(t), SCHED_OTHER);
+		others++;
+	}
+	closedir(dir);
+	assert_true(others >= 1);
+	/* and a search that waits for a write still gets it at once */
+	na_article *a = make_with_word("sched-1", 700001000, "okapitremble");
+	na_put_result r;
+	assert_int_equal(na_put(c, a, &r), 0);
+	assert_int_equal(hits_of(c, "okapitremble", r.seq, 10000), 1);
+	na_article_free(a);
+	na_client_close(c);
+	assert_int_equal(na_test_daemon_cleanup(&d), 0);
+}
+
 /* Sets or deletes (v NULL) a meta entry, and optionally creates a table,
  * in the LMDB environment at dir, as an older version would have left it. */
 static void poke_env(const char *dir, const char *name, const void *v, size_t vl,
@@ -863,6 +960,7 @@ int main(void)
 		cmocka_unit_test(test_search_over_blocks),
 		cmocka_unit_test(test_bad_queries),
 		cmocka_unit_test(test_index_refresh),
+		cmocka_unit_test(test_indexer_scheduling),
 		cmocka_unit_test(test_index_rebuilt_when_stale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
