@@ -26,8 +26,10 @@
  * memcpy. On Reuters articles this decodes in ~1.45 us instead of ~1.9.
  * A record of a dictionary without a slot decodes the ordinary way; a slot
  * is (re)built when there is a free one, or after PRE_ADMIT such records
- * (a 64 KiB copy and a ~5 us digest), so reads spread over many
- * dictionaries never pay a rebuild per record. Slots name their dictionary
+ * (a copy of the dictionary, 64 KiB by default, and a ~5 us digest), so
+ * reads spread over many dictionaries never pay a rebuild per record.
+ * Dictionaries over PRE_DICT_MAX (dict_size goes up to 1 MiB) get no slot,
+ * which bounds a context's slots to ~1.3 MiB. Slots name their dictionary
  * by pointer: dictionaries are only freed with the codec.
  */
 #define ZSTD_STATIC_LINKING_ONLY
@@ -55,6 +57,7 @@ typedef struct dict {
 
 enum { PRE_SLOTS = 4, PRE_ADMIT = 8 };
 #define PRE_AREA ((size_t)64 * 1024)
+#define PRE_DICT_MAX ((size_t)256 * 1024) /* larger dictionaries get no slot */
 
 typedef struct pre {
 	const struct dict *d;    /* whose content buf holds (NULL: empty) */
@@ -70,6 +73,7 @@ typedef struct na_dhold {
 	pre *pre;                /* DCtx only: PRE_SLOTS, allocated on first use */
 	uint64_t tick;
 	unsigned misses;
+	bool failed;             /* the last slot build ran out of memory */
 	uint64_t prefixed, built; /* see na_codec_decode_stats */
 } ctx_node;
 
@@ -297,9 +301,10 @@ static pre *pre_slot(ctx_node *node, const dict *d)
 		if (!lru || (lru->d && (!p->d || p->used < lru->used)))
 			lru = p;
 	}
-	if (lru->d && ++node->misses < PRE_ADMIT)
+	if ((lru->d || node->failed) && ++node->misses < PRE_ADMIT)
 		return NULL;
 	node->misses = 0;
+	node->failed = true; /* until the build below succeeds */
 	ZSTD_freeDDict(lru->dd);
 	lru->dd = NULL;
 	lru->d = NULL;
@@ -318,6 +323,7 @@ static pre *pre_slot(ctx_node *node, const dict *d)
 	lru->d = d;
 	lru->used = ++node->tick;
 	node->built++;
+	node->failed = false;
 	return lru;
 }
 
@@ -332,7 +338,7 @@ static int zdecode(na_codec *c, ctx_node *held, const dict *d, uint8_t *out, siz
 		return -ENOMEM;
 	/* the format (magicless) is a context parameter these calls honour */
 	size_t n;
-	pre *p = d && raw_len <= PRE_AREA ? pre_slot(node, d) : NULL;
+	pre *p = d && raw_len <= PRE_AREA && d->len <= PRE_DICT_MAX ? pre_slot(node, d) : NULL;
 	if (p) {
 		uint8_t *at = p->buf + d->len;
 		n = ZSTD_decompress_usingDDict(z, at, raw_len, src, srclen, p->dd);

@@ -266,6 +266,19 @@ static void do_stats(req *q)
 	kv_u64(&pk, "bytes", st.index_bytes);
 }
 
+/* A follower receiving a snapshot has a partial copy: get, range, count and
+ * search are refused, unless they wait for a min_seq (they park before
+ * this check, and run once the follower has applied it, which is after
+ * the snapshot). True when refused. */
+static bool refuse_partial(req *q)
+{
+	if (!q->c->srv->store.snapshot_incomplete)
+		return false;
+	na_reply_error(q->c, q->msgid, NA_CODE_UNAVAILABLE,
+		       "this follower is receiving a snapshot; its copy is partial until done");
+	return true;
+}
+
 /* ---- get ------------------------------------------------------------ */
 
 static void do_get(req *q)
@@ -316,6 +329,8 @@ static void do_get(req *q)
 		}
 	}
 	if (min_seq && na_repl_park(q->c, q->msg, q->len, q->msgid, min_seq, timeout_ms))
+		return;
+	if (refuse_partial(q))
 		return;
 	na_server *srv = q->c->srv;
 	na_store *st = &srv->store;
@@ -527,6 +542,8 @@ static void do_range(req *q, bool count)
 	if (parse_range(q, &rq, count))
 		return;
 	if (rq.min_seq && na_repl_park(q->c, q->msg, q->len, q->msgid, rq.min_seq, rq.timeout_ms))
+		return;
+	if (refuse_partial(q))
 		return;
 	if (count && !rq.has_from && !rq.has_to) {
 		uint64_t n;
@@ -1871,11 +1888,8 @@ static void do_search(req *q)
 	 * wait for its index (min_seq), else it is refused like other reads */
 	if (min_seq && na_repl_park_index(q->c, q->msg, q->len, q->msgid, min_seq, timeout_ms))
 		return;
-	if (q->c->srv->store.snapshot_incomplete) {
-		na_reply_error(q->c, q->msgid, NA_CODE_UNAVAILABLE,
-			       "this follower is receiving a snapshot; its copy is partial until done");
+	if (refuse_partial(q))
 		return;
-	}
 	search_req *sr = calloc(1, sizeof *sr);
 	size_t total = sq.qlen;
 	for (uint32_t i = 0; i < sq.fields.n; i++)
@@ -2003,12 +2017,6 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		na_reply_error(c, q.msgid, NA_CODE_UNAUTHORIZED, "%s needs the %s role%s", q.method,
 			       na_role_name(needs[mid]),
 			       c->role == NA_ROLE_NONE ? "; authenticate first with auth" : "");
-		c->method = -1;
-		return;
-	}
-	if (c->srv->store.snapshot_incomplete && (mid == 3 || mid == 4 || mid == 6)) {
-		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE,
-			       "this follower is receiving a snapshot; its copy is partial until done");
 		c->method = -1;
 		return;
 	}

@@ -81,7 +81,9 @@
  *     nothing else of the machine wants (at nice 10 it still took ~10-15%
  *     of a saturated 2-vCPU machine: bulk ingest ran 15% faster without
  *     it), and at nice IX_NICE while a search waits for it (hurry), so
- *     a search never waits on a starved thread, and once it has been
+ *     a search never waits on a starved thread; while the writer waits
+ *     for the read lock a batch holds (a map resize: na_indexer_boost),
+ *     so nothing queues behind a starved thread; and once it has been
  *     behind for IX_IDLE_MAX_MS, until it catches up, so a machine busy
  *     for good cannot starve the index either. Leaving SCHED_IDLE needs
  *     CAP_SYS_NICE or an RLIMIT_NICE that allows nice IX_NICE (the
@@ -686,6 +688,7 @@ struct na_indexer {
 	bool stop, reindex, started;
 	uint64_t hurry;    /* a search waits for the index to cover this seq */
 	bool idle_ok;      /* may leave SCHED_IDLE again (see the top); under mu */
+	bool boost;        /* the writer waits for this batch's read lock */
 	pthread_t self;    /* the thread, once idle_ok is set */
 	uint64_t behind_ms; /* when the thread last left the caught-up state */
 	bool idle_now;     /* the thread is at SCHED_IDLE (under mu) */
@@ -1716,7 +1719,8 @@ static bool may_leave_idle(void)
 }
 
 /* With x->mu held: SCHED_IDLE unless urgent (a search waits), then nice
- * IX_NICE. Called by the thread itself and by na_indexer_hurry. */
+ * IX_NICE. Called by the thread itself, and (only to leave SCHED_IDLE) by
+ * na_indexer_hurry and na_indexer_boost. */
 static void set_class(na_indexer *x, bool urgent)
 {
 	if (!x->idle_ok || x->idle_now == !urgent)
@@ -1728,10 +1732,32 @@ static void set_class(na_indexer *x, bool urgent)
 		return;
 	}
 	/* refused after all (a seccomp filter, a changed limit): stay where we
-	 * are, and at nice IX_NICE for good if that is where we are */
-	log_warn("index: cannot change the indexer's scheduling class: %s", strerror(rc));
-	if (!x->idle_now)
-		x->idle_ok = false;
+	 * are for good, and say so once */
+	log_warn("index: cannot move the indexer thread to %s: %s; it stays at %s",
+		 urgent ? "nice 10" : "SCHED_IDLE", strerror(rc), x->idle_now ? "SCHED_IDLE" : "nice 10");
+	x->idle_ok = false;
+}
+
+/* With x->mu held: should the thread run at nice IX_NICE now? A search
+ * waits for it, the writer waits for its read lock, or it has been behind
+ * for IX_IDLE_MAX_MS. */
+static bool urgent(const na_indexer *x)
+{
+	return x->hurry > __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE) || x->boost ||
+	       now_ms() - x->behind_ms > IX_IDLE_MAX_MS;
+}
+
+/* The writer is about to wait for every read lock of the archive (a map
+ * resize): a batch holding one must not run at SCHED_IDLE meanwhile, or a
+ * busy machine would stall the writer, and every reader behind it, on the
+ * starved thread. The thread decides again before its next batch. */
+void na_indexer_boost(void *arg)
+{
+	na_indexer *x = arg;
+	pthread_mutex_lock(&x->mu);
+	x->boost = true;
+	set_class(x, true);
+	pthread_mutex_unlock(&x->mu);
 }
 
 /* With x->mu held, after new entries woke a caught-up indexer: waits up
@@ -1759,14 +1785,18 @@ static void *ix_main(void *arg)
 	 * latency clients see, go first when they want the CPU */
 	pthread_setname_np(pthread_self(), "na-index");
 	setpriority(PRIO_PROCESS, (id_t)gettid(), IX_NICE);
+	/* SCHED_IDLE only when the way back to nice IX_NICE is open, which
+	 * needs the thread to be at IX_NICE already */
+	bool niced = getpriority(PRIO_PROCESS, (id_t)gettid()) == IX_NICE;
 	pthread_mutex_lock(&x->mu);
 	x->self = pthread_self();
-	x->idle_ok = may_leave_idle();
-	pthread_mutex_unlock(&x->mu);
+	x->idle_ok = niced && may_leave_idle();
 	x->behind_ms = now_ms();
+	pthread_mutex_unlock(&x->mu);
 	while (true) {
 		pthread_mutex_lock(&x->mu);
-		set_class(x, x->hurry > x->seq || now_ms() - x->behind_ms > IX_IDLE_MAX_MS);
+		set_class(x, urgent(x));
+		x->boost = false;
 		bool stop = x->stop;
 		if (x->reindex) {
 			x->reindex = false;
@@ -1817,6 +1847,9 @@ static void *ix_main(void *arg)
 			pthread_mutex_lock(&x->mu);
 			if (!x->rebuild)
 				x->state = NA_IX_READY;
+			/* caught up: the next batch starts at SCHED_IDLE again */
+			x->behind_ms = now_ms();
+			set_class(x, urgent(x));
 			while (!x->stop && !x->reindex && x->head <= x->seq &&
 			       !__atomic_load_n(&x->s->snapshot_incomplete, __ATOMIC_ACQUIRE))
 				pthread_cond_wait(&x->cv, &x->mu);
@@ -1911,9 +1944,10 @@ void na_indexer_hurry(na_indexer *x, uint64_t seq)
 		return;
 	pthread_mutex_lock(&x->mu);
 	x->hurry = seq;
-	/* a batch already running at SCHED_IDLE finishes at nice IX_NICE (the
-	 * thread itself decides again before its next batch) */
-	set_class(x, seq > __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE));
+	/* a batch already running at SCHED_IDLE finishes at nice IX_NICE; only
+	 * the thread itself goes back to SCHED_IDLE, before its next batch */
+	if (seq > __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE))
+		set_class(x, true);
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 }

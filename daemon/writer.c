@@ -914,6 +914,21 @@ static int choose_guid_table(na_writer *w, MDB_txn *txn, na_wjob *first, na_wjob
 	return rc;
 }
 
+/* Takes resize_lock exclusively (every reader out). The hook hears of it
+ * first: the indexer's batch holds the lock shared and may be running at
+ * SCHED_IDLE, which on a busy machine would leave the writer, and every
+ * reader queued behind it, waiting on a starved thread. */
+static void lock_out_readers(na_writer *w)
+{
+	if (w->started) {
+		pthread_mutex_lock(&w->lock);
+		if (w->on_exclusive)
+			w->on_exclusive(w->on_commit_arg);
+		pthread_mutex_unlock(&w->lock);
+	}
+	pthread_rwlock_wrlock(&w->store->resize_lock);
+}
+
 /* Applies jobs [first, stop) in one transaction. */
 static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
@@ -954,7 +969,7 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		if (j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_HISTORY || j->op == NA_WOP_PROMOTE) {
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				na_codec_reset_dicts(s->codec); /* the rows bring theirs */
-			pthread_rwlock_wrlock(&s->resize_lock);
+			lock_out_readers(w);
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				memcpy(s->hash_key, j->hash_key, 16);
 			memcpy(s->history, j->history, 16);
@@ -981,7 +996,7 @@ static int grow_map(na_writer *w)
 	size_t want = s->map_size + step;
 	if (want > s->max_map_size)
 		want = s->max_map_size;
-	pthread_rwlock_wrlock(&s->resize_lock);
+	lock_out_readers(w);
 	int rc = mdb_env_set_mapsize(s->env, want);
 	if (rc == 0) {
 		MDB_envinfo info;
@@ -1038,7 +1053,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			 * pages their snapshots still pin can be reused (a delete
 			 * that frees space must fit in a full map) */
 			drained = true;
-			pthread_rwlock_wrlock(&w->store->resize_lock);
+			lock_out_readers(w);
 			rc = apply_group(w, first, stop);
 			pthread_rwlock_unlock(&w->store->resize_lock);
 			if (rc != MDB_MAP_FULL)
@@ -1059,7 +1074,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		/* as at max_map_size: once more with every reader out, so that
 		 * the pages the file already has and old snapshots pin can be
 		 * reused instead of growing the file */
-		pthread_rwlock_wrlock(&w->store->resize_lock);
+		lock_out_readers(w);
 		rc = apply_group(w, first, stop);
 		pthread_rwlock_unlock(&w->store->resize_lock);
 		nospace = rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store));
@@ -1326,11 +1341,13 @@ void na_writer_stop(na_writer *w)
 	w->started = false;
 }
 
-void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg)
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq),
+			void (*exclusive)(void *arg), void *arg)
 {
 	if (w->started)
 		pthread_mutex_lock(&w->lock);
 	w->on_commit = fn;
+	w->on_exclusive = exclusive;
 	w->on_commit_arg = arg;
 	if (w->started)
 		pthread_mutex_unlock(&w->lock);
