@@ -665,7 +665,7 @@ void na_server_maybe_finish(na_server *s)
 	}
 	if (s->nconns > 0)
 		return;
-	na_writer_set_hook(&s->writer, NULL, NULL, NULL);
+	na_writer_set_hook(&s->writer, NULL, NULL);
 	na_indexer_stop(s->indexer);
 	s->indexer = NULL;
 	close_handle((uv_handle_t *)&s->ix_async);

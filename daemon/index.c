@@ -77,19 +77,8 @@
  *     holds, so under a steady trickle of writes the index's CPU and pages
  *     fall with the length of the wait (5,000 articles/s: a follower's CPU
  *     went from ~37% to ~21% of a core between 100 ms and 1 s);
- *   - its thread runs at SCHED_IDLE, so it gets only CPU time that
- *     nothing else of the machine wants (at nice 10 it still took ~10-15%
- *     of a saturated 2-vCPU machine: bulk ingest ran 15% faster without
- *     it), and at nice IX_NICE while a search waits for it (hurry), so
- *     a search never waits on a starved thread; while the writer waits
- *     for the read lock a batch holds (a map resize: na_indexer_boost),
- *     so nothing queues behind a starved thread; and once it has been
- *     behind for IX_IDLE_MAX_MS, until it catches up, so a machine busy
- *     for good cannot starve the index either. Leaving SCHED_IDLE needs
- *     CAP_SYS_NICE or an RLIMIT_NICE that allows nice IX_NICE (the
- *     systemd units set LimitNICE); without either the thread stays at
- *     nice IX_NICE throughout. Every change of class happens under x->mu,
- *     so a hurry and the thread's own return to SCHED_IDLE cannot cross;
+ *   - its thread runs at nice IX_NICE, so the writer, the event loop and
+ *     the workers get the CPU first when they want it;
  *   - it never takes the last of the filesystem (na_store_ix_room): it
  *     waits, and a delete that frees space still finds room.
  *
@@ -127,11 +116,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
-#include <sched.h>
 #include <sys/random.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,7 +129,6 @@
 #define BATCH_ENTRIES 40000
 #define IX_SYNC_MS 1000 /* commits are synced at least this often */
 #define IX_NICE 10      /* the indexer thread's nice value */
-#define IX_IDLE_MAX_MS 5000 /* behind this long: nice IX_NICE until caught up */
 
 static uint64_t now_ms(void)
 {
@@ -687,11 +672,6 @@ struct na_indexer {
 	pthread_cond_t cv;
 	bool stop, reindex, started;
 	uint64_t hurry;    /* a search waits for the index to cover this seq */
-	bool idle_ok;      /* may leave SCHED_IDLE again (see the top); under mu */
-	bool boost;        /* the writer waits for this batch's read lock */
-	pthread_t self;    /* the thread, once idle_ok is set */
-	uint64_t behind_ms; /* when the thread last left the caught-up state */
-	bool idle_now;     /* the thread is at SCHED_IDLE (under mu) */
 	bool no_room;      /* waiting for space on the filesystem */
 	uint64_t head;
 	uint64_t synced_ms; /* when the index was last synced */
@@ -1701,65 +1681,6 @@ out:
 	return rc;
 }
 
-/* Whether a thread of this process may go back from SCHED_IDLE to nice
- * IX_NICE: the kernel allows it with CAP_SYS_NICE or when RLIMIT_NICE
- * permits that nice value (20 - nice <= the limit). */
-static bool may_leave_idle(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NICE, &rl) == 0 &&
-	    (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)(20 - IX_NICE)))
-		return true;
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
-	memset(d, 0, sizeof d);
-	if (syscall(SYS_capget, &h, d) != 0)
-		return false;
-	return (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32))) != 0;
-}
-
-/* With x->mu held: SCHED_IDLE unless urgent (a search waits), then nice
- * IX_NICE. Called by the thread itself, and (only to leave SCHED_IDLE) by
- * na_indexer_hurry and na_indexer_boost. */
-static void set_class(na_indexer *x, bool urgent)
-{
-	if (!x->idle_ok || x->idle_now == !urgent)
-		return;
-	struct sched_param sp = { .sched_priority = 0 };
-	int rc = pthread_setschedparam(x->self, urgent ? SCHED_OTHER : SCHED_IDLE, &sp);
-	if (rc == 0) {
-		x->idle_now = !urgent;
-		return;
-	}
-	/* refused after all (a seccomp filter, a changed limit): stay where we
-	 * are for good, and say so once */
-	log_warn("index: cannot move the indexer thread to %s: %s; it stays at %s",
-		 urgent ? "nice 10" : "SCHED_IDLE", strerror(rc), x->idle_now ? "SCHED_IDLE" : "nice 10");
-	x->idle_ok = false;
-}
-
-/* With x->mu held: should the thread run at nice IX_NICE now? A search
- * waits for it, the writer waits for its read lock, or it has been behind
- * for IX_IDLE_MAX_MS. */
-static bool urgent(const na_indexer *x)
-{
-	return x->hurry > __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE) || x->boost ||
-	       now_ms() - x->behind_ms > IX_IDLE_MAX_MS;
-}
-
-/* The writer is about to wait for every read lock of the archive (a map
- * resize): a batch holding one must not run at SCHED_IDLE meanwhile, or a
- * busy machine would stall the writer, and every reader behind it, on the
- * starved thread. The thread decides again before its next batch. */
-void na_indexer_boost(void *arg)
-{
-	na_indexer *x = arg;
-	pthread_mutex_lock(&x->mu);
-	x->boost = true;
-	set_class(x, true);
-	pthread_mutex_unlock(&x->mu);
-}
-
 /* With x->mu held, after new entries woke a caught-up indexer: waits up
  * to index_refresh_ms for more to gather, unless a search is waiting, a batch
  * is already full, or the indexer is asked to stop or rebuild. */
@@ -1785,18 +1706,8 @@ static void *ix_main(void *arg)
 	 * latency clients see, go first when they want the CPU */
 	pthread_setname_np(pthread_self(), "na-index");
 	setpriority(PRIO_PROCESS, (id_t)gettid(), IX_NICE);
-	/* SCHED_IDLE only when the way back to nice IX_NICE is open, which
-	 * needs the thread to be at IX_NICE already */
-	bool niced = getpriority(PRIO_PROCESS, (id_t)gettid()) == IX_NICE;
-	pthread_mutex_lock(&x->mu);
-	x->self = pthread_self();
-	x->idle_ok = niced && may_leave_idle();
-	x->behind_ms = now_ms();
-	pthread_mutex_unlock(&x->mu);
 	while (true) {
 		pthread_mutex_lock(&x->mu);
-		set_class(x, urgent(x));
-		x->boost = false;
 		bool stop = x->stop;
 		if (x->reindex) {
 			x->reindex = false;
@@ -1847,14 +1758,10 @@ static void *ix_main(void *arg)
 			pthread_mutex_lock(&x->mu);
 			if (!x->rebuild)
 				x->state = NA_IX_READY;
-			/* caught up: the next batch starts at SCHED_IDLE again */
-			x->behind_ms = now_ms();
-			set_class(x, urgent(x));
 			while (!x->stop && !x->reindex && x->head <= x->seq &&
 			       !__atomic_load_n(&x->s->snapshot_incomplete, __ATOMIC_ACQUIRE))
 				pthread_cond_wait(&x->cv, &x->mu);
 			settle(x);
-			x->behind_ms = now_ms();
 			pthread_mutex_unlock(&x->mu);
 			continue;
 		}
@@ -1944,10 +1851,6 @@ void na_indexer_hurry(na_indexer *x, uint64_t seq)
 		return;
 	pthread_mutex_lock(&x->mu);
 	x->hurry = seq;
-	/* a batch already running at SCHED_IDLE finishes at nice IX_NICE; only
-	 * the thread itself goes back to SCHED_IDLE, before its next batch */
-	if (seq > __atomic_load_n(&x->covers, __ATOMIC_ACQUIRE))
-		set_class(x, true);
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 }

@@ -120,10 +120,6 @@ void na_indexer_kick(na_indexer *x, uint64_t seq);
  * more writes gather first. Each call replaces the previous seq, so a
  * search that ends (answered or timed out) stops hurrying (any thread). */
 void na_indexer_hurry(na_indexer *x, uint64_t seq);
-/* The writer is about to wait for every reader of the archive (arg is the
- * indexer): a batch running at SCHED_IDLE finishes at nice 10. Any thread;
- * it must not hold the indexer's lock. */
-void na_indexer_boost(void *arg);
 /* Asks for an online rebuild. */
 void na_indexer_reindex(na_indexer *x);
 void na_indexer_stats(na_indexer *x, na_ixstats *st);

@@ -266,7 +266,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		na_store_close(&s->store);
 		return -1;
 	}
-	na_writer_set_hook(&s->writer, ix_committed, na_indexer_boost, s->indexer);
+	na_writer_set_hook(&s->writer, ix_committed, s->indexer);
 	s->started_ms = uv_now(loop);
 	s->trained_at = 0;
 	s->seq = s->writer.seq;

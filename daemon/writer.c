@@ -914,21 +914,6 @@ static int choose_guid_table(na_writer *w, MDB_txn *txn, na_wjob *first, na_wjob
 	return rc;
 }
 
-/* Takes resize_lock exclusively (every reader out). The hook hears of it
- * first: the indexer's batch holds the lock shared and may be running at
- * SCHED_IDLE, which on a busy machine would leave the writer, and every
- * reader queued behind it, waiting on a starved thread. */
-static void lock_out_readers(na_writer *w)
-{
-	if (w->started) {
-		pthread_mutex_lock(&w->lock);
-		if (w->on_exclusive)
-			w->on_exclusive(w->on_commit_arg);
-		pthread_mutex_unlock(&w->lock);
-	}
-	pthread_rwlock_wrlock(&w->store->resize_lock);
-}
-
 /* Applies jobs [first, stop) in one transaction. */
 static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
@@ -969,7 +954,7 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		if (j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_HISTORY || j->op == NA_WOP_PROMOTE) {
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				na_codec_reset_dicts(s->codec); /* the rows bring theirs */
-			lock_out_readers(w);
+			pthread_rwlock_wrlock(&s->resize_lock);
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				memcpy(s->hash_key, j->hash_key, 16);
 			memcpy(s->history, j->history, 16);
@@ -996,7 +981,7 @@ static int grow_map(na_writer *w)
 	size_t want = s->map_size + step;
 	if (want > s->max_map_size)
 		want = s->max_map_size;
-	lock_out_readers(w);
+	pthread_rwlock_wrlock(&s->resize_lock);
 	int rc = mdb_env_set_mapsize(s->env, want);
 	if (rc == 0) {
 		MDB_envinfo info;
@@ -1053,7 +1038,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			 * pages their snapshots still pin can be reused (a delete
 			 * that frees space must fit in a full map) */
 			drained = true;
-			lock_out_readers(w);
+			pthread_rwlock_wrlock(&w->store->resize_lock);
 			rc = apply_group(w, first, stop);
 			pthread_rwlock_unlock(&w->store->resize_lock);
 			if (rc != MDB_MAP_FULL)
@@ -1074,7 +1059,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		/* as at max_map_size: once more with every reader out, so that
 		 * the pages the file already has and old snapshots pin can be
 		 * reused instead of growing the file */
-		lock_out_readers(w);
+		pthread_rwlock_wrlock(&w->store->resize_lock);
 		rc = apply_group(w, first, stop);
 		pthread_rwlock_unlock(&w->store->resize_lock);
 		nospace = rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store));
@@ -1341,13 +1326,11 @@ void na_writer_stop(na_writer *w)
 	w->started = false;
 }
 
-void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq),
-			void (*exclusive)(void *arg), void *arg)
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg)
 {
 	if (w->started)
 		pthread_mutex_lock(&w->lock);
 	w->on_commit = fn;
-	w->on_exclusive = exclusive;
 	w->on_commit_arg = arg;
 	if (w->started)
 		pthread_mutex_unlock(&w->lock);

@@ -176,10 +176,8 @@ typedef struct na_writer {
 	/* statistics */
 	uint64_t commits, committed_items;
 	/* optional: told (on the writer thread, under lock) of every commit's
-	 * last seq, and that the writer is about to take resize_lock
-	 * exclusively; set with na_writer_set_hook */
+	 * last seq; set with na_writer_set_hook */
 	void (*on_commit)(void *arg, uint64_t seq);
-	void (*on_exclusive)(void *arg);
 	void *on_commit_arg;
 } na_writer;
 
@@ -197,12 +195,9 @@ void na_writer_submit(na_writer *w, na_wjob *job);
  * closes the async handle. Also frees a writer used only with apply_now. */
 void na_writer_stop(na_writer *w);
 
-/* Sets or removes (NULL) the hooks: fn after every commit, exclusive just
- * before the writer waits for every reader to leave (a map resize, a
- * snapshot's start), both on the writer thread with its lock held. Once it
- * returns, a removed hook is not running and will not run again. */
-void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq),
-			void (*exclusive)(void *arg), void *arg);
+/* Sets (fn != NULL) or removes the commit hook. Once it returns, a removed
+ * hook is not running and will not run again. */
+void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg);
 
 /* Applies jobs synchronously on the calling thread (tests, tools). */
 int na_writer_apply_now(na_writer *w, na_wjob *job);

@@ -92,7 +92,9 @@ extern "C" {
 #define NA_EUNAUTHORIZED (-107)   /* UNAUTHORIZED */
 #define NA_ETIMEOUT (-108)        /* TIMEOUT: a wait on the SERVER ran out
                                    * (compare NA_ETIMEDOUT, a local timeout) */
-#define NA_EUNAVAILABLE (-109)    /* UNAVAILABLE: the server is shutting down */
+#define NA_EUNAVAILABLE (-109)    /* UNAVAILABLE: the server is shutting down,
+                                   * or a follower still receiving a
+                                   * snapshot was asked to read at once */
 #define NA_EINTERNAL (-110)       /* INTERNAL: server bug or I/O error */
 
 /* True when err is one of the server error codes above. */
