@@ -533,6 +533,18 @@ static int open_index_env(na_store *s, const na_store_opts *o, const char **msg)
 	return 0;
 }
 
+size_t na_store_reserve(size_t max_map_size)
+{
+	size_t r = max_map_size / 64;
+	if (r < ((size_t)256 << 10))
+		r = (size_t)256 << 10;
+	if (r > ((size_t)64 << 20))
+		r = (size_t)64 << 20;
+	if (r > max_map_size / 4)
+		r = max_map_size / 4;
+	return r;
+}
+
 int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 {
 	memset(s, 0, sizeof *s);
@@ -587,6 +599,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	mdb_env_stat(s->env, &st);
 	s->map_size = info.me_mapsize;
 	s->psize = st.ms_psize;
+	s->reserve_pages = na_store_reserve(o->max_map_size) / s->psize;
 
 	MDB_txn *txn;
 	if ((rc = mdb_txn_begin(s->env, NULL, o->readonly ? MDB_RDONLY : 0, &txn))) {

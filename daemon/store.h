@@ -66,6 +66,7 @@ typedef struct na_store {
 	bool snapshot_incomplete; /* a follower died during its snapshot */
 	size_t map_size;       /* current */
 	size_t max_map_size;
+	uint64_t reserve_pages; /* na_store_reserve */
 	size_t max_article;
 	unsigned psize;
 	/* Readers hold this shared while a read transaction is live; the writer
@@ -80,6 +81,16 @@ typedef struct na_store {
 	MDB_txn *ixtxn_free[64]; /* the same for the index environment */
 	unsigned ixtxn_free_n;
 } na_store;
+
+/* The free pages, in bytes, that writes must leave in a map of
+ * max_map_size bytes for deletes and log trims: 1/64 of it, at least
+ * 256 KiB, at most 64 MiB and at most a quarter. LMDB reuses the pages a
+ * commit frees only from the commit after next, so a delete right after a
+ * put that took the last free page would find none to write to, and a full
+ * archive could not be thinned (the writer's check_reserve). When the
+ * filesystem has less room left than the map, the same is applied to the
+ * filesystem's size. */
+size_t na_store_reserve(size_t max_map_size);
 
 /* Opens (creating if needed) the archive in opts->dir. 0 or a negative
  * errno / LMDB code; *msg says what failed. */

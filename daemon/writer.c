@@ -31,6 +31,19 @@
  * kept out (resize_lock), the map is doubled up to max_map_size and the
  * whole group is applied again. At the limit, jobs are retried one per
  * transaction so those that fit still succeed; the others get NO_SPACE.
+ *
+ * Near the limit a group that adds anything must also leave a reserve of
+ * free pages (na_store_reserve) for groups that only remove (deletes, log
+ * trims). LMDB reuses the pages a commit frees only from the commit after
+ * next, and a delete needs a few new pages (the copied paths of the trees
+ * it changes) before it frees any: without the reserve, a delete right
+ * after the put that took the last reusable page fails, and so does every
+ * delete after it, since none commits to free anything. check_reserve
+ * counts the free pages (the map's unused tail and LMDB's free list) only
+ * when the tail alone is too short, so it costs nothing far from the
+ * limit, and compares them with what the group may need on top of the
+ * reserve. A group refused this way is split like one that met
+ * MDB_MAP_FULL, so single jobs that fit still go in.
  */
 #include "writer.h"
 
@@ -914,6 +927,125 @@ static int choose_guid_table(na_writer *w, MDB_txn *txn, na_wjob *first, na_wjob
 	return rc;
 }
 
+/* apply_group's answers to a group that would eat into the reserve: of the
+ * map, or of the filesystem under it */
+#define ERESERVE (-10001)
+#define EFSRESERVE (-10002)
+
+/* Whether the group adds anything (articles, dictionaries, new copies of
+ * records); groups that only remove things (deletes, log trims, a
+ * snapshot's wipe) or change the archive's identity may use the reserve. A
+ * replicated delete counts as removing, so a follower as full as its
+ * primary applies the primary's deletes too. */
+static bool adds_data(const na_wjob *first, const na_wjob *stop)
+{
+	for (const na_wjob *j = first; j != stop; j = j->next) {
+		switch (j->op) {
+		case NA_WOP_APPLY:
+			for (uint32_t i = 0; i < j->nentries; i++)
+				if (j->entries[i].op != 'D')
+					return true;
+			break;
+		case NA_WOP_PUT:
+		case NA_WOP_DICT:
+		case NA_WOP_SNAP_ROWS:
+		case NA_WOP_SNAP_DICT:
+		case NA_WOP_RECODE:
+		case NA_WOP_COMPACT:
+			return true;
+		default:
+			break;
+		}
+	}
+	return false;
+}
+
+/* Pages an item of n bytes may take: its record, and a leaf copied or
+ * split in each tree it changes (articles, guid index, log). The paths
+ * above the leaves are shared within a group and counted once per group;
+ * what this misses comes out of the reserve, which is several deletes
+ * deep. */
+static uint64_t item_pages(const na_store *s, size_t n)
+{
+	return (n + s->psize - 1) / s->psize + 8;
+}
+
+/* The pages the group may write, about. */
+static uint64_t group_pages(const na_store *s, const na_wjob *first, const na_wjob *stop)
+{
+	uint64_t p = 32; /* the trees' upper levels, meta, the main and free-list trees */
+	for (const na_wjob *j = first; j != stop; j = j->next) {
+		for (uint32_t i = 0; i < j->n; i++)
+			p += item_pages(s, j->items[i].rec_len);
+		for (uint32_t i = 0; i < j->nentries; i++)
+			p += item_pages(s, j->entries[i].rec_len + j->entries[i].dict_len);
+		for (uint32_t i = 0; i < j->nrows; i++)
+			p += item_pages(s, j->rows[i].rec_len);
+		for (uint32_t i = 0; i < j->ncblocks; i++)
+			p += item_pages(s, j->cblocks[i].rec_len);
+		if (j->op == NA_WOP_DICT || j->op == NA_WOP_SNAP_DICT)
+			p += item_pages(s, j->dict_len);
+	}
+	return p;
+}
+
+/* 0 when the group leaves the reserve free, ERESERVE or EFSRESERVE when it
+ * might not, or an LMDB error. Called on the writer thread between write
+ * transactions, so a read transaction sees what the group's will start
+ * from. The tail the file may still grow by is bounded by the map and by
+ * the filesystem's free space, whichever is less. */
+static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop)
+{
+	na_store *s = w->store;
+	uint64_t reserve = s->reserve_pages, group = group_pages(s, first, stop);
+	MDB_envinfo info;
+	mdb_env_info(s->env, &info);
+	uint64_t maxpg = s->max_map_size / s->psize, used = (uint64_t)info.me_last_pgno + 1;
+	uint64_t tail = maxpg > used ? maxpg - used : 0;
+	bool fs = false;
+	const char *path = NULL;
+	struct statvfs vfs;
+	if (mdb_env_get_path(s->env, &path) == 0 && path && statvfs(path, &vfs) == 0) {
+		uint64_t room = (uint64_t)vfs.f_bavail * vfs.f_frsize / s->psize;
+		if (room < tail) {
+			/* the filesystem is the limit: the reserve is sized by it */
+			uint64_t r = na_store_reserve((size_t)vfs.f_blocks * vfs.f_frsize) / s->psize;
+			tail = room;
+			reserve = r < reserve ? r : reserve;
+			fs = true;
+		}
+	}
+	uint64_t need = reserve + group;
+	if (tail >= need)
+		return 0;
+	/* LMDB's free list (database 0, readable in a read transaction): each
+	 * record is a list of page numbers, the first word its length. No
+	 * resize_lock: only this thread changes the map size. */
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, 0, &cur))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	MDB_val k, v;
+	uint64_t freed = 0;
+	while (tail + freed < need && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		size_t n;
+		if (v.mv_size >= sizeof n) {
+			memcpy(&n, v.mv_data, sizeof n);
+			freed += n;
+		}
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	return tail + freed >= need ? 0 : fs ? EFSRESERVE : ERESERVE;
+}
+
 /* Applies jobs [first, stop) in one transaction. */
 static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
@@ -921,8 +1053,8 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 	wstate st;
 	save(w, &st);
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	if (rc)
+	int rc = adds_data(first, stop) ? check_reserve(w, first, stop) : 0;
+	if (rc || (rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
 		return rc;
 	rc = refresh_max(w, txn);
 	if (rc == 0)
@@ -1030,24 +1162,26 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
 	int rc;
 	bool drained = false;
-	while ((rc = apply_group(w, first, stop)) == MDB_MAP_FULL) {
-		if (grow_map(w) == 0)
+	while ((rc = apply_group(w, first, stop)) == MDB_MAP_FULL || rc == ERESERVE ||
+	       rc == EFSRESERVE) {
+		if (rc == MDB_MAP_FULL && grow_map(w) == 0)
 			continue;
-		if (!drained) {
+		if (!drained && rc == MDB_MAP_FULL) {
 			/* at the limit: once more with every reader out, so the
-			 * pages their snapshots still pin can be reused (a delete
-			 * that frees space must fit in a full map) */
+			 * pages their snapshots still pin can be reused */
 			drained = true;
 			pthread_rwlock_wrlock(&w->store->resize_lock);
 			rc = apply_group(w, first, stop);
 			pthread_rwlock_unlock(&w->store->resize_lock);
-			if (rc != MDB_MAP_FULL)
+			if (rc != MDB_MAP_FULL && rc != ERESERVE && rc != EFSRESERVE)
 				break;
 		}
 		/* at the limit: one job per transaction, so what fits goes in */
 		if (first->next == stop) {
 			fail_jobs(first, stop, NA_CODE_NO_SPACE,
-				  "the archive reached max_map_size; reads still work");
+				  rc == EFSRESERVE
+					  ? "the filesystem holding the archive is full; reads still work"
+					  : "the archive reached max_map_size; reads still work");
 			return;
 		}
 		for (na_wjob *j = first; j != stop; j = j->next)

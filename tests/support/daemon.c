@@ -207,7 +207,10 @@ int na_test_daemon_cleanup(na_test_daemon *d)
 			rc = -1;
 		}
 	}
-	if (d->dir[0] && strncmp(d->dir, "/", 1) == 0 && strstr(d->dir, "newsarch-test.")) {
+	const char *keep = getenv("NA_TEST_KEEP"); /* debugging: keep data and log */
+	if (keep && *keep)
+		fprintf(stderr, "kept %s\n", d->dir);
+	else if (d->dir[0] && strncmp(d->dir, "/", 1) == 0 && strstr(d->dir, "newsarch-test.")) {
 		char cmd[600];
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
 		if (system(cmd) != 0)

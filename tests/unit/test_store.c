@@ -758,6 +758,8 @@ static void test_map_full(void **state)
 	na_store_stats st;
 	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
 	assert_int_equal(st.map_size, 4u << 20);
+	/* puts stopped short of the last pages: those are kept for deletes */
+	assert_true(st.map_used + na_store_reserve(4u << 20) / 2 <= st.map_size);
 	assert_int_equal(st.articles, (uint64_t)ok);
 	assert_int_equal(st.seq, (uint64_t)ok);
 	/* reads still work */
@@ -780,6 +782,67 @@ static void test_map_full(void **state)
 	assert_int_equal(r.code, NA_CODE_OK);
 	assert_int_equal(r.status, NA_WS_CREATED);
 	assert_int_equal(find(f, "small", NULL, title, sizeof title), 0);
+	uint64_t problems_n;
+	FILE *devnull = fopen("/dev/null", "w");
+	assert_int_equal(na_verify(&f->store, devnull, &problems_n), 0);
+	fclose(devnull);
+}
+
+/* Puts articles of falling sizes, then title-only ones between the others,
+ * until not even those fit. */
+static void fill_to_last_page(fx *f, int *next, int *live)
+{
+	static const size_t sizes[] = { 8000, 3000, 1000, 300, 50, 0 };
+	char g[32];
+	for (size_t k = 0; k <= sizeof sizes / sizeof sizes[0]; k++) {
+		for (;;) {
+			snprintf(g, sizeof g, "fill%05d", *next);
+			bool tiny = k == sizeof sizes / sizeof sizes[0];
+			put_res r = tiny ? put_ex(f, g, (*next * 7919) % (*next + 1), 1, "t", 0)
+					 : put_ex(f, g, *next, 0, g, sizes[k]);
+			if (r.code == NA_CODE_NO_SPACE)
+				break;
+			assert_int_equal(r.code, NA_CODE_OK);
+			(*next)++;
+			(*live)++;
+		}
+	}
+}
+
+/* A map filled to its last page can still be thinned: LMDB reuses the
+ * pages a commit frees only from the commit after next, so a delete right
+ * after the commit that took the last reusable page needs the reserve
+ * above the soft limit. Fills the map to the last page again after every
+ * delete, 300 times, so the deletes meet every state a full map can be
+ * in; then deletes many, and puts work again. */
+static void test_delete_in_full_map(void **state)
+{
+	fx *f = *state;
+	char g[32];
+	int next = 0, live = 0;
+	fill_to_last_page(f, &next, &live);
+	for (int i = 0; i < 300 && i < next; i++) {
+		snprintf(g, sizeof g, "fill%05d", i * 7 % next);
+		put_res r = del(f, g);
+		assert_int_equal(r.code, NA_CODE_OK);
+		if (r.status == NA_WS_DELETED)
+			live--;
+		fill_to_last_page(f, &next, &live);
+	}
+	na_store_stats st;
+	assert_int_equal(na_store_stats_get(&f->store, &st), 0);
+	assert_true(st.map_size <= (4u << 20));
+	assert_int_equal(st.articles, (uint64_t)live);
+	for (int i = 0; i < next; i += 2) {
+		snprintf(g, sizeof g, "fill%05d", i);
+		put_res r = del(f, g);
+		assert_int_equal(r.code, NA_CODE_OK);
+		if (r.status == NA_WS_DELETED)
+			live--;
+	}
+	assert_int_equal(put_ex(f, "again", 1, 0, "again", 8000).code, NA_CODE_OK);
+	live++;
+	assert_int_equal(count(f, false, 0, false, 0), (uint64_t)live);
 	uint64_t problems_n;
 	FILE *devnull = fopen("/dev/null", "w");
 	assert_int_equal(na_verify(&f->store, devnull, &problems_n), 0);
@@ -1700,6 +1763,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_full, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_in_full_map, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_conn_sink_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_write, setup, teardown),
