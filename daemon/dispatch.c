@@ -224,6 +224,7 @@ static void do_stats(req *q)
 	kv_u64(&pk, "map_size", st.map_size);
 	kv_u64(&pk, "map_used", st.map_used);
 	kv_u64(&pk, "max_map_size", s->store.max_map_size);
+	kv_u64(&pk, "map_reserve", s->store.reserve_pages * s->store.psize);
 	kv_u64(&pk, "page_bytes", st.page_bytes);
 	kv_u64(&pk, "seq", s->seq);
 	uint64_t synced = na_writer_synced_seq(&s->writer);

@@ -961,19 +961,20 @@ static bool adds_data(const na_wjob *first, const na_wjob *stop)
 }
 
 /* Pages an item of n bytes may take: its record, and a leaf copied or
- * split in each tree it changes (articles, guid index, log). The paths
- * above the leaves are shared within a group and counted once per group;
- * what this misses comes out of the reserve, which is several deletes
- * deep. */
+ * split in the trees it changes (the guid index at a random place; the
+ * articles and the log mostly at their ends, where a group's items share
+ * leaves). Upper levels are shared within a group and counted once per
+ * group. What this misses comes out of the reserve, which is several
+ * deletes deep. */
 static uint64_t item_pages(const na_store *s, size_t n)
 {
-	return (n + s->psize - 1) / s->psize + 8;
+	return (n + s->psize - 1) / s->psize + 4;
 }
 
 /* The pages the group may write, about. */
 static uint64_t group_pages(const na_store *s, const na_wjob *first, const na_wjob *stop)
 {
-	uint64_t p = 32; /* the trees' upper levels, meta, the main and free-list trees */
+	uint64_t p = 64; /* the trees' upper levels, meta, the main and free-list trees */
 	for (const na_wjob *j = first; j != stop; j = j->next) {
 		for (uint32_t i = 0; i < j->n; i++)
 			p += item_pages(s, j->items[i].rec_len);

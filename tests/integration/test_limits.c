@@ -183,6 +183,13 @@ static void fill_until_full(na_test_daemon *d, const char *datadir, const char *
 		}
 		assert_int_equal(na_trpc_call(&t, "count", 0, NULL, &err, &res), 1);
 		assert_int_equal(res.via.u64, live);
+		/* stats show the reserve kept for deletes: 1/64 of the map, at
+		 * least 256 KiB */
+		assert_int_equal(na_trpc_call(&t, "stats", 0, NULL, &err, &res), 1);
+		const msgpack_object *rv = na_obj_get(&res, "map_reserve");
+		assert_non_null(rv);
+		if (strcmp(why, "max_map_size") == 0)
+			assert_int_equal(rv->via.u64, 256 << 10);
 		/* a full archive can always be thinned: delete half of this
 		 * cycle's articles, one by one */
 		for (int i = 0; i < stored; i += 2) {
