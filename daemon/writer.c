@@ -41,9 +41,11 @@
  * delete after it, since none commits to free anything. check_reserve
  * counts the free pages (the map's unused tail and LMDB's free list) only
  * when the tail alone is too short, so it costs nothing far from the
- * limit, and compares them with what the group may need on top of the
- * reserve. A group refused this way is split like one that met
- * MDB_MAP_FULL, so single jobs that fit still go in.
+ * limit, and compares them with what the group may write (counted
+ * generously, adds_data and group_pages) on top of the reserve; a
+ * follower's copies of its primary's writes keep half the reserve. A group
+ * refused this way is split like one that met MDB_MAP_FULL, so single jobs
+ * that fit still go in.
  */
 #include "writer.h"
 
@@ -932,73 +934,97 @@ static int choose_guid_table(na_writer *w, MDB_txn *txn, na_wjob *first, na_wjob
 #define ERESERVE (-10001)
 #define EFSRESERVE (-10002)
 
-/* Whether the group adds anything (articles, dictionaries, new copies of
- * records); groups that only remove things (deletes, log trims, a
- * snapshot's wipe) or change the archive's identity may use the reserve. A
- * replicated delete counts as removing, so a follower as full as its
- * primary applies the primary's deletes too. */
-static bool adds_data(const na_wjob *first, const na_wjob *stop)
+/* What the group adds: NOTHING for groups that only remove things
+ * (deletes, log trims, a snapshot's wipe) or change the archive's identity,
+ * which may use the reserve; REPLICATED for a follower's copies of what its
+ * primary stored (log entries, snapshot rows), which keep half of it: the
+ * primary kept the whole, and a follower that stops short of its primary
+ * stops following; LOCAL for the rest (puts, dictionaries, new copies of
+ * records). A replicated delete counts as removing, so a follower as full
+ * as its primary applies the primary's deletes too. */
+enum { ADDS_NOTHING, ADDS_REPLICATED, ADDS_LOCAL };
+
+static int adds_data(const na_wjob *first, const na_wjob *stop)
 {
+	int a = ADDS_NOTHING;
 	for (const na_wjob *j = first; j != stop; j = j->next) {
 		switch (j->op) {
 		case NA_WOP_APPLY:
-			for (uint32_t i = 0; i < j->nentries; i++)
+			for (uint32_t i = 0; i < j->nentries && a == ADDS_NOTHING; i++)
 				if (j->entries[i].op != 'D')
-					return true;
+					a = ADDS_REPLICATED;
+			break;
+		case NA_WOP_SNAP_ROWS:
+		case NA_WOP_SNAP_DICT:
+			if (a == ADDS_NOTHING)
+				a = ADDS_REPLICATED;
 			break;
 		case NA_WOP_PUT:
 		case NA_WOP_DICT:
-		case NA_WOP_SNAP_ROWS:
-		case NA_WOP_SNAP_DICT:
 		case NA_WOP_RECODE:
 		case NA_WOP_COMPACT:
-			return true;
+			return ADDS_LOCAL;
 		default:
 			break;
 		}
 	}
-	return false;
+	return a;
 }
 
-/* Pages an item of n bytes may take: its record, and a leaf copied or
- * split in the trees it changes (the guid index at a random place; the
- * articles and the log mostly at their ends, where a group's items share
- * leaves). Upper levels are shared within a group and counted once per
- * group. What this misses comes out of the reserve, which is several
- * deletes deep. */
-static uint64_t item_pages(const na_store *s, size_t n)
+/* What a group writes, in pages, counted generously: records of more than
+ * a quarter page take overflow pages of their own; the rest, with ~128
+ * bytes an item for its entries in the articles, guid index and log trees,
+ * fill leaves that splits leave half full; each item may also copy a leaf
+ * of the guid index (the index is keyed by a hash, so a group's items land
+ * all over it), at most as many as it has pages (guid_pages); and the
+ * trees' upper levels, meta, the main and free-list trees take a few
+ * dozen. */
+static uint64_t group_pages(const na_store *s, const na_wjob *first, const na_wjob *stop,
+			    uint64_t guid_pages)
 {
-	return (n + s->psize - 1) / s->psize + 4;
-}
-
-/* The pages the group may write, about. */
-static uint64_t group_pages(const na_store *s, const na_wjob *first, const na_wjob *stop)
-{
-	uint64_t p = 64; /* the trees' upper levels, meta, the main and free-list trees */
+	uint64_t big = 0, bytes = 0, items = 0;
+	size_t psize = s->psize;
+#define ADD(n) do { size_t n_ = (n); items++; bytes += 128; \
+		    if (n_ > psize / 4) big += (n_ + psize - 1) / psize; else bytes += n_; } while (0)
 	for (const na_wjob *j = first; j != stop; j = j->next) {
 		for (uint32_t i = 0; i < j->n; i++)
-			p += item_pages(s, j->items[i].rec_len);
+			ADD(j->items[i].rec_len);
 		for (uint32_t i = 0; i < j->nentries; i++)
-			p += item_pages(s, j->entries[i].rec_len + j->entries[i].dict_len);
+			ADD(j->entries[i].rec_len + j->entries[i].dict_len);
 		for (uint32_t i = 0; i < j->nrows; i++)
-			p += item_pages(s, j->rows[i].rec_len);
+			ADD(j->rows[i].rec_len);
 		for (uint32_t i = 0; i < j->ncblocks; i++)
-			p += item_pages(s, j->cblocks[i].rec_len);
+			ADD(j->cblocks[i].rec_len);
 		if (j->op == NA_WOP_DICT || j->op == NA_WOP_SNAP_DICT)
-			p += item_pages(s, j->dict_len);
+			ADD(j->dict_len);
 	}
+#undef ADD
+	return 64 + big + 2 * ((bytes + psize - 1) / psize) + (items < guid_pages ? items : guid_pages);
+}
+
+/* Pages of the guid index's tables (leaves and branches). */
+static uint64_t guid_index_pages(na_store *s, MDB_txn *txn)
+{
+	uint64_t p = 0;
+	MDB_stat st;
+	if (mdb_stat(txn, s->guids, &st) == 0)
+		p += st.ms_leaf_pages + st.ms_branch_pages;
+	if (s->have_guidnew && mdb_stat(txn, s->guidnew, &st) == 0)
+		p += st.ms_leaf_pages + st.ms_branch_pages;
 	return p;
 }
 
 /* 0 when the group leaves the reserve free, ERESERVE or EFSRESERVE when it
- * might not, or an LMDB error. Called on the writer thread between write
- * transactions, so a read transaction sees what the group's will start
- * from. The tail the file may still grow by is bounded by the map and by
- * the filesystem's free space, whichever is less. */
-static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop)
+ * might not. Called on the writer thread between write transactions, so a
+ * read transaction sees what the group's will start from. The tail the
+ * file may still grow by is bounded by the map and by the filesystem's
+ * free space, whichever is less. When the free list cannot be read (no
+ * reader slot left), the group goes ahead and LMDB has the last word, as
+ * before there was a reserve. */
+static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop, int adds)
 {
 	na_store *s = w->store;
-	uint64_t reserve = s->reserve_pages, group = group_pages(s, first, stop);
+	uint64_t reserve = s->reserve_pages;
 	MDB_envinfo info;
 	mdb_env_info(s->env, &info);
 	uint64_t maxpg = s->max_map_size / s->psize, used = (uint64_t)info.me_last_pgno + 1;
@@ -1016,24 +1042,26 @@ static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop
 			fs = true;
 		}
 	}
-	uint64_t need = reserve + group;
-	if (tail >= need)
+	if (adds == ADDS_REPLICATED)
+		reserve /= 2;
+	/* far from full: every item may copy a guid index leaf */
+	if (tail >= reserve + group_pages(s, first, stop, UINT64_MAX))
 		return 0;
 	/* LMDB's free list (database 0, readable in a read transaction): each
 	 * record is a list of page numbers, the first word its length. No
 	 * resize_lock: only this thread changes the map size. */
 	MDB_txn *txn;
 	MDB_cursor *cur;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-	if (rc)
-		return rc;
-	if ((rc = mdb_cursor_open(txn, 0, &cur))) {
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+		return 0;
+	uint64_t need = reserve + group_pages(s, first, stop, guid_index_pages(s, txn));
+	if (mdb_cursor_open(txn, 0, &cur)) {
 		mdb_txn_abort(txn);
-		return rc;
+		return 0;
 	}
 	MDB_val k, v;
 	uint64_t freed = 0;
-	while (tail + freed < need && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+	while (tail + freed < need && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
 		size_t n;
 		if (v.mv_size >= sizeof n) {
 			memcpy(&n, v.mv_data, sizeof n);
@@ -1042,8 +1070,6 @@ static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc;
 	return tail + freed >= need ? 0 : fs ? EFSRESERVE : ERESERVE;
 }
 
@@ -1054,7 +1080,8 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 	wstate st;
 	save(w, &st);
 	MDB_txn *txn;
-	int rc = adds_data(first, stop) ? check_reserve(w, first, stop) : 0;
+	int adds = adds_data(first, stop);
+	int rc = adds != ADDS_NOTHING ? check_reserve(w, first, stop, adds) : 0;
 	if (rc || (rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
 		return rc;
 	rc = refresh_max(w, txn);

@@ -1169,6 +1169,24 @@ static void test_follower_rejects_writes(void **state)
 	assert_int_equal(compare_all(0, 1), 10);
 }
 
+/* A small map on both sides: batches of 1,000 go into the primary, the
+ * follower takes them by snapshot and then by the log, with 4 batches in
+ * flight. Near the limit, writes that add data must leave a reserve for
+ * deletes (writer.c); nothing here comes close to it, so nothing may be
+ * refused. */
+static void test_small_maps(void **state)
+{
+	(void)state;
+	start_daemon(0, "--map-size", "1M", "--max-map-size", "16M", NULL);
+	ingest_sync(0, "sm", 0, 3000, 50, 1000);
+	start_daemon(1, "--map-size", "1M", "--max-map-size", "16M", "--follow", D[0].addr, NULL);
+	wait_caught_up(0, 1);
+	assert_int_equal(compare_all(0, 1), 3000);
+	ingest_sync(0, "sm", 3000, 3000, 50, 1000);
+	wait_caught_up(0, 1);
+	assert_int_equal(compare_all(0, 1), 6000);
+}
+
 /* ---- 8. a follower moved to another archive ------------------------------ */
 
 static void test_follower_of_other_archive(void **state)
@@ -1584,6 +1602,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_link_cut_resumes_without_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cascade_and_promote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_rejects_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_maps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_of_other_archive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_write_replicas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_seq_read, setup, teardown),
