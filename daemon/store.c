@@ -463,6 +463,11 @@ bool na_store_ix_room(na_store *s, size_t need)
 		reserve = (uint64_t)256 << 10;
 	if (reserve > ((uint64_t)64 << 20))
 		reserve = (uint64_t)64 << 20;
+	/* never into the room the archive keeps for its deletes when the
+	 * filesystem is what limits it (the writer's check_reserve) */
+	uint64_t keep = na_store_reserve((size_t)fs.f_blocks * fs.f_frsize);
+	if (reserve < keep)
+		reserve = keep;
 	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
 	return avail >= reserve + 2 * (uint64_t)need;
 }

@@ -241,8 +241,9 @@ int na_store_ix_mark(na_store *s);
 int na_store_ix_sync(na_store *s);
 /* Whether the filesystem of the index has room for an index commit of
  * about need bytes and still keeps a reserve (1/32 of the archive's size,
- * 256 KiB to 64 MiB) for the archive: the index can wait, a delete that
- * frees space must not find the disk taken by the index. */
+ * 256 KiB to 64 MiB, and at least na_store_reserve of the filesystem's
+ * size) for the archive: the index can wait, a delete that frees space
+ * must not find the disk taken by the index. */
 bool na_store_ix_room(na_store *s, size_t need);
 
 /* The index environment's meta table (ix_* entries, see index.h). A
