@@ -200,7 +200,7 @@ static void do_stats(req *q)
 		return;
 	}
 	msgpack_packer pk = ok_reply(q->c, q->msgid);
-	msgpack_pack_map(&pk, 27);
+	msgpack_pack_map(&pk, 28);
 	kv_u64(&pk, "articles", st.articles);
 	kv_u64(&pk, "records", st.records);
 	kv_u64(&pk, "blocks_compacted", s->compacted_blocks);
