@@ -79,6 +79,7 @@ typedef struct na_dhold {
 
 struct na_codec {
 	int level, block_level;
+	bool huf_literals;       /* na_codec_set_literals */
 	size_t max_raw;
 	_Atomic(dict *) dicts[NA_MAX_DICTS + 1];
 	atomic_uint current;
@@ -399,6 +400,8 @@ int na_codec_encode(na_codec *c, const void *raw, size_t n, uint8_t *out, size_t
 		return -ENOMEM;
 	size_t cap = na_codec_bound(n) - h;
 	size_t zn;
+	ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode,
+			       c->huf_literals ? ZSTD_ps_auto : ZSTD_ps_disable);
 	if (d) {
 		ZSTD_CCtx_refCDict(z, d->cdict);
 		zn = ZSTD_compress2(z, out + h, cap, raw, n);
@@ -511,6 +514,11 @@ void na_codec_decode_stats(na_codec *c, uint64_t *prefixed, uint64_t *built)
 void na_codec_set_block_level(na_codec *c, int level)
 {
 	c->block_level = level;
+}
+
+void na_codec_set_literals(na_codec *c, bool compress)
+{
+	c->huf_literals = compress;
 }
 
 static size_t put_varint64(uint8_t *p, uint64_t v)
@@ -696,6 +704,7 @@ int na_block_encode(na_codec *c, const na_bmember *m, uint32_t n, const uint8_t 
 		return -ENOMEM;
 	size_t cap = na_block_bound(n, raw_len) - h;
 	size_t zn;
+	ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode, ZSTD_ps_auto);
 	if (d) {
 		ZSTD_CCtx_refCDict(z, d->bcdict);
 		zn = ZSTD_compress2(z, out + h, cap, raw, raw_len);

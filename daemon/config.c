@@ -42,6 +42,8 @@ static const opt opts[] = {
 	{ "max_map_size", O_SIZE, F(max_map_size), 1 * M, 1024 * T,
 	  "the map never grows past this; then writes fail with NO_SPACE" },
 	{ "compression_level", O_INT, F(compression_level), 1, 19, "zstd level, 1..19" },
+	{ "literal_compression", O_BOOL, F(literal_compression), 0, 0,
+	  "yes: new records Huffman-code their literals too (~12% smaller, ~45% slower to decode)" },
 	{ "dict_size", O_SIZE, F(dict_size), 4 * K, 1 * M, "size of trained dictionaries" },
 	{ "block_bytes", O_SIZE, F(block_bytes), 0, 1 * M,
 	  "articles adjacent in time are compacted into blocks of about this many raw bytes; 0 = never" },

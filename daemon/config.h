@@ -23,6 +23,7 @@ typedef struct na_config {
 	size_t map_size;
 	size_t max_map_size;
 	int compression_level;
+	bool literal_compression;  /* Huffman-coded literals in new records */
 	size_t dict_size;
 	size_t block_bytes;        /* compaction target; 0: no blocks */
 	int block_level;

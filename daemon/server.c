@@ -98,6 +98,7 @@ static void reload(na_server *s)
 	RESTART(map_size)
 	RESTART(max_map_size)
 	RESTART(compression_level)
+	RESTART(literal_compression)
 	RESTART(dict_size)
 	RESTART(block_level)
 	RESTART(index_segment)
@@ -240,6 +241,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.relaxed = cfg->relaxed,
 		.level = cfg->compression_level,
 		.block_level = cfg->block_level,
+		.literal_compression = cfg->literal_compression,
 		.max_article = cfg->max_article_bytes,
 		.fork_history = cfg->follow[0] == 0,
 		.index_segment = cfg->index_segment,

@@ -798,6 +798,66 @@ static void test_block_with_dictionary(void **state)
 	na_codec_destroy(c);
 }
 
+/* literal_compression: Huffman-coded literals make records smaller than
+ * the default raw ones; records of either kind decode with either codec;
+ * blocks are coded the same whatever the setting. */
+static void test_literal_compression(void **state)
+{
+	(void)state;
+	na_codec *fast, *small;
+	assert_int_equal(na_codec_create(3, MAX_RAW, &fast), 0);
+	assert_int_equal(na_codec_create(3, MAX_RAW, &small), 0);
+	na_codec_set_literals(small, true);
+	void *dict;
+	size_t dl;
+	train(1000, 32768, false, &dict, &dl);
+	assert_int_equal(na_codec_add_dict(fast, 3, dict, dl), 0);
+	assert_int_equal(na_codec_add_dict(small, 3, dict, dl), 0);
+	na_codec_use_dict(fast, 3);
+	na_codec_use_dict(small, 3);
+	uint8_t *a = malloc(4096), *out = malloc(4096);
+	uint8_t *rf = malloc(na_codec_bound(4096)), *rs = malloc(na_codec_bound(4096));
+	size_t sum_fast = 0, sum_small = 0;
+	for (unsigned i = 7000; i < 7200; i++) {
+		size_t n = article(a, 4096, i, 300 + rnd() % 600), lf, ls, on;
+		assert_int_equal(round_trip(fast, a, n, &lf), NA_REC_ZSTD_DICT);
+		assert_int_equal(round_trip(small, a, n, &ls), NA_REC_ZSTD_DICT);
+		sum_fast += lf;
+		sum_small += ls;
+		/* each decodes the other's records */
+		assert_int_equal(na_codec_encode(fast, a, n, rf, &lf), 0);
+		assert_int_equal(na_codec_encode(small, a, n, rs, &ls), 0);
+		assert_int_equal(na_codec_decode(small, rf, lf, out, n, &on), 0);
+		assert_int_equal(on, n);
+		assert_memory_equal(out, a, n);
+		assert_int_equal(na_codec_decode(fast, rs, ls, out, n, &on), 0);
+		assert_int_equal(on, n);
+		assert_memory_equal(out, a, n);
+	}
+	assert_true(sum_small < sum_fast);
+	/* blocks: the same bytes either way */
+	enum { N = 40 };
+	na_bmember m[N];
+	size_t raw_len;
+	uint8_t *raw = make_members(m, N, &raw_len);
+	uint8_t *bf = malloc(na_block_bound(N, raw_len)), *bs = malloc(na_block_bound(N, raw_len));
+	size_t lbf, lbs;
+	assert_int_equal(na_block_encode(fast, m, N, raw, raw_len, bf, &lbf), 0);
+	assert_int_equal(na_block_encode(small, m, N, raw, raw_len, bs, &lbs), 0);
+	assert_int_equal(lbf, lbs);
+	assert_memory_equal(bf, bs, lbf);
+	free(bf);
+	free(bs);
+	free(raw);
+	free(rf);
+	free(rs);
+	free(a);
+	free(out);
+	free(dict);
+	na_codec_destroy(fast);
+	na_codec_destroy(small);
+}
+
 static void test_block_corrupt(void **state)
 {
 	(void)state;
@@ -898,6 +958,7 @@ int main(void)
 		cmocka_unit_test(test_block_round_trip),
 		cmocka_unit_test(test_block_with_dictionary),
 		cmocka_unit_test(test_block_corrupt),
+		cmocka_unit_test(test_literal_compression),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.map_size, 1 * GiB);
 	assert_int_equal(c.max_map_size, 256 * GiB);
 	assert_int_equal(c.compression_level, 3);
+	assert_false(c.literal_compression);
 	assert_int_equal(c.dict_size, 64 * KiB);
 	assert_int_equal(c.train_min, 2000);
 	assert_int_equal(c.max_request_bytes, NA_MAX_REQUEST_BYTES_DEFAULT);
@@ -86,6 +87,11 @@ static void test_set_sizes(void **state)
 	assert_int_equal(c.output_queue_bytes, 4 * GiB);
 	assert_int_equal(na_config_set(&c, "max_request_bytes", "1K", err, sizeof err), 0);
 	assert_int_equal(c.max_request_bytes, 1 * KiB);
+	assert_int_equal(na_config_set(&c, "literal-compression", "yes", err, sizeof err), 0);
+	assert_true(c.literal_compression);
+	assert_int_equal(na_config_set(&c, "literal_compression", "no", err, sizeof err), 0);
+	assert_false(c.literal_compression);
+	assert_int_not_equal(na_config_set(&c, "literal_compression", "huffman", err, sizeof err), 0);
 }
 
 static void test_set_other_types(void **state)
