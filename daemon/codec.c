@@ -97,6 +97,7 @@ int na_codec_create(int level, size_t max_raw, na_codec **out)
 		return -ENOMEM;
 	c->level = level;
 	c->block_level = level;
+	c->huf_literals = true;
 	c->max_raw = max_raw;
 	pthread_mutex_init(&c->lock, NULL);
 	*out = c;

@@ -43,7 +43,7 @@ static const opt opts[] = {
 	  "the map never grows past this; then writes fail with NO_SPACE" },
 	{ "compression_level", O_INT, F(compression_level), 1, 19, "zstd level, 1..19" },
 	{ "literal_compression", O_BOOL, F(literal_compression), 0, 0,
-	  "yes: new records Huffman-code their literals too (~12% smaller, ~45% slower to decode)" },
+	  "no: new records store their literals raw (~12% larger, decoded in about half the time)" },
 	{ "dict_size", O_SIZE, F(dict_size), 4 * K, 1 * M, "size of trained dictionaries" },
 	{ "block_bytes", O_SIZE, F(block_bytes), 0, 1 * M,
 	  "articles adjacent in time are compacted into blocks of about this many raw bytes; 0 = never" },
@@ -113,6 +113,7 @@ void na_config_defaults(na_config *c)
 	c->map_size = 1 * G;
 	c->max_map_size = 256 * G;
 	c->compression_level = 3;
+	c->literal_compression = true;
 	c->dict_size = 64 * K;
 	c->block_bytes = 0;
 	c->block_level = 6;

@@ -241,7 +241,7 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		.relaxed = cfg->relaxed,
 		.level = cfg->compression_level,
 		.block_level = cfg->block_level,
-		.literal_compression = cfg->literal_compression,
+		.raw_literals = !cfg->literal_compression,
 		.max_article = cfg->max_article_bytes,
 		.fork_history = cfg->follow[0] == 0,
 		.index_segment = cfg->index_segment,

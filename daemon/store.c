@@ -579,7 +579,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		return rc;
 	}
 	na_codec_set_block_level(s->codec, o->block_level ? o->block_level : o->level);
-	na_codec_set_literals(s->codec, o->literal_compression);
+	na_codec_set_literals(s->codec, !o->raw_literals);
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
 	if (o->relaxed)
 		flags |= MDB_NOSYNC;

@@ -27,7 +27,7 @@ typedef struct na_store_opts {
 	bool relaxed;          /* MDB_NOSYNC: commits are not fsynced */
 	int level;             /* zstd level */
 	int block_level;       /* zstd level of blocks (0: level) */
-	bool literal_compression; /* na_codec_set_literals */
+	bool raw_literals;     /* literal_compression = no (na_codec_set_literals) */
 	size_t max_article;    /* largest article accepted, bytes */
 	bool readonly;         /* open read-only (verify) */
 	bool fork_history;     /* a primary: continue under a new history id */

@@ -49,7 +49,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.map_size, 1 * GiB);
 	assert_int_equal(c.max_map_size, 256 * GiB);
 	assert_int_equal(c.compression_level, 3);
-	assert_false(c.literal_compression);
+	assert_true(c.literal_compression);
 	assert_int_equal(c.dict_size, 64 * KiB);
 	assert_int_equal(c.train_min, 2000);
 	assert_int_equal(c.max_request_bytes, NA_MAX_REQUEST_BYTES_DEFAULT);
