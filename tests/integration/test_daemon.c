@@ -1222,6 +1222,85 @@ static void pack_big_article(msgpack_packer *pk, int i)
 	msgpack_pack_double(pk, i / 3.0);
 }
 
+/* literal_compression = no reaches the codec through the config and the
+ * store: the same articles take more stored bytes with raw literals, and
+ * read back the same. */
+static na_test_daemon E[2]; /* two more daemons, stopped by teardown_e */
+
+static int teardown_e(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 2; i++)
+		if (E[i].dir[0])
+			na_test_daemon_cleanup(&E[i]);
+	return 0;
+}
+
+static uint64_t put_big_batch(na_trpc *t, int n)
+{
+	params p;
+	p_init(&p);
+	msgpack_pack_array(&p.pk, (uint32_t)n);
+	for (int i = 0; i < n; i++)
+		pack_big_article(&p.pk, i);
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_call(t, "put_batch", 1, &p.sb, &err, &res), 1);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	assert_int_equal(res.via.array.size, (uint32_t)n);
+	p_free(&p);
+	return stat_u64(t, "stored_bytes");
+}
+
+static void test_literal_compression_setting(void **state)
+{
+	(void)state;
+	memset(E, 0, sizeof E);
+	for (int i = 0; i < 2; i++) {
+		E[i].extra[0] = "--train-min";
+		E[i].extra[1] = "500";
+		E[i].extra[2] = "--literal-compression";
+		E[i].extra[3] = i ? "no" : "yes";
+		assert_int_equal(na_test_daemon_start(&E[i]), 0);
+	}
+	na_trpc a, b;
+	na_trpc_init(&a, na_test_connect_tcp(&E[0]));
+	na_trpc_init(&b, na_test_connect_tcp(&E[1]));
+	uint64_t huf = put_big_batch(&a, 300), raw = put_big_batch(&b, 300);
+	assert_true(huf > 0);
+	assert_true(raw > huf);
+	/* the same bytes come back from both */
+	for (int i = 0; i < 300; i += 37) {
+		char g[32];
+		snprintf(g, sizeof g, "big-%06d", i);
+		msgpack_sbuffer ga, gb;
+		msgpack_sbuffer_init(&ga);
+		msgpack_sbuffer_init(&gb);
+		params p;
+		p_init(&p);
+		na_mp_pack_cstr(&p.pk, g);
+		msgpack_object err, res;
+		assert_int_equal(na_trpc_call(&a, "get", 1, &p.sb, &err, &res), 1);
+		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+		msgpack_packer pa;
+		msgpack_packer_init(&pa, &ga, msgpack_sbuffer_write);
+		msgpack_pack_object(&pa, res);
+		assert_int_equal(na_trpc_call(&b, "get", 1, &p.sb, &err, &res), 1);
+		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+		msgpack_packer pb;
+		msgpack_packer_init(&pb, &gb, msgpack_sbuffer_write);
+		msgpack_pack_object(&pb, res);
+		p_free(&p);
+		assert_int_equal(ga.size, gb.size);
+		assert_memory_equal(ga.data, gb.data, ga.size);
+		msgpack_sbuffer_destroy(&ga);
+		msgpack_sbuffer_destroy(&gb);
+	}
+	na_trpc_close(&a);
+	na_trpc_close(&b);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(na_test_daemon_cleanup(&E[i]), 0);
+}
+
 static void test_round_trip_100k(void **state)
 {
 	(void)state;
@@ -1341,6 +1420,7 @@ int main(void)
 		cmocka_unit_test(test_dictionary_trained),
 		cmocka_unit_test(test_dictionary_before_bulk_load),
 		cmocka_unit_test(test_synced_seq),
+		cmocka_unit_test_teardown(test_literal_compression_setting, teardown_e),
 		cmocka_unit_test(test_round_trip_100k),
 	};
 	signal(SIGPIPE, SIG_IGN);

@@ -87,10 +87,10 @@ static void test_set_sizes(void **state)
 	assert_int_equal(c.output_queue_bytes, 4 * GiB);
 	assert_int_equal(na_config_set(&c, "max_request_bytes", "1K", err, sizeof err), 0);
 	assert_int_equal(c.max_request_bytes, 1 * KiB);
-	assert_int_equal(na_config_set(&c, "literal-compression", "yes", err, sizeof err), 0);
-	assert_true(c.literal_compression);
 	assert_int_equal(na_config_set(&c, "literal_compression", "no", err, sizeof err), 0);
 	assert_false(c.literal_compression);
+	assert_int_equal(na_config_set(&c, "literal-compression", "yes", err, sizeof err), 0);
+	assert_true(c.literal_compression);
 	assert_int_not_equal(na_config_set(&c, "literal_compression", "huffman", err, sizeof err), 0);
 }
 
