@@ -934,6 +934,20 @@ static int choose_guid_table(na_writer *w, MDB_txn *txn, na_wjob *first, na_wjob
 #define ERESERVE (-10001)
 #define EFSRESERVE (-10002)
 
+/* Whether rc says the group did not fit: the map is full, or the group
+ * would eat into the reserve. */
+static bool no_room(int rc)
+{
+	return rc == MDB_MAP_FULL || rc == ERESERVE || rc == EFSRESERVE;
+}
+
+/* statvfs of the filesystem holding the archive; false if unknown. */
+static bool archive_fs(na_store *s, struct statvfs *vfs)
+{
+	const char *path = NULL;
+	return mdb_env_get_path(s->env, &path) == 0 && path && statvfs(path, vfs) == 0;
+}
+
 /* What the group adds: NOTHING for groups that only remove things
  * (deletes, log trims, a snapshot's wipe) or change the archive's identity,
  * which may use the reserve; REPLICATED for a follower's copies of what its
@@ -979,27 +993,39 @@ static int adds_data(const na_wjob *first, const na_wjob *stop)
  * all over it), at most as many as it has pages (guid_pages); and the
  * trees' upper levels, meta, the main and free-list trees take a few
  * dozen. */
+typedef struct gsize {
+	uint64_t big, bytes, items; /* overflow pages, bytes in leaves, items */
+} gsize;
+
+static void count_item(gsize *g, size_t n, size_t psize)
+{
+	g->items++;
+	g->bytes += 128;
+	if (n > psize / 4)
+		g->big += (n + psize - 1) / psize;
+	else
+		g->bytes += n;
+}
+
 static uint64_t group_pages(const na_store *s, const na_wjob *first, const na_wjob *stop,
 			    uint64_t guid_pages)
 {
-	uint64_t big = 0, bytes = 0, items = 0;
+	gsize g = { 0 };
 	size_t psize = s->psize;
-#define ADD(n) do { size_t n_ = (n); items++; bytes += 128; \
-		    if (n_ > psize / 4) big += (n_ + psize - 1) / psize; else bytes += n_; } while (0)
 	for (const na_wjob *j = first; j != stop; j = j->next) {
 		for (uint32_t i = 0; i < j->n; i++)
-			ADD(j->items[i].rec_len);
+			count_item(&g, j->items[i].rec_len, psize);
 		for (uint32_t i = 0; i < j->nentries; i++)
-			ADD(j->entries[i].rec_len + j->entries[i].dict_len);
+			count_item(&g, j->entries[i].rec_len + j->entries[i].dict_len, psize);
 		for (uint32_t i = 0; i < j->nrows; i++)
-			ADD(j->rows[i].rec_len);
+			count_item(&g, j->rows[i].rec_len, psize);
 		for (uint32_t i = 0; i < j->ncblocks; i++)
-			ADD(j->cblocks[i].rec_len);
+			count_item(&g, j->cblocks[i].rec_len, psize);
 		if (j->op == NA_WOP_DICT || j->op == NA_WOP_SNAP_DICT)
-			ADD(j->dict_len);
+			count_item(&g, j->dict_len, psize);
 	}
-#undef ADD
-	return 64 + big + 2 * ((bytes + psize - 1) / psize) + (items < guid_pages ? items : guid_pages);
+	return 64 + g.big + 2 * ((g.bytes + psize - 1) / psize) +
+	       (g.items < guid_pages ? g.items : guid_pages);
 }
 
 /* Pages of the guid index's tables (leaves and branches). */
@@ -1030,9 +1056,8 @@ static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop
 	uint64_t maxpg = s->max_map_size / s->psize, used = (uint64_t)info.me_last_pgno + 1;
 	uint64_t tail = maxpg > used ? maxpg - used : 0;
 	bool fs = false;
-	const char *path = NULL;
 	struct statvfs vfs;
-	if (mdb_env_get_path(s->env, &path) == 0 && path && statvfs(path, &vfs) == 0) {
+	if (archive_fs(s, &vfs)) {
 		uint64_t room = (uint64_t)vfs.f_bavail * vfs.f_frsize / s->psize;
 		if (room < tail) {
 			/* the filesystem is the limit: the reserve is sized by it */
@@ -1163,9 +1188,8 @@ static int grow_map(na_writer *w)
  * 64 MiB): a short write leaves next to nothing. */
 static bool fs_full(na_store *s)
 {
-	const char *path = NULL;
 	struct statvfs vfs;
-	if (mdb_env_get_path(s->env, &path) || !path || statvfs(path, &vfs))
+	if (!archive_fs(s, &vfs))
 		return false;
 	uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
@@ -1190,8 +1214,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
 	int rc;
 	bool drained = false;
-	while ((rc = apply_group(w, first, stop)) == MDB_MAP_FULL || rc == ERESERVE ||
-	       rc == EFSRESERVE) {
+	while (no_room(rc = apply_group(w, first, stop))) {
 		if (rc == MDB_MAP_FULL && grow_map(w) == 0)
 			continue;
 		if (!drained && rc == MDB_MAP_FULL) {
@@ -1201,7 +1224,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			pthread_rwlock_wrlock(&w->store->resize_lock);
 			rc = apply_group(w, first, stop);
 			pthread_rwlock_unlock(&w->store->resize_lock);
-			if (rc != MDB_MAP_FULL && rc != ERESERVE && rc != EFSRESERVE)
+			if (!no_room(rc))
 				break;
 		}
 		/* at the limit: one job per transaction, so what fits goes in */

@@ -1251,6 +1251,22 @@ static uint64_t put_big_batch(na_trpc *t, int n)
 	return stat_u64(t, "stored_bytes");
 }
 
+/* The article with this guid, packed again into out (initialised here). */
+static void get_packed(na_trpc *t, const char *guid, msgpack_sbuffer *out)
+{
+	params p;
+	p_init(&p);
+	na_mp_pack_cstr(&p.pk, guid);
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_call(t, "get", 1, &p.sb, &err, &res), 1);
+	p_free(&p);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	msgpack_sbuffer_init(out);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	msgpack_pack_object(&pk, res);
+}
+
 static void test_literal_compression_setting(void **state)
 {
 	(void)state;
@@ -1273,23 +1289,8 @@ static void test_literal_compression_setting(void **state)
 		char g[32];
 		snprintf(g, sizeof g, "big-%06d", i);
 		msgpack_sbuffer ga, gb;
-		msgpack_sbuffer_init(&ga);
-		msgpack_sbuffer_init(&gb);
-		params p;
-		p_init(&p);
-		na_mp_pack_cstr(&p.pk, g);
-		msgpack_object err, res;
-		assert_int_equal(na_trpc_call(&a, "get", 1, &p.sb, &err, &res), 1);
-		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
-		msgpack_packer pa;
-		msgpack_packer_init(&pa, &ga, msgpack_sbuffer_write);
-		msgpack_pack_object(&pa, res);
-		assert_int_equal(na_trpc_call(&b, "get", 1, &p.sb, &err, &res), 1);
-		assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
-		msgpack_packer pb;
-		msgpack_packer_init(&pb, &gb, msgpack_sbuffer_write);
-		msgpack_pack_object(&pb, res);
-		p_free(&p);
+		get_packed(&a, g, &ga);
+		get_packed(&b, g, &gb);
 		assert_int_equal(ga.size, gb.size);
 		assert_memory_equal(ga.data, gb.data, ga.size);
 		msgpack_sbuffer_destroy(&ga);

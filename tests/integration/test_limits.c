@@ -144,6 +144,21 @@ static int put_batch(na_trpc *t, int first, int n, uint64_t *seed, char *code, s
 	return ok;
 }
 
+/* Calls method with the guid full-NNNNN as its one param. */
+static void guid_call(na_trpc *t, const char *method, int n, msgpack_object *err,
+		      msgpack_object *res)
+{
+	msgpack_sbuffer p;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&p);
+	msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
+	char g[32];
+	snprintf(g, sizeof g, "full-%05d", n);
+	na_mp_pack_cstr(&pk, g);
+	assert_int_equal(na_trpc_call(t, method, 1, &p, err, res), 1);
+	msgpack_sbuffer_destroy(&p);
+}
+
 /* Fills the archive of a started daemon with batches of `batch` articles
  * until writes fail with NO_SPACE and a message containing `why`; checks
  * that reads work and everything stored is intact, and that deleting half
@@ -167,17 +182,9 @@ static void fill_until_full(na_test_daemon *d, const char *datadir, const char *
 		assert_true(stored > 0);
 		live += (uint64_t)stored;
 		/* reads keep working, and what was stored is intact */
-		msgpack_sbuffer p;
-		msgpack_packer pk;
 		msgpack_object err, res;
 		for (int i = 0; i < stored; i += 7) {
-			msgpack_sbuffer_init(&p);
-			msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
-			char g[32];
-			snprintf(g, sizeof g, "full-%05d", base + i);
-			na_mp_pack_cstr(&pk, g);
-			assert_int_equal(na_trpc_call(&t, "get", 1, &p, &err, &res), 1);
-			msgpack_sbuffer_destroy(&p);
+			guid_call(&t, "get", base + i, &err, &res);
 			assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
 			assert_int_equal(na_obj_get(&res, "body")->via.str.size, 4000);
 		}
@@ -193,13 +200,7 @@ static void fill_until_full(na_test_daemon *d, const char *datadir, const char *
 		/* a full archive can always be thinned: delete half of this
 		 * cycle's articles, one by one */
 		for (int i = 0; i < stored; i += 2) {
-			msgpack_sbuffer_init(&p);
-			msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
-			char g[32];
-			snprintf(g, sizeof g, "full-%05d", base + i);
-			na_mp_pack_cstr(&pk, g);
-			assert_int_equal(na_trpc_call(&t, "delete", 1, &p, &err, &res), 1);
-			msgpack_sbuffer_destroy(&p);
+			guid_call(&t, "delete", base + i, &err, &res);
 			if (err.type != MSGPACK_OBJECT_NIL) {
 				const msgpack_object *m = na_obj_get(&err, "message");
 				fail_msg("cycle %d: delete %d of %d: %.*s", cycle, i, stored,
