@@ -262,13 +262,40 @@ static ZSTD_CCtx *cctx_get(na_codec *c, ctx_node **node)
 		free(*node);
 		return NULL;
 	}
-	ZSTD_CCtx_setParameter(z, ZSTD_c_format, ZSTD_f_zstd1_magicless);
-	ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0);
-	ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 0);
-	ZSTD_CCtx_setParameter(z, ZSTD_c_dictIDFlag, 0);
-	ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->level);
+	/* A context that cannot take the record format is never used: its
+	 * frames would not decode. */
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_format, ZSTD_f_zstd1_magicless)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 0)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_dictIDFlag, 0))) {
+		ZSTD_freeCCtx(z);
+		free(*node);
+		return NULL;
+	}
 	(*node)->ctx = z;
 	return z;
+}
+
+/* Compresses src into dst with cd (NULL: none, at level) and the given
+ * literal mode; a zstd error code on failure. The context is left in its
+ * initial stage with no dictionary whatever happened, so a failure (an
+ * allocation inside zstd, say) can never make a later frame of a pooled
+ * context use another record's dictionary or parameters. */
+static size_t zcompress(ZSTD_CCtx *z, const ZSTD_CDict *cd, int level, ZSTD_paramSwitch_e lit,
+			void *dst, size_t cap, const void *src, size_t n)
+{
+	size_t r = ZSTD_CCtx_reset(z, ZSTD_reset_session_only);
+	if (!ZSTD_isError(r))
+		r = ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode, lit);
+	if (!ZSTD_isError(r))
+		r = ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, level);
+	if (!ZSTD_isError(r))
+		r = ZSTD_CCtx_refCDict(z, cd);
+	if (!ZSTD_isError(r))
+		r = ZSTD_compress2(z, dst, cap, src, n);
+	ZSTD_CCtx_reset(z, ZSTD_reset_session_only);
+	ZSTD_CCtx_refCDict(z, NULL); /* cannot fail in the initial stage */
+	return r;
 }
 
 static ZSTD_DCtx *dctx_get(na_codec *c, ctx_node **node)
@@ -281,7 +308,11 @@ static ZSTD_DCtx *dctx_get(na_codec *c, ctx_node **node)
 		free(*node);
 		return NULL;
 	}
-	ZSTD_DCtx_setParameter(z, ZSTD_d_format, ZSTD_f_zstd1_magicless);
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(z, ZSTD_d_format, ZSTD_f_zstd1_magicless))) {
+		ZSTD_freeDCtx(z);
+		free(*node);
+		return NULL;
+	}
 	(*node)->ctx = z;
 	return z;
 }
@@ -400,16 +431,8 @@ int na_codec_encode(na_codec *c, const void *raw, size_t n, uint8_t *out, size_t
 	if (!z)
 		return -ENOMEM;
 	size_t cap = na_codec_bound(n) - h;
-	size_t zn;
-	ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode,
-			       c->huf_literals ? ZSTD_ps_auto : ZSTD_ps_disable);
-	if (d) {
-		ZSTD_CCtx_refCDict(z, d->cdict);
-		zn = ZSTD_compress2(z, out + h, cap, raw, n);
-		ZSTD_CCtx_refCDict(z, NULL);
-	} else {
-		zn = ZSTD_compress2(z, out + h, cap, raw, n);
-	}
+	size_t zn = zcompress(z, d ? d->cdict : NULL, c->level,
+			      c->huf_literals ? ZSTD_ps_auto : ZSTD_ps_disable, out + h, cap, raw, n);
 	give(c, &c->cctx_free, node);
 	if (ZSTD_isError(zn) || h + zn >= n + 1 + 5) {
 		*outlen = raw_record(out, raw, n);
@@ -704,17 +727,8 @@ int na_block_encode(na_codec *c, const na_bmember *m, uint32_t n, const uint8_t 
 	if (!z)
 		return -ENOMEM;
 	size_t cap = na_block_bound(n, raw_len) - h;
-	size_t zn;
-	ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode, ZSTD_ps_auto);
-	if (d) {
-		ZSTD_CCtx_refCDict(z, d->bcdict);
-		zn = ZSTD_compress2(z, out + h, cap, raw, raw_len);
-		ZSTD_CCtx_refCDict(z, NULL);
-	} else {
-		ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->block_level);
-		zn = ZSTD_compress2(z, out + h, cap, raw, raw_len);
-		ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->level);
-	}
+	size_t zn = zcompress(z, d ? d->bcdict : NULL, c->block_level, ZSTD_ps_auto, out + h, cap,
+			      raw, raw_len);
 	give(c, &c->cctx_free, node);
 	if (ZSTD_isError(zn) || zn >= raw_len) {
 		h = block_header(out, NA_REC_RAW, 0, m, n, NULL, raw_len);
