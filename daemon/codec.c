@@ -203,6 +203,25 @@ void na_codec_reset_dicts(na_codec *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void na_codec_drop_dict(na_codec *c, uint32_t id)
+{
+	if (id == 0 || id > NA_MAX_DICTS)
+		return;
+	pthread_mutex_lock(&c->lock);
+	dict *d = atomic_exchange(&c->dicts[id], NULL);
+	if (d) {
+		d->dead_next = c->graveyard;
+		c->graveyard = d;
+	}
+	unsigned cur = id;
+	atomic_compare_exchange_strong(&c->current, &cur, 0);
+	unsigned m = atomic_load(&c->max_id);
+	while (m > 0 && !atomic_load(&c->dicts[m]))
+		m--;
+	atomic_store(&c->max_id, m);
+	pthread_mutex_unlock(&c->lock);
+}
+
 void na_codec_use_dict(na_codec *c, uint32_t id)
 {
 	if (id == 0 || (id <= NA_MAX_DICTS && atomic_load(&c->dicts[id])))

@@ -48,6 +48,11 @@ int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len);
  * archive). Dictionaries still in use by a concurrent decode stay valid:
  * they are only freed with the codec. */
 void na_codec_reset_dicts(na_codec *c);
+/* Forgets dictionary id, registered for a transaction that did not commit
+ * (its records never reached the disk); if it was the current one, new
+ * records go without a dictionary until na_codec_use_dict. Freed with the
+ * codec, like those of na_codec_reset_dicts. */
+void na_codec_drop_dict(na_codec *c, uint32_t id);
 /* Makes `id` (0: none) the dictionary new records are compressed with. */
 void na_codec_use_dict(na_codec *c, uint32_t id);
 uint32_t na_codec_current_dict(const na_codec *c);

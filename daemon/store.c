@@ -455,9 +455,9 @@ bool na_store_ix_room(na_store *s, size_t need)
 		if (statvfs(dir, &fs) != 0)
 			return true; /* cannot tell: let the commit find out */
 	}
-	MDB_envinfo info;
-	mdb_env_info(s->env, &info);
-	uint64_t used = (uint64_t)(info.me_last_pgno + 1) * s->psize;
+	/* not mdb_env_info: the indexer holds no archive transaction here, so
+	 * the writer may be resizing the map under it */
+	uint64_t used = atomic_load(&s->used_pages) * s->psize;
 	uint64_t reserve = used / 32;
 	if (reserve < ((uint64_t)256 << 10))
 		reserve = (uint64_t)256 << 10;
@@ -606,6 +606,7 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	s->map_size = info.me_mapsize;
 	s->psize = st.ms_psize;
 	s->reserve_pages = na_store_reserve(o->max_map_size) / s->psize;
+	atomic_store(&s->used_pages, (uint64_t)info.me_last_pgno + 1);
 
 	MDB_txn *txn;
 	if ((rc = mdb_txn_begin(s->env, NULL, o->readonly ? MDB_RDONLY : 0, &txn))) {
@@ -678,7 +679,11 @@ void na_store_close(na_store *s)
 		s->ixenv = NULL;
 	}
 	if (s->env) {
-		mdb_env_sync(s->env, 1);
+		unsigned fl = 0;
+		mdb_env_get_flags(s->env, &fl);
+		int rc = fl & MDB_RDONLY ? 0 : mdb_env_sync(s->env, 1);
+		if (rc)
+			log_error("cannot sync the archive to disk at close: %s", mdb_strerror(rc));
 		mdb_env_close(s->env);
 	}
 	na_codec_destroy(s->codec);

@@ -8,6 +8,7 @@
 #include <lmdb.h>
 #include <msgpack.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,10 @@ typedef struct na_store {
 	size_t map_size;       /* current */
 	size_t max_map_size;
 	uint64_t reserve_pages; /* na_store_reserve */
+	/* Pages of the map in use (me_last_pgno + 1), published by the writer
+	 * after each commit for threads that may not call mdb_env_info while
+	 * the map could be resized under them (na_store_ix_room). */
+	_Atomic uint64_t used_pages;
 	size_t max_article;
 	unsigned psize;
 	/* Readers hold this shared while a read transaction is live; the writer

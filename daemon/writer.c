@@ -648,11 +648,34 @@ static int store_dict(na_writer *w, MDB_txn *txn, uint32_t id, const void *d, si
 		rc = na_meta_put_u64(w->store, txn, "dict", id);
 	if (rc)
 		return rc;
+	if (w->grp_ndicts == w->grp_cap) {
+		size_t cap = w->grp_cap ? 2 * w->grp_cap : 8;
+		uint32_t *a = realloc(w->grp_dicts, cap * sizeof *a);
+		if (!a)
+			return ENOMEM;
+		w->grp_dicts = a;
+		w->grp_cap = cap;
+	}
 	int cr = na_codec_add_dict(w->store->codec, id, d, n);
 	if (cr && cr != -EEXIST)
 		return MDB_CORRUPTED;
-	na_codec_use_dict(w->store->codec, id);
+	if (cr == 0)
+		w->grp_dicts[w->grp_ndicts++] = id;
+	w->grp_use = id; /* current only once committed: nothing may be
+			  * compressed with it before it is on disk */
 	return 0;
+}
+
+/* The end of a group for the dictionaries it registered (store_dict). */
+static void group_dicts_done(na_writer *w, bool committed)
+{
+	na_codec *c = w->store->codec;
+	if (committed && w->grp_use)
+		na_codec_use_dict(c, w->grp_use);
+	for (size_t i = 0; !committed && i < w->grp_ndicts; i++)
+		na_codec_drop_dict(c, w->grp_dicts[i]);
+	w->grp_ndicts = 0;
+	w->grp_use = 0;
 }
 
 static int apply_entry(na_writer *w, MDB_txn *txn, const na_rentry *e, na_buf *dec)
@@ -1098,12 +1121,15 @@ static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop
 	return tail + freed >= need ? 0 : fs ? EFSRESERVE : ERESERVE;
 }
 
-/* Applies jobs [first, stop) in one transaction. */
-static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
+/* Applies jobs [first, stop) in one transaction. locked: the caller holds
+ * resize_lock for writing already (the retry with every reader out). */
+static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop, bool locked)
 {
 	na_store *s = w->store;
 	wstate st;
 	save(w, &st);
+	if (atomic_load(&w->sync_error))
+		return NA_WRITER_ESYNC;
 	MDB_txn *txn;
 	int adds = adds_data(first, stop);
 	int rc = adds != ADDS_NOTHING ? check_reserve(w, first, stop, adds) : 0;
@@ -1126,20 +1152,27 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 	if (rc) {
 		mdb_txn_abort(txn);
 		restore(w, &st);
+		group_dicts_done(w, false);
 		return rc;
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc) {
 		restore(w, &st);
+		group_dicts_done(w, false);
 		return rc;
 	}
+	group_dicts_done(w, true);
+	MDB_envinfo info; /* this thread alone resizes the map */
+	mdb_env_info(s->env, &info);
+	atomic_store(&s->used_pages, (uint64_t)info.me_last_pgno + 1);
 	for (na_wjob *j = first; j != stop; j = j->next) {
 		j->articles = w->articles;
 		j->seq_after = w->seq;
 		if (j->op == NA_WOP_SNAP_BEGIN || j->op == NA_WOP_HISTORY || j->op == NA_WOP_PROMOTE) {
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				na_codec_reset_dicts(s->codec); /* the rows bring theirs */
-			pthread_rwlock_wrlock(&s->resize_lock);
+			if (!locked)
+				pthread_rwlock_wrlock(&s->resize_lock);
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				memcpy(s->hash_key, j->hash_key, 16);
 			memcpy(s->history, j->history, 16);
@@ -1147,7 +1180,8 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			s->chain_len = j->chain_len;
 			if (j->op == NA_WOP_SNAP_BEGIN)
 				s->snapshot_incomplete = true;
-			pthread_rwlock_unlock(&s->resize_lock);
+			if (!locked)
+				pthread_rwlock_unlock(&s->resize_lock);
 		} else if (j->op == NA_WOP_SNAP_END) {
 			s->snapshot_incomplete = false;
 		}
@@ -1214,7 +1248,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 {
 	int rc;
 	bool drained = false;
-	while (no_room(rc = apply_group(w, first, stop))) {
+	while (no_room(rc = apply_group(w, first, stop, false))) {
 		if (rc == MDB_MAP_FULL && grow_map(w) == 0)
 			continue;
 		if (!drained && rc == MDB_MAP_FULL) {
@@ -1222,7 +1256,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			 * pages their snapshots still pin can be reused */
 			drained = true;
 			pthread_rwlock_wrlock(&w->store->resize_lock);
-			rc = apply_group(w, first, stop);
+			rc = apply_group(w, first, stop, true);
 			pthread_rwlock_unlock(&w->store->resize_lock);
 			if (!no_room(rc))
 				break;
@@ -1245,7 +1279,7 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 		 * the pages the file already has and old snapshots pin can be
 		 * reused instead of growing the file */
 		pthread_rwlock_wrlock(&w->store->resize_lock);
-		rc = apply_group(w, first, stop);
+		rc = apply_group(w, first, stop, true);
 		pthread_rwlock_unlock(&w->store->resize_lock);
 		nospace = rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_full(w->store));
 	}
@@ -1262,6 +1296,9 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			  strerror(rc));
 		fail_jobs(first, stop, NA_CODE_NO_SPACE,
 			  "the filesystem holding the archive is full; reads still work");
+	} else if (rc == NA_WRITER_ESYNC) {
+		fail_jobs(first, stop, NA_CODE_INTERNAL,
+			  "writes are refused: an earlier sync to disk failed; see the server log");
 	} else if (rc == NA_WRITER_EGAP) {
 		fail_jobs(first, stop, NA_CODE_INTERNAL, "replication gap");
 	} else if (rc) {
@@ -1343,8 +1380,22 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (dirty && w->relaxed)
-		mdb_env_sync(w->store->env, 1);
+		na_writer_sync(w);
 	return NULL;
+}
+
+int na_writer_sync(na_writer *w)
+{
+	if (atomic_load(&w->sync_error))
+		return atomic_load(&w->sync_error);
+	int rc = mdb_env_sync(w->store->env, 1);
+	if (rc) {
+		atomic_store(&w->sync_error, rc);
+		log_error("cannot sync the archive to disk (%s): writes are refused from now on; "
+			  "check the disk, restart newsarchd and run newsarch verify",
+			  mdb_strerror(rc));
+	}
+	return rc;
 }
 
 /* Relaxed durability: the commits are MDB_NOSYNC, and this thread flushes
@@ -1365,7 +1416,7 @@ static void *syncer_main(void *arg)
 			uint64_t seq = w->unsynced_seq;
 			w->unsynced = false;
 			pthread_mutex_unlock(&w->sync_lock);
-			if (mdb_env_sync(w->store->env, 1) == 0)
+			if (na_writer_sync(w) == 0)
 				atomic_store(&w->synced_seq, seq);
 			pthread_mutex_lock(&w->sync_lock);
 		}
@@ -1475,8 +1526,11 @@ static void free_buffers(na_writer *w)
 	free(w->blockbuf.data);
 	free(w->blockbuf2.data);
 	free(w->blk);
+	free(w->grp_dicts);
 	w->scratch = w->blockbuf = w->blockbuf2 = (na_buf){ 0 };
 	w->blk = NULL;
+	w->grp_dicts = NULL;
+	w->grp_ndicts = w->grp_cap = 0;
 }
 
 void na_writer_stop(na_writer *w)

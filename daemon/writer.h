@@ -91,6 +91,8 @@ typedef struct na_witem {
 
 /* apply_entry's answer to an entry that does not follow the last one */
 #define NA_WRITER_EGAP (-10000)
+/* every write's answer once a sync of relaxed commits failed */
+#define NA_WRITER_ESYNC (-10003)
 
 typedef struct na_wjob na_wjob;
 typedef void (*na_wdone)(na_wjob *job);
@@ -160,6 +162,12 @@ typedef struct na_writer {
 	uint64_t fold_pos;
 	bool guid_direct;
 	uint64_t guidnew_puts;
+	/* replicated dictionaries this group registered with the codec (its
+	 * records need them to be read within the transaction): dropped again
+	 * if it does not commit; the last one becomes current once it has */
+	uint32_t *grp_dicts;
+	size_t grp_ndicts, grp_cap;
+	uint32_t grp_use;
 	na_buf scratch;           /* decoded articles, reused */
 	na_buf blockbuf, blockbuf2; /* blocks being rewritten */
 	na_block *blk;            /* a parsed block */
@@ -173,6 +181,7 @@ typedef struct na_writer {
 	bool unsynced;            /* under sync_lock: commits since the last sync */
 	uint64_t unsynced_seq;    /* under sync_lock: the last seq committed */
 	_Atomic uint64_t synced_seq; /* every seq up to here is on disk */
+	_Atomic int sync_error;   /* a failed sync (na_writer_sync): writes refused */
 	/* statistics */
 	uint64_t commits, committed_items;
 	/* optional: told (on the writer thread, under lock) of every commit's
@@ -198,6 +207,14 @@ void na_writer_stop(na_writer *w);
 /* Sets (fn != NULL) or removes the commit hook. Once it returns, a removed
  * hook is not running and will not run again. */
 void na_writer_set_hook(na_writer *w, void (*fn)(void *arg, uint64_t seq), void *arg);
+
+/* Relaxed durability: flushes every commit so far to disk (the sync thread
+ * calls it once a second, the writer once more when it stops). 0, or the
+ * LMDB error / errno. A failure is final: the kernel may already have
+ * dropped pages it could not write, and a later sync would report success
+ * without them, so the error is logged and every later write job fails
+ * with NA_CODE_INTERNAL until the daemon restarts (reads go on). */
+int na_writer_sync(na_writer *w);
 
 /* Applies jobs synchronously on the calling thread (tests, tools). */
 int na_writer_apply_now(na_writer *w, na_wjob *job);

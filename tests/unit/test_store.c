@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sys/uio.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,52 @@
 #include "writer.h"
 
 #define US 1000000LL
+
+/* Fault injection: the next fail_writes page writes of LMDB (pwrite, writev)
+ * fail with ENOSPC, as on a full filesystem. */
+static int fail_writes;
+
+ssize_t pwrite(int fd, const void *b, size_t n, off_t o)
+{
+	static ssize_t (*real)(int, const void *, size_t, off_t);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "pwrite");
+	if (fail_writes > 0) {
+		fail_writes--;
+		errno = ENOSPC;
+		return -1;
+	}
+	return real(fd, b, n, o);
+}
+
+/* and the next fail_syncs flushes fail with EIO */
+static int fail_syncs;
+
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
+	if (fail_syncs > 0) {
+		fail_syncs--;
+		errno = EIO;
+		return -1;
+	}
+	return real(fd);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	static ssize_t (*real)(int, const struct iovec *, int);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "writev");
+	if (fail_writes > 0) {
+		fail_writes--;
+		errno = ENOSPC;
+		return -1;
+	}
+	return real(fd, iov, n);
+}
 
 typedef struct fx {
 	char dir[512];
@@ -1750,6 +1799,106 @@ static void test_schema2_upgrade(void **state)
 	assert_int_equal(verify_problems(f), 0);
 }
 
+/* A write refused for a full filesystem is retried once with every reader
+ * kept out (commit_group holds resize_lock). A job that changes the
+ * replication identity takes that lock itself after committing; on the
+ * retry it must not take it again, or the lock's reader count is broken
+ * and the map could later be resized under live readers. */
+static void test_full_disk_retry_keeps_resize_lock(void **state)
+{
+	fx *f = *state;
+	put(f, "urn:before", 10, "one");
+	na_wjob j = { .op = NA_WOP_HISTORY };
+	memset(j.history, 7, 16);
+	fail_writes = 1;
+	assert_int_equal(na_writer_apply_now(&f->w, &j), 0);
+	assert_int_equal(fail_writes, 0); /* the failure did happen */
+	assert_memory_equal(f->store.history, j.history, 16);
+	MDB_txn *txn;
+	assert_int_equal(na_store_rbegin(&f->store, &txn), 0);
+	/* a live reader keeps the map's resizer out */
+	assert_int_equal(pthread_rwlock_trywrlock(&f->store.resize_lock), EBUSY);
+	na_store_rend(&f->store, txn);
+	assert_int_equal(pthread_rwlock_trywrlock(&f->store.resize_lock), 0);
+	pthread_rwlock_unlock(&f->store.resize_lock);
+	char title[16];
+	assert_int_equal(find(f, "urn:before", NULL, title, sizeof title), 0);
+	assert_string_equal(title, "one");
+}
+
+/* A follower registers a replicated dictionary while applying the entries
+ * after it (their records need it to be read). When the group does not
+ * commit, the dictionary must be forgotten and must never have become the
+ * one new records are compressed with: after a promotion, records would
+ * name a dictionary the archive does not have. */
+static void test_replicated_dict_needs_commit(void **state)
+{
+	fx *f = *state;
+	static char dict[8192];
+	for (size_t i = 0; i < sizeof dict; i++)
+		dict[i] = "words of an article body, repeated so that they compress "[i % 58];
+	na_key dk;
+	na_key_make(&dk, 5 * US, 9);
+	na_rentry e[2] = {
+		{ .seq = 1, .op = 'Z', .dict_id = 1, .dict = (const uint8_t *)dict,
+		  .dict_len = sizeof dict },
+		{ .seq = 3, .op = 'D', .key = dk }, /* a gap: the group fails */
+	};
+	na_wjob j = { .op = NA_WOP_APPLY, .entries = e, .nentries = 2, .link = 1 };
+	assert_int_not_equal(na_writer_apply_now(&f->w, &j), 0);
+	assert_int_equal(na_codec_current_dict(f->store.codec), 0);
+	assert_int_equal(na_codec_dict_size(f->store.codec, 1), 0);
+
+	char body[600];
+	memcpy(body, dict, sizeof body - 1);
+	body[sizeof body - 1] = 0;
+	assert_int_equal(put(f, "urn:a", 100, body).code, 0);
+
+	/* the same dictionary, applied whole: current once committed */
+	e[0].seq = f->w.seq + 1;
+	na_wjob j2 = { .op = NA_WOP_APPLY, .entries = e, .nentries = 1, .link = 1 };
+	assert_int_equal(na_writer_apply_now(&f->w, &j2), 0);
+	assert_int_equal(na_codec_current_dict(f->store.codec), 1);
+	assert_int_equal(put(f, "urn:b", 200, body).code, 0);
+
+	fx_close(f);
+	fx_open(f);
+	char title[700];
+	assert_int_equal(find(f, "urn:a", NULL, title, sizeof title), 0);
+	assert_string_equal(title, body);
+	assert_int_equal(find(f, "urn:b", NULL, title, sizeof title), 0);
+	assert_string_equal(title, body);
+	FILE *devnull = fopen("/dev/null", "w");
+	assert_non_null(devnull);
+	uint64_t n = 0;
+	assert_int_equal(na_verify(&f->store, devnull, &n), 0);
+	fclose(devnull);
+}
+
+/* Relaxed durability: once a sync of the commits so far has failed, the
+ * kernel may have dropped pages it could not write and a later sync would
+ * not say so; every later write is refused (reads go on) until a restart. */
+static void test_failed_sync_refuses_writes(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(put(f, "urn:a", 10, "one").code, 0);
+	assert_int_equal(na_writer_sync(&f->w), 0);
+	assert_int_equal(put(f, "urn:b", 20, "two").code, 0);
+	fail_syncs = 1;
+	assert_int_not_equal(na_writer_sync(&f->w), 0);
+	assert_int_equal(fail_syncs, 0);
+	assert_int_not_equal(na_writer_sync(&f->w), 0); /* not forgotten */
+	assert_int_equal(put(f, "urn:c", 30, "three").code, NA_CODE_INTERNAL);
+	assert_int_equal(del(f, "urn:a").code, NA_CODE_INTERNAL);
+	char title[16];
+	assert_int_equal(find(f, "urn:a", NULL, title, sizeof title), 0);
+	assert_int_equal(find(f, "urn:c", NULL, title, sizeof title), MDB_NOTFOUND);
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(put(f, "urn:c", 30, "three").code, 0);
+	assert_int_equal(find(f, "urn:b", NULL, title, sizeof title), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1773,6 +1922,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_schema1_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guid_two_tables, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema2_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_disk_retry_keeps_resize_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replicated_dict_needs_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_sync_refuses_writes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
