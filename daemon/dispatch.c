@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1452,6 +1453,66 @@ typedef struct admin_req {
 	msgpack_sbuffer out;
 } admin_req;
 
+/* fsyncs a directory, so the entries made in it survive a power loss; 0 or
+ * an errno. */
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	int rc = fsync(fd) == 0 ? 0 : errno;
+	close(fd);
+	return rc;
+}
+
+/* Writes the compacted copy of the archive to DIR/data.mdb and makes it
+ * durable before the reply says it exists: the file, its entry in DIR and,
+ * when DIR was just created, DIR's entry in its parent. A failed backup
+ * leaves nothing half-written behind. 0, or an LMDB error / errno with
+ * *step naming what failed. */
+static int backup_write(na_store *st, const char *dir, bool created, uint64_t *bytes,
+			const char **step)
+{
+	char path[600], parent[600];
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	snprintf(parent, sizeof parent, "%s", dir);
+	size_t n = strlen(parent);
+	while (n > 1 && parent[n - 1] == '/')
+		parent[--n] = 0;
+	char *slash = strrchr(parent, '/');
+	if (!slash)
+		snprintf(parent, sizeof parent, ".");
+	else
+		slash[slash == parent] = 0; /* "/x" -> "/" */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		*step = "create data.mdb";
+		return errno;
+	}
+	pthread_rwlock_rdlock(&st->resize_lock);
+	int rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT);
+	pthread_rwlock_unlock(&st->resize_lock);
+	struct stat sb;
+	if (rc == 0 && (fsync(fd) != 0 || fstat(fd, &sb) != 0)) {
+		rc = errno;
+		*step = "sync";
+	}
+	if (close(fd) != 0 && rc == 0) {
+		rc = errno;
+		*step = "sync";
+	}
+	if (rc == 0 && ((rc = fsync_dir(dir)) || (created && (rc = fsync_dir(parent)))))
+		*step = "sync of the directory";
+	if (rc) {
+		unlink(path);
+		if (created)
+			rmdir(dir);
+		return rc;
+	}
+	*bytes = (uint64_t)sb.st_size;
+	return 0;
+}
+
 static void admin_work(uv_work_t *w)
 {
 	admin_req *a = w->data;
@@ -1493,6 +1554,7 @@ static void admin_work(uv_work_t *w)
 		return;
 	}
 	/* backup: a compacted, consistent copy made from one read transaction */
+	bool created = false;
 	struct stat sb;
 	if (stat(a->dir, &sb) == 0) {
 		bool empty = S_ISDIR(sb.st_mode);
@@ -1513,26 +1575,24 @@ static void admin_work(uv_work_t *w)
 		snprintf(msg, sizeof msg, "backup: cannot create %s: %s", a->dir, strerror(errno));
 		pack_error_reply(&pk, a->msgid, NA_CODE_BAD_REQUEST, msg);
 		return;
+	} else {
+		created = true;
 	}
-	pthread_rwlock_rdlock(&st->resize_lock);
-	int rc = mdb_env_copy2(st->env, a->dir, MDB_CP_COMPACT);
-	pthread_rwlock_unlock(&st->resize_lock);
+	uint64_t bytes = 0;
+	const char *step = "copy";
+	int rc = backup_write(st, a->dir, created, &bytes, &step);
 	if (rc) {
 		char msg[700];
-		snprintf(msg, sizeof msg, "backup: copy failed: %s", mdb_strerror(rc));
+		snprintf(msg, sizeof msg, "backup: %s failed: %s", step, mdb_strerror(rc));
 		pack_error_reply(&pk, a->msgid, NA_CODE_INTERNAL, msg);
 		return;
 	}
-	char data[600];
-	snprintf(data, sizeof data, "%s/data.mdb", a->dir);
-	if (stat(data, &sb) != 0)
-		sb.st_size = 0;
 	reply_head(&pk, a->msgid);
 	msgpack_pack_nil(&pk);
 	msgpack_pack_map(&pk, 2);
 	na_mp_pack_cstr(&pk, "path");
 	na_mp_pack_cstr(&pk, a->dir);
-	kv_u64(&pk, "bytes", (uint64_t)sb.st_size);
+	kv_u64(&pk, "bytes", bytes);
 }
 
 static void admin_done(uv_work_t *w, int status)

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <sys/uio.h>
 #include <stdint.h>
@@ -61,6 +62,24 @@ int fdatasync(int fd)
 		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
 	if (fail_syncs > 0) {
 		fail_syncs--;
+		errno = EIO;
+		return -1;
+	}
+	return real(fd);
+}
+
+/* fsync: counted while count_fsyncs is set, failed while fail_fsyncs > 0 */
+static bool count_fsyncs;
+static int fsyncs, fail_fsyncs;
+
+int fsync(int fd)
+{
+	static int (*real)(int);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
+	fsyncs += count_fsyncs;
+	if (fail_fsyncs > 0) {
+		fail_fsyncs--;
 		errno = EIO;
 		return -1;
 	}
@@ -126,22 +145,18 @@ static int setup_sized(void **state, size_t map_size, size_t max_map_size)
 static int setup(void **state) { return setup_sized(state, 64u << 20, 1u << 30); }
 static int setup_small(void **state) { return setup_sized(state, 1u << 20, 4u << 20); }
 
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
 static int teardown(void **state)
 {
 	fx *f = *state;
 	fx_close(f);
-	DIR *d = opendir(f->dir);
-	if (d) {
-		struct dirent *e;
-		char p[1024];
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-				snprintf(p, sizeof p, "%s/%s", f->dir, e->d_name);
-				unlink(p);
-			}
-		closedir(d);
-	}
-	rmdir(f->dir);
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* with index/ and backups */
 	free(f);
 	return 0;
 }
@@ -1899,6 +1914,105 @@ static void test_failed_sync_refuses_writes(void **state)
 	assert_int_equal(find(f, "urn:b", NULL, title, sizeof title), 0);
 }
 
+/* One request through a sink connection of a running server; the reply's
+ * error code (NULL when it succeeded). */
+static const char *sink_call(uv_loop_t *loop, na_server *srv, na_conn *c, const char *method,
+			     const char *arg, char *code, size_t codelen)
+{
+	msgpack_sbuffer req;
+	msgpack_sbuffer_init(&req);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint8(&pk, 9);
+	na_mp_pack_cstr(&pk, method);
+	msgpack_pack_array(&pk, 1);
+	na_mp_pack_cstr(&pk, arg);
+	msgpack_sbuffer_clear(&replies);
+	na_conn_feed(c, (const uint8_t *)req.data, req.size);
+	while (srv->inflight > 0)
+		uv_run(loop, UV_RUN_ONCE);
+	msgpack_sbuffer_destroy(&req);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	assert_int_equal(msgpack_unpack_next(&u, replies.data, replies.size, NULL),
+			 MSGPACK_UNPACK_SUCCESS);
+	msgpack_object *o = u.data.via.array.ptr;
+	const char *ret = NULL;
+	if (o[2].type == MSGPACK_OBJECT_MAP) {
+		msgpack_object *v = &o[2].via.map.ptr[0].val;
+		snprintf(code, codelen, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+		ret = code;
+	}
+	msgpack_unpacked_destroy(&u);
+	return ret;
+}
+
+/* A backup is on disk before its reply says so: the copy, its entry in the
+ * new directory and that directory's entry in its parent are synced; and a
+ * backup whose sync failed reports it and leaves no data.mdb behind. */
+static void test_backup_durable(void **state)
+{
+	fx *f = *state;
+	put(f, "urn:kept", 100, "kept");
+	fx_close(f);
+	na_log_set_level(NA_LOG_ERROR);
+	na_config cfg;
+	na_config_defaults(&cfg);
+	snprintf(cfg.data, sizeof cfg.data, "%s", f->dir);
+	cfg.relaxed = true;
+	cfg.map_size = 16u << 20;
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	na_server *srv = calloc(1, sizeof *srv);
+	assert_int_equal(na_server_init(srv, &loop, &cfg), 0);
+	na_conn *c = na_conn_new(srv);
+	c->sink = sink;
+	msgpack_sbuffer_init(&replies);
+	char bk[600], bad[600], path[700], code[32];
+	snprintf(bk, sizeof bk, "%s/bk", f->dir);
+	snprintf(bad, sizeof bad, "%s/bad", f->dir);
+
+	fsyncs = 0;
+	count_fsyncs = true;
+	assert_null(sink_call(&loop, srv, c, "backup", bk, code, sizeof code));
+	count_fsyncs = false;
+	assert_true(fsyncs >= 3); /* the file, bk, and bk in its parent */
+	snprintf(path, sizeof path, "%s/data.mdb", bk);
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(sb.st_size > 0);
+
+	fail_fsyncs = 1;
+	const char *err = sink_call(&loop, srv, c, "backup", bad, code, sizeof code);
+	assert_int_equal(fail_fsyncs, 0);
+	assert_non_null(err);
+	assert_string_equal(err, "INTERNAL");
+	snprintf(path, sizeof path, "%s/data.mdb", bad);
+	assert_int_equal(stat(path, &sb), -1);
+	assert_int_equal(stat(bad, &sb), -1); /* the directory it made is gone */
+
+	c->refs++;
+	na_conn_feed(c, (const uint8_t *)"\xc1", 1);
+	na_conn_unref(c);
+	na_server_shutdown(srv);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	na_server_free(srv);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(srv);
+	msgpack_sbuffer_destroy(&replies);
+
+	/* the copy is an archive holding what was acknowledged */
+	snprintf(f->dir + strlen(f->dir), sizeof f->dir - strlen(f->dir), "/bk");
+	fx_open(f);
+	char title[16];
+	assert_int_equal(find(f, "urn:kept", NULL, title, sizeof title), 0);
+	assert_string_equal(title, "kept");
+	fx_close(f);
+	f->dir[strlen(f->dir) - 3] = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1925,6 +2039,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full_disk_retry_keeps_resize_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replicated_dict_needs_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_sync_refuses_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup_durable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
