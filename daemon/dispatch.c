@@ -1709,10 +1709,19 @@ static void promoted(na_wjob *job)
 	promote_req *p = job->arg;
 	na_conn *c = p->c;
 	na_server *s = c->srv;
-	if (job->code == NA_CODE_OK)
+	if (job->code == NA_CODE_OK) {
 		s->promoting = false;
-	else
+	} else if (job->code == NA_CODE_UNAVAILABLE) {
+		/* a snapshot began just before: nothing changed, so go on
+		 * following and let it finish */
+		s->promoting = false;
+		log_warn("promotion refused: %s; following %s again", job->msg, s->cfg.follow);
+		if (na_follow_start(s, s->cfg.follow) != 0)
+			log_error("cannot follow %s again; writes stay refused until a restart",
+				  s->cfg.follow);
+	} else {
 		log_error("promotion failed (%s); writes stay refused until a restart", job->msg);
+	}
 	if (job->code == NA_CODE_OK) {
 		char hx[33];
 		na_hex16(s->store.history, hx);

@@ -151,6 +151,7 @@ struct na_wait {
 	uint32_t msgid;
 	uint64_t seq;
 	uint32_t need;
+	uint32_t got;       /* followers that had it when the wait ended */
 	uint64_t deadline;
 	bool batch;
 	char *body;
@@ -569,9 +570,19 @@ static int log_chunk(na_sender *x)
 				break;
 			if (x->subscribe && recp) {
 				if (na_store_decode(st, recp, reclen, &dec.data, &dec.cap, &dec.len))
-					gr = MDB_NOTFOUND;
+					gr = MDB_CORRUPTED;
 				art = dec.data;
 				artlen = dec.len;
+			}
+			if (gr != 0 && gr != MDB_NOTFOUND) {
+				/* nil would say "removed since": the follower would drop
+				 * an article the primary still has. Stop the link
+				 * instead; it retries from here when it reconnects. */
+				log_error("replication: cannot read the version of entry %llu: %s",
+					  (unsigned long long)seq,
+					  gr == -ENOMEM ? "out of memory" : mdb_strerror(gr));
+				rc = -1;
+				break;
 			}
 			msgpack_pack_array(&ep, 5);
 			msgpack_pack_uint64(&ep, seq);
@@ -724,18 +735,29 @@ static void finish_wait(na_server *s, na_wait *w, uint32_t got)
 
 static void check_waits(na_server *s, bool timeouts)
 {
+	/* Unlink every wait that is over first, then finish them: finishing one
+	 * lets its connection run the requests it had buffered, which may close
+	 * another connection and so come back here and free waits of the list
+	 * being walked. */
 	uint64_t now = uv_now(s->loop);
-	na_wait **pp = &s->waits;
+	na_wait **pp = &s->waits, *done = NULL, **tail = &done;
 	while (*pp) {
 		na_wait *w = *pp;
-		uint32_t got = followers_at(s, w->seq);
-		if (got >= w->need || (timeouts && now >= w->deadline) || w->c->closing ||
+		w->got = followers_at(s, w->seq);
+		if (w->got >= w->need || (timeouts && now >= w->deadline) || w->c->closing ||
 		    s->stopping) {
 			*pp = w->next;
-			finish_wait(s, w, got);
+			w->next = NULL;
+			*tail = w;
+			tail = &w->next;
 			continue;
 		}
 		pp = &w->next;
+	}
+	while (done) {
+		na_wait *w = done;
+		done = w->next;
+		finish_wait(s, w, w->got);
 	}
 }
 

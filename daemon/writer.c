@@ -863,6 +863,13 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 		rc = mdb_del(txn, w->store->meta, &(MDB_val){ 8, "snapshot" }, NULL);
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	case NA_WOP_PROMOTE: {
+		/* Checked here, in order with the follower's jobs: one that was
+		 * queued before the promotion (a snapshot that had just begun)
+		 * commits first, and a partial copy must never become a primary. */
+		MDB_val mv;
+		rc = mdb_get(txn, w->store->meta, &(MDB_val){ 8, "snapshot" }, &mv);
+		if (rc != MDB_NOTFOUND)
+			return rc ? rc : NA_WRITER_EPARTIAL;
 		/* the new history continues the current one up to here */
 		na_store *st = w->store;
 		uint32_t keep = st->chain_len < 15 ? st->chain_len : 15;
@@ -1296,6 +1303,9 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			  strerror(rc));
 		fail_jobs(first, stop, NA_CODE_NO_SPACE,
 			  "the filesystem holding the archive is full; reads still work");
+	} else if (rc == NA_WRITER_EPARTIAL) {
+		fail_jobs(first, stop, NA_CODE_UNAVAILABLE,
+			  "this server holds a partial copy (snapshot in progress)");
 	} else if (rc == NA_WRITER_ESYNC) {
 		fail_jobs(first, stop, NA_CODE_INTERNAL,
 			  "writes are refused: an earlier sync to disk failed; see the server log");

@@ -93,6 +93,8 @@ typedef struct na_witem {
 #define NA_WRITER_EGAP (-10000)
 /* every write's answer once a sync of relaxed commits failed */
 #define NA_WRITER_ESYNC (-10003)
+/* PROMOTE's answer while the archive holds a partial snapshot */
+#define NA_WRITER_EPARTIAL (-10004)
 
 typedef struct na_wjob na_wjob;
 typedef void (*na_wdone)(na_wjob *job);

@@ -371,12 +371,73 @@ static void test_idle_timeout(void **state)
 	assert_int_equal(na_test_daemon_cleanup(&d), 0);
 }
 
+/* Writes waiting for replicas end on the once-a-second tick. Ending one
+ * resumes its connection (it was at max_pending), which then reads a bad
+ * byte and is closed, and closing a feed subscriber ends its other waits
+ * from inside the first pass over them (under ASan the server used to read
+ * a freed wait here). The server must go on serving. */
+static void test_waits_end_while_connection_closes(void **state)
+{
+	(void)state;
+	na_test_daemon d;
+	memset(&d, 0, sizeof d);
+	d.extra[0] = "--max-pending";
+	d.extra[1] = "4";
+	assert_int_equal(na_test_daemon_start(&d), 0);
+	na_trpc t;
+	na_trpc_init(&t, na_test_connect_tcp(&d));
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 0);
+	msgpack_object err, res;
+	assert_int_equal(na_trpc_call(&t, "subscribe", 1, &sb, &err, &res), 1);
+	assert_int_equal(err.type, MSGPACK_OBJECT_NIL);
+	/* four puts that wait for a replica nobody has, then a byte that is
+	 * not MessagePack, in one send: the byte waits behind them */
+	msgpack_sbuffer_clear(&sb);
+	static const uint32_t timeout[4] = { 1100, 1100, 60000, 60000 };
+	for (uint32_t i = 0; i < 4; i++) {
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint8(&pk, 0);
+		msgpack_pack_uint32(&pk, 100 + i);
+		na_mp_pack_cstr(&pk, "put");
+		msgpack_pack_array(&pk, 2);
+		char guid[32];
+		snprintf(guid, sizeof guid, "urn:wait:%u", i);
+		na_pack_article(&pk, guid, 1700000000 + i, 0, "waiting", NULL);
+		msgpack_pack_map(&pk, 2);
+		na_mp_pack_cstr(&pk, "replicas");
+		msgpack_pack_uint32(&pk, 1);
+		na_mp_pack_cstr(&pk, "timeout_ms");
+		msgpack_pack_uint32(&pk, timeout[i]);
+	}
+	msgpack_sbuffer_write(&sb, "\xc1", 1);
+	assert_int_equal(na_trpc_send(&t, sb.data, sb.size), 0);
+	msgpack_sbuffer_destroy(&sb);
+	/* replies and feed notifications, then the server hangs up */
+	t.timeout_ms = 15000;
+	msgpack_object o;
+	int r;
+	while ((r = na_trpc_read(&t, &o)) == 1)
+		;
+	assert_int_equal(r, 0);
+	na_trpc_close(&t);
+	na_trpc other;
+	na_trpc_init(&other, na_test_connect_tcp(&d));
+	ping_ok(&other);
+	na_trpc_close(&other);
+	assert_int_equal(na_test_daemon_cleanup(&d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_slow_sender_is_cut_off),
 		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_waits_end_while_connection_closes),
 		cmocka_unit_test_teardown(test_disk_full, full_teardown),
 		cmocka_unit_test_teardown(test_disk_full_by_one, full_teardown),
 		cmocka_unit_test_teardown(test_filesystem_full, filesystem_teardown),

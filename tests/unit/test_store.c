@@ -2013,6 +2013,30 @@ static void test_backup_durable(void **state)
 	f->dir[strlen(f->dir) - 3] = 0;
 }
 
+/* A promotion is checked by the writer in order with the follower's jobs:
+ * a snapshot that began before it (its SNAP_BEGIN queued first) makes it
+ * fail with UNAVAILABLE and change nothing; once the snapshot is whole it
+ * goes through. */
+static void test_promote_refused_during_snapshot(void **state)
+{
+	fx *f = *state;
+	na_wjob sb = { .op = NA_WOP_SNAP_BEGIN };
+	memset(sb.history, 3, 16);
+	memset(sb.hash_key, 4, 16);
+	assert_int_equal(na_writer_apply_now(&f->w, &sb), 0);
+	na_wjob pr = { .op = NA_WOP_PROMOTE };
+	memset(pr.history, 5, 16);
+	assert_int_equal(na_writer_apply_now(&f->w, &pr), NA_CODE_UNAVAILABLE);
+	assert_memory_equal(f->store.history, sb.history, 16);
+	na_wjob end = { .op = NA_WOP_SNAP_END, .seq = 0 };
+	assert_int_equal(na_writer_apply_now(&f->w, &end), 0);
+	na_wjob pr2 = { .op = NA_WOP_PROMOTE };
+	memset(pr2.history, 5, 16);
+	assert_int_equal(na_writer_apply_now(&f->w, &pr2), 0);
+	assert_memory_equal(f->store.history, pr2.history, 16);
+	assert_int_equal(f->store.chain_len, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2040,6 +2064,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replicated_dict_needs_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_sync_refuses_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup_durable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_promote_refused_during_snapshot, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
