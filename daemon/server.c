@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <grp.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -298,7 +299,18 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 static void peer_name(na_conn *c)
 {
 	if (c->is_unix) {
-		snprintf(c->peer, sizeof c->peer, "unix");
+		/* The user on the other end, so that the failed-authentication
+		 * guard (keyed by what precedes the last ':') tells local users
+		 * apart: one of them cannot lock the others out. */
+		uv_os_fd_t fd;
+		struct ucred cr;
+		socklen_t len = sizeof cr;
+		if (uv_fileno((uv_handle_t *)&c->h.pipe, &fd) == 0 &&
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
+			snprintf(c->peer, sizeof c->peer, "unix:uid=%u:pid=%d", (unsigned)cr.uid,
+				 (int)cr.pid);
+		else
+			snprintf(c->peer, sizeof c->peer, "unix");
 		return;
 	}
 	struct sockaddr_storage ss;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -282,6 +283,56 @@ static void test_guessing_is_limited(void **state)
 	assert_false(log_has(D.log, "guess-guess"));
 }
 
+/* Failed attempts over the Unix socket count against the local user who
+ * made them, not against every local client: another user guessing cannot
+ * lock the archive's own users out. Needs root, to guess as another user. */
+static void test_unix_users_guarded_apart(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	char dir[sizeof D.sock];
+	snprintf(dir, sizeof dir, "%s", D.sock);
+	*strrchr(dir, '/') = 0;
+	assert_int_equal(chmod(dir, 0711), 0);
+	assert_int_equal(chmod(D.sock, 0666), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		na_trpc t;
+		int fd = na_test_connect_unix(&D);
+		if (fd < 0)
+			_exit(3);
+		na_trpc_init(&t, fd);
+		msgpack_sbuffer p;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&p);
+		msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
+		na_mp_pack_cstr(&pk, "guess-guess-guess-guess");
+		char code[32] = "";
+		for (int i = 0; i < 6; i++) {
+			msgpack_object err, res;
+			if (na_trpc_call(&t, "auth", 1, &p, &err, &res) != 1)
+				_exit(4);
+			na_obj_code(&err, code, sizeof code);
+		}
+		_exit(strcmp(code, "UNAUTHORIZED") == 0 ? 0 : 5);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_true(log_has(D.log, "unix:uid=65534"));
+	/* root, on the same socket, is not refused */
+	na_trpc t;
+	na_trpc_init(&t, na_test_connect_unix(&D));
+	call(&t, "auth", secret(T_ADMIN), "");
+	put_one(&t, "unix-1", "");
+	na_trpc_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_library_token),
 		cmocka_unit_test(test_follower_token),
 		cmocka_unit_test(test_refusals_at_start),
+		cmocka_unit_test(test_unix_users_guarded_apart),
 		cmocka_unit_test(test_guessing_is_limited), /* last: it blocks 127.0.0.1 */
 	};
 	signal(SIGPIPE, SIG_IGN);
