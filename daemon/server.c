@@ -19,6 +19,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
+#include "verify.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -253,6 +254,32 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 	if (rc) {
 		log_error("%s: %s (%s)", cfg->data, msg, rc > 0 ? mdb_strerror(rc) : strerror(-rc));
 		return -1;
+	}
+	if (s->store.unclean_stop) {
+		/* relaxed commits were not all on disk when the machine stopped:
+		 * LMDB's pages reach the disk in no set order, so check before
+		 * serving anything from it */
+		log_warn("%s: the machine stopped while commits were not yet on disk "
+			 "(durability = relaxed); verifying the archive before serving",
+			 cfg->data);
+		uint64_t n = 0;
+		long problems = na_verify(&s->store, stderr, &n);
+		if (problems != 0) {
+			log_error("%s: the archive is damaged (%s): restore it from a follower or "
+				  "a backup (newsarchd --verify lists the problems)",
+				  cfg->data, problems < 0 ? "it cannot be read" : "see above");
+			na_store_close(&s->store);
+			return -1;
+		}
+		log_info("%s: %llu articles verified, no damage", cfg->data,
+			 (unsigned long long)n);
+		na_store_unmark_unsynced(&s->store);
+		s->store.marked = false;
+	}
+	if (!cfg->relaxed && s->store.marked && mdb_env_sync(s->store.env, 1) == 0) {
+		/* left by a relaxed run; strict commits keep no marker */
+		na_store_unmark_unsynced(&s->store);
+		s->store.marked = false;
 	}
 	if ((rc = na_writer_start(&s->writer, &s->store, loop, cfg->relaxed))) {
 		log_error("cannot start the writer: %s", rc > 0 ? mdb_strerror(rc) : strerror(-rc));

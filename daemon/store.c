@@ -391,17 +391,56 @@ static int read_boot_id(char *out, size_t cap)
 }
 
 /* A marker left by another boot: remove the index so it is rebuilt. */
-static void drop_torn_index(const char *dir, const char *mark)
+/* Writes the marker "commits may not be on disk" holding this boot's id,
+ * durably: its directory entry must be on disk before any unsynced page can
+ * be. 0 or -errno. */
+static int write_mark(const char *mark)
+{
+	char id[64];
+	if (read_boot_id(id, sizeof id))
+		snprintf(id, sizeof id, "unknown");
+	int fd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	size_t n = strlen(id);
+	int rc = write(fd, id, n) == (ssize_t)n && fsync(fd) == 0 ? 0 : -EIO;
+	close(fd);
+	if (rc == 0) {
+		char dir[4200];
+		snprintf(dir, sizeof dir, "%s", mark);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) != 0)
+			rc = -EIO;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	return rc;
+}
+
+/* 1: mark exists and was written before the machine last started (its
+ * unsynced commits may be lost or torn); 0: absent, or written in this boot
+ * (only a process stopped: its writes are in the page cache). */
+static int mark_from_earlier_boot(const char *mark, bool *exists)
 {
 	char have[64] = "", now[64] = "";
 	FILE *f = fopen(mark, "r");
+	*exists = f != NULL;
 	if (!f)
-		return; /* no marker: everything committed was synced */
+		return 0;
 	size_t n = fread(have, 1, sizeof have - 1, f);
 	fclose(f);
 	have[n] = 0;
-	if (read_boot_id(now, sizeof now) == 0 && strcmp(have, now) == 0)
-		return; /* only the process stopped: its writes are in the page cache */
+	return !(read_boot_id(now, sizeof now) == 0 && strcmp(have, now) == 0);
+}
+
+static void drop_torn_index(const char *dir, const char *mark)
+{
+	bool exists;
+	if (!mark_from_earlier_boot(mark, &exists))
+		return; /* everything committed was synced, or is in the page cache */
 	log_warn("index: the system stopped before the index was synced; rebuilding it");
 	char path[4200];
 	snprintf(path, sizeof path, "%s/data.mdb", dir);
@@ -415,32 +454,18 @@ int na_store_ix_mark(na_store *s)
 {
 	if (s->ix_unsynced || !s->ixenv)
 		return 0;
-	char id[64];
-	if (read_boot_id(id, sizeof id))
-		snprintf(id, sizeof id, "unknown");
-	int fd = open(s->ix_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -errno;
-	size_t n = strlen(id);
-	int rc = write(fd, id, n) == (ssize_t)n && fsync(fd) == 0 ? 0 : -EIO;
-	close(fd);
-	if (rc == 0) {
-		/* the marker's directory entry must be on disk before any
-		 * unsynced page can be */
-		char dir[4200];
-		snprintf(dir, sizeof dir, "%s", s->ix_mark);
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			*slash = 0;
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) != 0)
-			rc = -EIO;
-		if (dfd >= 0)
-			close(dfd);
-	}
+	int rc = write_mark(s->ix_mark);
 	if (rc == 0)
 		s->ix_unsynced = true;
 	return rc;
+}
+
+int na_store_mark_unsynced(na_store *s) { return write_mark(s->mark); }
+
+void na_store_unmark_unsynced(na_store *s)
+{
+	/* not synced: a marker that outlives a crash only costs a check */
+	unlink(s->mark);
 }
 
 bool na_store_ix_room(na_store *s, size_t need)
@@ -580,6 +605,13 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 	}
 	na_codec_set_block_level(s->codec, o->block_level ? o->block_level : o->level);
 	na_codec_set_literals(s->codec, !o->raw_literals);
+	if ((size_t)snprintf(s->mark, sizeof s->mark, "%s/unsynced", o->dir) >= sizeof s->mark) {
+		*msg = "data directory path too long";
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
+	if (!o->readonly)
+		s->unclean_stop = mark_from_earlier_boot(s->mark, &s->marked) == 1;
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
 	if (o->relaxed)
 		flags |= MDB_NOSYNC;

@@ -53,6 +53,13 @@ typedef struct na_store {
 	MDB_dbi ixmeta, ixpost, ixdocs, ixrange, ixsealed, ixbig;
 	unsigned ix_segshift;  /* log2 of index_segment, for a new index */
 	uint32_t ix_refresh_ms; /* index_refresh_ms */
+	/* Relaxed durability: DIR/unsynced exists while commits may not be on
+	 * disk (written before such a commit, removed after a sync that covered
+	 * every commit; the writer keeps it). Found at open from an earlier boot
+	 * (unclean_stop), the machine stopped with commits unsynced, and the
+	 * archive may be damaged: the server verifies it before serving. */
+	char mark[4200];
+	bool marked, unclean_stop;
 	bool ix_unsynced;      /* index commits not yet synced (indexer thread) */
 	char ix_mark[4200];    /* DIR/index/unsynced: the marker of that state */
 	bool have_index;       /* false: a read-only open (no index environment) */
@@ -251,6 +258,10 @@ int na_store_ix_sync(na_store *s);
  * size) for the archive: the index can wait, a delete that frees space
  * must not find the disk taken by the index. */
 bool na_store_ix_room(na_store *s, size_t need);
+/* The archive's marker (mark above): written and fsynced (0 or -errno), or
+ * removed. */
+int na_store_mark_unsynced(na_store *s);
+void na_store_unmark_unsynced(na_store *s);
 
 /* The index environment's meta table (ix_* entries, see index.h). A
  * missing u64 reads as 0. */

@@ -1128,6 +1128,34 @@ static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop
 	return tail + freed >= need ? 0 : fs ? EFSRESERVE : ERESERVE;
 }
 
+/* Relaxed durability: before a commit that will not be synced, the
+ * archive's marker must be on disk (store.h), and a sync that overlaps the
+ * commit must not remove it; relaxed_end says the commit needs a sync. */
+static int relaxed_begin(na_writer *w)
+{
+	int rc = 0;
+	pthread_mutex_lock(&w->sync_lock);
+	if (!w->store->marked) {
+		if ((rc = na_store_mark_unsynced(w->store)) == 0)
+			w->store->marked = true;
+		else
+			log_error("cannot write %s: %s", w->store->mark, strerror(-rc));
+	}
+	if (rc == 0)
+		w->committing++;
+	pthread_mutex_unlock(&w->sync_lock);
+	return rc;
+}
+
+static void relaxed_end(na_writer *w)
+{
+	pthread_mutex_lock(&w->sync_lock);
+	w->committing--;
+	w->unsynced = true;
+	w->unsynced_seq = w->seq;
+	pthread_mutex_unlock(&w->sync_lock);
+}
+
 /* Applies jobs [first, stop) in one transaction. locked: the caller holds
  * resize_lock for writing already (the retry with every reader out). */
 static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop, bool locked)
@@ -1162,7 +1190,15 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop, bool locked)
 		group_dicts_done(w, false);
 		return rc;
 	}
+	if (w->syncer_on && (rc = relaxed_begin(w))) {
+		mdb_txn_abort(txn);
+		restore(w, &st);
+		group_dicts_done(w, false);
+		return rc;
+	}
 	rc = mdb_txn_commit(txn);
+	if (w->syncer_on)
+		relaxed_end(w);
 	if (rc) {
 		restore(w, &st);
 		group_dicts_done(w, false);
@@ -1366,12 +1402,6 @@ static void *writer_main(void *arg)
 		if (w->on_commit)
 			w->on_commit(w->on_commit_arg, w->seq);
 		pthread_mutex_unlock(&w->lock);
-		if (w->syncer_on) {
-			pthread_mutex_lock(&w->sync_lock);
-			w->unsynced = true;
-			w->unsynced_seq = w->seq;
-			pthread_mutex_unlock(&w->sync_lock);
-		}
 		for (na_wjob *j = first; j; j = j->next)
 			if (j->link && j->code != NA_CODE_OK)
 				w->broken_link = j->link;
@@ -1389,8 +1419,8 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
-	if (dirty && w->relaxed)
-		na_writer_sync(w);
+	if ((dirty || w->store->marked) && w->relaxed)
+		na_writer_sync(w); /* and the marker goes: a clean stop */
 	return NULL;
 }
 
@@ -1398,14 +1428,32 @@ int na_writer_sync(na_writer *w)
 {
 	if (atomic_load(&w->sync_error))
 		return atomic_load(&w->sync_error);
+	uint64_t seq = 0;
+	if (w->syncer_on) {
+		pthread_mutex_lock(&w->sync_lock);
+		w->unsynced = false;
+		seq = w->unsynced_seq;
+		pthread_mutex_unlock(&w->sync_lock);
+	}
 	int rc = mdb_env_sync(w->store->env, 1);
 	if (rc) {
 		atomic_store(&w->sync_error, rc);
 		log_error("cannot sync the archive to disk (%s): writes are refused from now on; "
 			  "check the disk, restart newsarchd and run newsarch verify",
 			  mdb_strerror(rc));
+		return rc;
 	}
-	return rc;
+	if (w->syncer_on) {
+		atomic_store(&w->synced_seq, seq);
+		pthread_mutex_lock(&w->sync_lock);
+		/* nothing committed since the sync began, nor under way */
+		if (!w->unsynced && !w->committing && w->store->marked) {
+			na_store_unmark_unsynced(w->store);
+			w->store->marked = false;
+		}
+		pthread_mutex_unlock(&w->sync_lock);
+	}
+	return 0;
 }
 
 /* Relaxed durability: the commits are MDB_NOSYNC, and this thread flushes
@@ -1423,11 +1471,8 @@ static void *syncer_main(void *arg)
 		ts.tv_sec += 1;
 		pthread_cond_timedwait(&w->sync_cond, &w->sync_lock, &ts);
 		if (w->unsynced && !w->sync_stop) {
-			uint64_t seq = w->unsynced_seq;
-			w->unsynced = false;
 			pthread_mutex_unlock(&w->sync_lock);
-			if (na_writer_sync(w) == 0)
-				atomic_store(&w->synced_seq, seq);
+			na_writer_sync(w);
 			pthread_mutex_lock(&w->sync_lock);
 		}
 	}

@@ -181,6 +181,7 @@ typedef struct na_writer {
 	pthread_cond_t sync_cond;
 	bool sync_stop, syncer_on;
 	bool unsynced;            /* under sync_lock: commits since the last sync */
+	unsigned committing;      /* under sync_lock: a commit is under way */
 	uint64_t unsynced_seq;    /* under sync_lock: the last seq committed */
 	_Atomic uint64_t synced_seq; /* every seq up to here is on disk */
 	_Atomic int sync_error;   /* a failed sync (na_writer_sync): writes refused */
