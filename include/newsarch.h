@@ -33,7 +33,10 @@
  *    is immutable: several threads may read one article concurrently.
  *  - Replies are untrusted input: the library frames them with a size cap
  *    (na_options.max_response_bytes) and a nesting cap of 32, checks every
- *    length, and reports anything malformed as NA_EPROTO.
+ *    length, and reports anything malformed as NA_EPROTO. It also holds
+ *    the server to the protocol's limits, so that what it allocates for a
+ *    reply stays proportional to the reply's size: an article has at most
+ *    4096 fields, and a range or search page at most 1000 articles.
  *
  * Compile with `pkg-config --cflags --libs newsarch`.
  */
@@ -130,7 +133,8 @@ typedef struct na_time {
  *   published, updated: timestamp (msgpack extension -1)
  *   authors, tags: array of strings
  * Any other field may hold any msgpack value. An article need not have every
- * required field: `get` with `fields` returns only some of them.
+ * required field: `get` with `fields` returns only some of them. It has at
+ * most 4096 fields (the protocol's limit).
  *
  * An na_article is immutable once made.
  */
@@ -141,8 +145,8 @@ typedef struct na_article na_article;
  * msgpack map with string keys, no duplicate key, and known fields of the
  * right types. The bytes are copied: buf may be freed after the call.
  * On success *out is a new article; free it with na_article_free().
- * Errors: NA_EINVAL (not exactly one well-formed map as described, or a NULL
- * argument), NA_ENOMEM.
+ * Errors: NA_EINVAL (not exactly one well-formed map as described, more
+ * than 4096 fields, or a NULL argument), NA_ENOMEM.
  */
 int na_article_parse(const void *buf, size_t len, na_article **out);
 
@@ -285,7 +289,8 @@ int na_article_builder_unset(na_article_builder *b, const char *name);
  * be set: guid, published and title. On success *out is a new article (free
  * it with na_article_free) and the builder is unchanged, so it can be
  * modified and finished again.
- * Errors: NA_EINVAL (a required field is missing, or out is NULL), NA_ENOMEM.
+ * Errors: NA_EINVAL (a required field is missing, more than 4096 fields, or
+ * out is NULL), NA_ENOMEM.
  */
 int na_article_builder_finish(na_article_builder *b, na_article **out);
 
@@ -307,7 +312,8 @@ int na_article_builder_finish(na_article_builder *b, na_article **out);
  * the server).
  *
  * Timeouts: when no complete reply arrives within io_timeout_ms of the
- * start of a call, the call returns NA_ETIMEDOUT. The connection stays open:
+ * start of a call, the call returns NA_ETIMEDOUT (also while the server
+ * keeps sending something else). The connection stays open:
  * the request may still be executed, and its late reply is recognised by its
  * msgid and dropped, so the next call works normally.
  */
@@ -440,8 +446,9 @@ int na_put_batch(na_client *c, const na_article *const *articles, size_t n,
  * the nfields named fields (C strings; at most 64) that exist are returned.
  * On success *out is a new article owned by the caller (na_article_free).
  * Errors: NA_EINVAL (NULL, guid_len 0 or > 1024), NA_ENOMEM, NA_ENOTFOUND,
- * NA_ECONN, NA_ETIMEDOUT, NA_EPROTO (reply is not a valid article), other
- * server errors (NA_EBADREQ, NA_ETOOLARGE for too many fields).
+ * NA_ECONN, NA_ETIMEDOUT, NA_EPROTO (reply is not a valid article, e.g. one
+ * of more than 4096 fields), other server errors (NA_EBADREQ, NA_ETOOLARGE
+ * for too many fields).
  */
 int na_get(na_client *c, const char *guid, size_t guid_len, const char *const *fields,
 	   size_t nfields, na_article **out);
@@ -552,10 +559,12 @@ int na_range_open(na_client *c, const na_range_opts *opts, na_range **out);
  * Advances the scan. Returns 1 and sets *out to the next article, 0 at the
  * end of the range, or a negative error (NA_ECONN, NA_ETIMEDOUT, NA_EPROTO,
  * server errors such as NA_ETOOLARGE for a page_size above 1000 or
- * NA_EBADREQ; message in na_client_errmsg). After 0 or an error, further
- * calls return the same value. The article is borrowed: valid until the
- * next na_range_next or na_range_close on this iterator (na_article_dup to
- * keep it).
+ * NA_EBADREQ; message in na_client_errmsg). NA_EPROTO includes a page of
+ * more than 1000 articles, and more than 16 empty pages in a row that do
+ * not end the range (a server that would keep the call looping). After 0
+ * or an error, further calls return the same value. The article is
+ * borrowed: valid until the next na_range_next or na_range_close on this
+ * iterator (na_article_dup to keep it).
  */
 int na_range_next(na_range *it, const na_article **out);
 
@@ -610,8 +619,10 @@ int na_search_open(na_client *c, const na_search_opts *opts, na_search **out);
  * Advances the search. Returns 1 and sets *out to the next matching
  * article, 0 after the last one, or a negative error: NA_EBADREQ for a
  * malformed query (na_client_errmsg says at which position), NA_ETIMEDOUT
- * when the index did not reach min_seq in time, NA_ECONN, NA_EPROTO, other
- * server errors. After 0 or an error, further calls return the same value.
+ * when the index did not reach min_seq in time, NA_ECONN, NA_EPROTO (also
+ * for a page of more than 1000 articles, or more than 16 empty pages in a
+ * row that do not end the search), other server errors. After 0 or an
+ * error, further calls return the same value.
  * The article is borrowed: valid until the next na_search_next or
  * na_search_close (na_article_dup to keep it).
  */

@@ -82,10 +82,13 @@ typedef void (*na_uv_connect_cb)(na_uv_client *c, int status, const char *errmsg
  *
  * Whatever happens, the client must be released with na_uv_client_close
  * (also after a failed connect); its memory is freed on a later loop turn.
- * Errors (cb not called, no client): NA_EINVAL (NULL loop/cb/out, bad
- * address syntax), NA_ENOMEM, NA_ECONN (libuv refused to start), NA_ETLS
- * (a tls_* file could not be loaded, or tls_server_name is longer than
- * 255 bytes; na_client_connect_ex with the same options gives the reason).
+ * Errors (cb not called, *out not set, nothing to close): NA_EINVAL (NULL
+ * loop/cb/out, bad address syntax), NA_ENOMEM, NA_ECONN (libuv refused to
+ * start the connect or the resolution at once, e.g. no file descriptor
+ * left; the handles already opened are freed on a later loop turn, so run
+ * the loop before uv_loop_close), NA_ETLS (a tls_* file could not be
+ * loaded, or tls_server_name is longer than 255 bytes;
+ * na_client_connect_ex with the same options gives the reason).
  */
 int na_uv_client_connect(uv_loop_t *loop, const char *addr, const na_options *opts,
 			 na_uv_connect_cb cb, void *ud, na_uv_client **out);
@@ -108,7 +111,8 @@ size_t na_uv_pending(const na_uv_client *c);
  * returns. Each returns 0 when queued, else (callback not called):
  * NA_EINVAL (NULL client, cb, or bad argument as for the synchronous
  * call), NA_ENOMEM, or the connection's failure code (NA_ECONN,
- * NA_ETIMEDOUT, NA_EPROTO, NA_ECLOSED) once it has failed or was closed.
+ * NA_ETIMEDOUT, NA_EPROTO, NA_ETLS, NA_ECLOSED) once it has failed or was
+ * closed (also inside the connect callback that reports the failure).
  * The errors the callback can get are those of the synchronous call of the
  * same name, plus NA_ECLOSED.
  */
@@ -126,6 +130,8 @@ int na_uv_stats(na_uv_client *c, na_uv_cb cb, void *ud);
  * One page of a range scan: opts as for na_range_open, after NULL (or len 0)
  * for the first page, else the reply.next of the previous page. The reply
  * has the page's articles and the cursor of the next page (len 0: done).
+ * A page of more than 1000 articles (no range limit allows it) or with an
+ * article of more than 4096 fields gets NA_EPROTO.
  */
 int na_uv_range_page(na_uv_client *c, const na_range_opts *opts, const na_cursor *after,
 		     na_uv_cb cb, void *ud);

@@ -47,6 +47,11 @@ static int cmp_fref(const void *x, const void *y)
 	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
+static int cmp_fref_ptr(const void *x, const void *y)
+{
+	return cmp_fref(*(const na__fref *const *)x, *(const na__fref *const *)y);
+}
+
 /* Checks a known field's value. */
 static int check_known(int k, const uint8_t *v, size_t n, uint32_t *count)
 {
@@ -98,8 +103,9 @@ int na__article_index(na_article *a, const uint8_t *buf, size_t len)
 	na_mp_init(&r, buf, len);
 	if (na_mp_map(&r, &n))
 		return NA_EINVAL;
-	/* each entry takes at least two bytes: bounds the allocation */
-	if ((size_t)n > na_mp_left(&r) / 2)
+	/* each entry takes at least two bytes, and the protocol allows
+	 * NA_MAX_ARTICLE_FIELDS: both bound the allocation */
+	if ((size_t)n > na_mp_left(&r) / 2 || n > NA_MAX_ARTICLE_FIELDS)
 		return NA_EINVAL;
 	if (n > a->fcap) {
 		na__fref *f = realloc(a->fields, (size_t)n * sizeof *f);
@@ -127,17 +133,19 @@ int na__article_index(na_article *a, const uint8_t *buf, size_t len)
 	if (na_mp_left(&r) != 0)
 		return NA_EINVAL;
 	a->nfields = n;
-	/* no key twice */
+	/* no key twice: sorts pointers, a quarter of the index, which keeps
+	 * the map's order */
 	if (n > 1) {
-		na__fref *tmp = malloc((size_t)n * sizeof *tmp);
-		if (!tmp)
+		const na__fref **ord = malloc((size_t)n * sizeof *ord);
+		if (!ord)
 			return NA_ENOMEM;
-		memcpy(tmp, a->fields, (size_t)n * sizeof *tmp);
-		qsort(tmp, n, sizeof *tmp, cmp_fref);
+		for (uint32_t i = 0; i < n; i++)
+			ord[i] = &a->fields[i];
+		qsort(ord, n, sizeof *ord, cmp_fref_ptr);
 		int dup = 0;
 		for (uint32_t i = 1; i < n && !dup; i++)
-			dup = cmp_fref(&tmp[i - 1], &tmp[i]) == 0;
-		free(tmp);
+			dup = cmp_fref(ord[i - 1], ord[i]) == 0;
+		free(ord);
 		if (dup) {
 			a->nfields = 0;
 			return NA_EINVAL;

@@ -454,7 +454,9 @@ int na__dec_page(const uint8_t *res, size_t len, const uint8_t **arts, size_t *a
 			return NA_EPROTO;
 		if (na_mp_streq(k, kn, "articles")) {
 			const uint8_t *start;
-			if (na_mp_array(&r, nart))
+			/* no limit of range or search allows more: this bounds
+			 * what a caller allocates per article of the page */
+			if (na_mp_array(&r, nart) || *nart > NA_RANGE_LIMIT_MAX)
 				return NA_EPROTO;
 			start = r.p;
 			for (uint32_t j = 0; j < *nart; j++)

@@ -47,7 +47,8 @@ struct na_article {
 
 /* Indexes buf[0..len), which must hold exactly one map (already framed:
  * the caller checked depth). The article borrows buf. Keeps a->fields'
- * capacity for reuse. Returns 0, NA_EINVAL (invalid article), NA_ENOMEM. */
+ * capacity for reuse. Returns 0, NA_EINVAL (invalid article, or more than
+ * NA_MAX_ARTICLE_FIELDS fields), NA_ENOMEM. */
 NA_HIDDEN int na__article_index(na_article *a, const uint8_t *buf, size_t len);
 /* Makes a new article owning buf (malloc'd; taken on success and failure). */
 NA_HIDDEN int na__article_adopt(uint8_t *buf, size_t len, na_article **out);
@@ -81,7 +82,8 @@ NA_HIDDEN int na__dec_count(const uint8_t *res, size_t len, uint64_t *out);
 NA_HIDDEN int na__dec_pong(const uint8_t *res, size_t len);
 NA_HIDDEN int na__dec_stats(const uint8_t *res, size_t len, na_server_stats **out);
 /* Range page: *arts, *nart point at the articles array's first element and
- * its count; *next gets the cursor (len 0 for nil). */
+ * its count (at most NA_RANGE_LIMIT_MAX, else NA_EPROTO); *next gets the
+ * cursor (len 0 for nil). */
 NA_HIDDEN int na__dec_page(const uint8_t *res, size_t len, const uint8_t **arts,
 			   size_t *arts_len, uint32_t *nart, na_cursor *next);
 /* Reads the next article of a page into a (borrowing). */

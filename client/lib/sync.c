@@ -511,10 +511,14 @@ static void tls_in(na_client *c, size_t n)
 	flush_out(c); /* whatever the engine wants to say back */
 }
 
-/* Reads what is there without blocking, until w is done. */
-static void read_in(na_client *c, waiter *w)
+/* Reads what is there without blocking, until w is done or the deadline
+ * (-1: none) has passed: a server that never stops sending (notifications,
+ * late replies) must not keep the call from timing out. */
+static void read_in(na_client *c, waiter *w, int64_t deadline)
 {
 	while (!w->done && c->fd >= 0) {
+		if (left_ms(deadline) == 0)
+			return;
 		ssize_t n = recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
 		if (n > 0 && c->tls) {
 			tls_in(c, (size_t)n);
@@ -591,7 +595,7 @@ static int call(na_client *c, const char *method, const msgpack_sbuffer *params)
 		if (pfd.revents & POLLOUT)
 			flush_out(c);
 		if (!w.done && c->fd >= 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-			read_in(c, &w);
+			read_in(c, &w, deadline);
 	}
 	return w.err;
 }
@@ -750,6 +754,11 @@ int na_call_raw(na_client *c, const char *method, const void *params, size_t par
 
 /* ---- range iterator ------------------------------------------------- */
 
+/* A server may send an empty page that is not the last, but one that keeps
+ * doing so (with cursors that change, so the scan seems to move, e.g. A, B,
+ * A, ...) would keep one na_range_next / na_search_next looping for ever. */
+#define MAX_EMPTY_PAGES 16
+
 struct na_range {
 	na_client *c;
 	na_range_opts opts;
@@ -758,6 +767,7 @@ struct na_range {
 	size_t fields_len;
 	na_cursor next;
 	bool started;
+	unsigned empty;        /* empty pages in a row that were not the last */
 	int state;             /* 1 running, 0 ended, < 0 failed */
 	uint8_t *page;         /* result of the current page (owned) */
 	na_mp r;               /* over the page's articles */
@@ -829,14 +839,13 @@ static int fetch_page(na_range *it)
 	const uint8_t *arts;
 	size_t alen;
 	uint32_t n;
-	na_cursor prev = it->next;
-	bool had = it->started;
 	int rc = na__dec_page(it->page, len, &arts, &alen, &n, &it->next);
 	if (rc)
 		return bad_reply(c, rc, "range");
-	if (had && n == 0 && it->next.len && it->next.len == prev.len &&
-	    memcmp(it->next.bytes, prev.bytes, prev.len) == 0) {
-		setmsg(c, "range: the server returned an empty page with the same cursor");
+	it->empty = n == 0 && it->next.len ? it->empty + 1 : 0;
+	if (it->empty > MAX_EMPTY_PAGES) {
+		setmsg(c, "range: the server sent more than %d empty pages in a row",
+		       MAX_EMPTY_PAGES);
 		return NA_EPROTO;
 	}
 	it->started = true;
@@ -892,6 +901,7 @@ struct na_search {
 	size_t fields_len;
 	na_cursor next;
 	bool started;
+	unsigned empty;        /* empty pages in a row that were not the last */
 	int state;             /* 1 running, 0 ended, < 0 failed */
 	uint8_t *page;
 	na_mp r;
@@ -1049,14 +1059,13 @@ static int search_page(na_search *it)
 	const uint8_t *arts;
 	size_t alen;
 	uint32_t n;
-	na_cursor prev = it->next;
-	bool had = it->started;
 	int rc = na__dec_page(it->page, len, &arts, &alen, &n, &it->next);
 	if (rc)
 		return bad_reply(c, rc, "search");
-	if (had && n == 0 && it->next.len && it->next.len == prev.len &&
-	    memcmp(it->next.bytes, prev.bytes, prev.len) == 0) {
-		setmsg(c, "search: the server returned an empty page with the same cursor");
+	it->empty = n == 0 && it->next.len ? it->empty + 1 : 0;
+	if (it->empty > MAX_EMPTY_PAGES) {
+		setmsg(c, "search: the server sent more than %d empty pages in a row",
+		       MAX_EMPTY_PAGES);
 		return NA_EPROTO;
 	}
 	it->total = page_total(it->page, len);

@@ -38,6 +38,7 @@ struct na_uv_client {
 	na_options opts;
 	na__addr addr;
 	int state;
+	int err;               /* S_DEAD: the code the connection failed with */
 	int refs;              /* close callbacks and requests still due */
 	bool gai_pending, writing, connect_reported;
 	na_uv_connect_cb ccb;
@@ -91,6 +92,7 @@ static void conn_fail(na_uv_client *c, int err, const char *fmt, ...)
 	if (c->state == S_CONNECTED || c->tls)
 		uv_read_stop(&c->io.s);
 	c->state = S_DEAD;
+	c->err = err; /* the core learns it only after the connect callback */
 	uv_timer_stop(&c->timer);
 	if (c->gai_pending)
 		uv_cancel((uv_req_t *)&c->gai);
@@ -282,6 +284,7 @@ static void tls_read(na_uv_client *c, size_t nread)
 			uv_read_stop(&c->io.s);
 			uv_timer_stop(&c->timer);
 			c->state = S_DEAD;
+			c->err = rc;
 			return;
 		}
 	}
@@ -312,6 +315,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			uv_read_stop(&c->io.s);
 			uv_timer_stop(&c->timer);
 			c->state = S_DEAD;
+			c->err = rc;
 			return;
 		}
 		arm_io(c, true);
@@ -364,17 +368,16 @@ static void on_connect(uv_connect_t *req, int status)
 	arm_io(c, false);
 }
 
-static void start_tcp(na_uv_client *c, const struct sockaddr *sa)
+static int start_tcp(na_uv_client *c, const struct sockaddr *sa)
 {
 	c->creq.data = c;
-	int rc = uv_tcp_connect(&c->creq, &c->io.tcp, sa, on_connect);
-	if (rc < 0)
-		conn_fail(c, NA_ECONN, "connect: %s", uv_strerror(rc));
+	return uv_tcp_connect(&c->creq, &c->io.tcp, sa, on_connect);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	na_uv_client *c = req->data;
+	int rc;
 	c->gai_pending = false;
 	if (c->state == S_CLOSING) {
 		uv_freeaddrinfo(res);
@@ -386,8 +389,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	if (status < 0 || !res)
 		conn_fail(c, NA_ECONN, "resolve %s: %s", c->addr.host,
 			  status < 0 ? uv_strerror(status) : "no address");
-	else if (c->state == S_CONNECTING)
-		start_tcp(c, res->ai_addr);
+	else if (c->state == S_CONNECTING && (rc = start_tcp(c, res->ai_addr)) < 0)
+		conn_fail(c, NA_ECONN, "connect: %s", uv_strerror(rc));
 	uv_freeaddrinfo(res);
 }
 
@@ -446,27 +449,35 @@ int na_uv_client_connect(uv_loop_t *loop, const char *addr, const na_options *op
 	if (c->opts.connect_timeout_ms > 0)
 		uv_timer_start(&c->timer, on_connect_timeout, (uint64_t)c->opts.connect_timeout_ms, 0);
 
+	rc = 0;
 	if (c->addr.is_unix) {
 		c->creq.data = c;
-		uv_pipe_connect(&c->creq, &c->io.pipe, c->addr.path, on_connect);
+		uv_pipe_connect(&c->creq, &c->io.pipe, c->addr.path, on_connect); /* reports later */
 	} else {
 		struct sockaddr_storage ss;
 		if (uv_ip4_addr(c->addr.host, atoi(c->addr.port), (struct sockaddr_in *)&ss) == 0 ||
 		    uv_ip6_addr(c->addr.host, atoi(c->addr.port), (struct sockaddr_in6 *)&ss) == 0) {
-			start_tcp(c, (struct sockaddr *)&ss);
+			rc = start_tcp(c, (struct sockaddr *)&ss);
 		} else {
 			struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 						  .ai_flags = AI_NUMERICSERV };
 			c->gai.data = c;
 			rc = uv_getaddrinfo(loop, &c->gai, on_resolved, c->addr.host, c->addr.port,
 					    &hints);
-			if (rc < 0) {
-				conn_fail(c, NA_ECONN, "resolve: %s", uv_strerror(rc));
-			} else {
+			if (rc == 0) {
 				c->gai_pending = true;
 				c->refs++;
 			}
 		}
+	}
+	if (rc < 0) {
+		/* libuv refused at once (e.g. no descriptor left): the caller gets
+		 * the error instead of a callback from inside this call; the
+		 * handles are freed by the loop */
+		c->state = S_CLOSING;
+		uv_close(&c->io.h, on_closed);
+		uv_close((uv_handle_t *)&c->timer, on_closed);
+		return NA_ECONN;
 	}
 	*out = c;
 	return 0;
@@ -575,7 +586,7 @@ static int queue(na_uv_client *c, int kind, size_t n, const char *method,
 	if (c->state == S_CLOSING)
 		return NA_ECLOSED;
 	if (c->state == S_DEAD)
-		return na_proto_dead(c->proto);
+		return c->err;
 	ucall *k = malloc(sizeof *k);
 	if (!k)
 		return NA_ENOMEM;

@@ -3,12 +3,14 @@
  * newsarchd (tests/support/daemon.h), plus fake servers on loopback for
  * the failures a real daemon does not produce on demand.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 
 #include "daemon.h"
 #include "newsarch.h"
+#include "testrpc.h"
 
 static na_test_daemon D;
 
@@ -589,6 +592,224 @@ static void test_bad_replies(void **state)
 	FAKE("\x94\x01\x01\xc0\xa4pang", NA_EPROTO, false); /* wrong result */
 }
 
+/* A server that, once the request arrived, never stops sending
+ * notifications [2, "x", []]: the call must still end at io_timeout_ms.
+ * A server thread cannot be relied on to keep ahead of the client on a busy
+ * machine, so while flood_until (now_ms) lies ahead recv never runs dry:
+ * when the socket has nothing, it hands out notifications instead. */
+static _Atomic int64_t flood_until;
+
+ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	static ssize_t (*real)(int, void *, size_t, int);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "recv");
+	ssize_t r = real(fd, buf, n, flags);
+	if (r < 0 && errno == EAGAIN && n >= 5 && now_ms() < flood_until) {
+		for (r = 0; (size_t)r + 5 <= n; r += 5)
+			memcpy((char *)buf + r, "\x93\x02\xa1x\x90", 5);
+	}
+	return r;
+}
+
+static void test_io_timeout_flood(void **state)
+{
+	(void)state;
+	int port;
+	/* the first notification makes the socket readable */
+	fake f = { .lfd = listener(&port), .reply = "\x93\x02\xa1x\x90", .len = 5 };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, fake_server, &f), 0);
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	na_options o;
+	na_options_init(&o);
+	o.io_timeout_ms = 200;
+	na_client *c = NULL;
+	assert_int_equal(na_client_connect(addr, &o, &c), 0);
+	int64_t t0 = now_ms();
+	flood_until = t0 + 5000; /* a client that ignores its deadline ends here */
+	int rc = na_ping(c);
+	int64_t dt = now_ms() - t0;
+	flood_until = 0;
+	na_client_close(c);
+	pthread_join(th, NULL);
+	close(f.lfd);
+	assert_int_equal(rc, NA_ETIMEDOUT);
+	assert_true(dt >= 200);
+	assert_true(dt < 2500);
+}
+
+/* A scripted server: accepts one connection and answers request i (from
+ * 0) with whatever reply() packs as its result, for at most `limit`
+ * requests; then it stays silent until the client goes away. */
+typedef struct scripted {
+	int lfd;
+	int limit;
+	void (*reply)(msgpack_packer *pk, int i);
+	_Atomic int served;
+} scripted;
+
+static void *scripted_server(void *arg)
+{
+	scripted *s = arg;
+	int fd = accept(s->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	na_trpc t;
+	na_trpc_init(&t, fd);
+	msgpack_object m;
+	while (na_trpc_read(&t, &m) == 1 && s->served < s->limit) {
+		if (m.type != MSGPACK_OBJECT_ARRAY || m.via.array.size != 4)
+			break;
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint8(&pk, 1);
+		msgpack_pack_uint32(&pk, (uint32_t)m.via.array.ptr[1].via.u64);
+		msgpack_pack_nil(&pk);
+		s->reply(&pk, s->served++);
+		int rc = na_trpc_send(&t, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+		if (rc)
+			break;
+	}
+	while (na_trpc_read(&t, &m) == 1)
+		;
+	na_trpc_close(&t);
+	return NULL;
+}
+
+static na_client *scripted_start(scripted *s, pthread_t *th)
+{
+	int port;
+	s->lfd = listener(&port);
+	assert_int_equal(pthread_create(th, NULL, scripted_server, s), 0);
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	na_options o;
+	na_options_init(&o);
+	o.io_timeout_ms = 2000; /* a client that keeps asking ends here */
+	na_client *c = NULL;
+	assert_int_equal(na_client_connect(addr, &o, &c), 0);
+	return c;
+}
+
+static void scripted_stop(scripted *s, na_client *c, pthread_t th)
+{
+	na_client_close(c);
+	pthread_join(th, NULL);
+	close(s->lfd);
+}
+
+/* {"articles": [{} x n], "next": cursor (len 16, every byte b) or nil} */
+static void pack_page(msgpack_packer *pk, uint32_t n, int b)
+{
+	msgpack_pack_map(pk, 2);
+	msgpack_pack_str_with_body(pk, "articles", 8);
+	msgpack_pack_array(pk, n);
+	for (uint32_t i = 0; i < n; i++)
+		msgpack_pack_map(pk, 0);
+	msgpack_pack_str_with_body(pk, "next", 4);
+	if (b < 0) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	uint8_t cur[16];
+	memset(cur, b, sizeof cur);
+	msgpack_pack_bin(pk, sizeof cur);
+	msgpack_pack_bin_body(pk, cur, sizeof cur);
+}
+
+static void empty_alternating(msgpack_packer *pk, int i)
+{
+	pack_page(pk, 0, 'A' + i % 2);
+}
+
+/* three empty pages, then one article and the end */
+static void empty_then_one(msgpack_packer *pk, int i)
+{
+	pack_page(pk, i < 3 ? 0 : 1, i < 3 ? 'a' + i : -1);
+}
+
+/* 1000 articles (the most a page may hold), then 1001 */
+static void pages_1000_1001(msgpack_packer *pk, int i)
+{
+	pack_page(pk, i == 0 ? 1000 : 1001, i == 0 ? 'c' : -1);
+}
+
+static void article_4097_fields(msgpack_packer *pk, int i)
+{
+	(void)i;
+	msgpack_pack_map(pk, 4097);
+	for (int k = 0; k < 4097; k++) {
+		char name[16];
+		int n = snprintf(name, sizeof name, "k%d", k);
+		msgpack_pack_str_with_body(pk, name, (size_t)n);
+		msgpack_pack_nil(pk);
+	}
+}
+
+static void test_empty_pages(void **state)
+{
+	(void)state;
+	const na_article *x;
+	pthread_t th;
+	/* empty pages whose cursors alternate A, B, A, ...: the iterators
+	 * give up after a bounded number of them */
+	scripted s = { .limit = 1000, .reply = empty_alternating };
+	na_client *c = scripted_start(&s, &th);
+	na_range *it;
+	assert_int_equal(na_range_open(c, NULL, &it), 0);
+	assert_int_equal(na_range_next(it, &x), NA_EPROTO);
+	assert_non_null(strstr(na_client_errmsg(c), "empty pages"));
+	assert_true(s.served < 100);
+	na_range_close(it);
+	int before = s.served;
+	na_search *se;
+	assert_int_equal(na_search_open(c, &(na_search_opts){ .query = "q" }, &se), 0);
+	assert_int_equal(na_search_next(se, &x), NA_EPROTO);
+	assert_true(s.served - before < 100);
+	na_search_close(se);
+	scripted_stop(&s, c, th);
+
+	/* a few empty pages are tolerated */
+	s = (scripted){ .limit = 4, .reply = empty_then_one };
+	c = scripted_start(&s, &th);
+	assert_int_equal(na_range_open(c, NULL, &it), 0);
+	assert_int_equal(na_range_next(it, &x), 1);
+	assert_int_equal(na_range_next(it, &x), 0);
+	na_range_close(it);
+	scripted_stop(&s, c, th);
+}
+
+static void test_oversized_replies(void **state)
+{
+	(void)state;
+	const na_article *x;
+	na_range *it;
+	pthread_t th;
+	/* more articles in one page than any limit allows */
+	scripted s = { .limit = 2, .reply = pages_1000_1001 };
+	na_client *c = scripted_start(&s, &th);
+	assert_int_equal(na_range_open(c, NULL, &it), 0);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(na_range_next(it, &x), 1);
+	assert_int_equal(na_range_next(it, &x), NA_EPROTO);
+	na_range_close(it);
+	scripted_stop(&s, c, th);
+
+	/* an article with more fields than the protocol allows */
+	s = (scripted){ .limit = 1, .reply = article_4097_fields };
+	c = scripted_start(&s, &th);
+	na_article *g = NULL;
+	assert_int_equal(na_get(c, "g", 1, NULL, 0, &g), NA_EPROTO);
+	assert_null(g);
+	scripted_stop(&s, c, th);
+}
+
 /* Killed mid-request: the daemon is stopped (SIGSTOP) so it cannot answer,
  * a thread sends a request and waits, and the daemon is then SIGKILLed. */
 typedef struct pinger {
@@ -654,6 +875,9 @@ int main(void)
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_io_timeout),
 		cmocka_unit_test(test_bad_replies),
+		cmocka_unit_test(test_io_timeout_flood),
+		cmocka_unit_test(test_empty_pages),
+		cmocka_unit_test(test_oversized_replies),
 		cmocka_unit_test(test_killed_mid_request),
 	};
 	return cmocka_run_group_tests(tests, start_daemon, stop_daemon);

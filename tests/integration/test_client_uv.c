@@ -3,7 +3,9 @@
  * pipelined calls, paging, and the exactly-once callback contract on
  * connect failure, close, daemon death and I/O timeout.
  */
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 
 #include "daemon.h"
 #include "newsarch_uv.h"
+#include "testrpc.h"
 
 static na_test_daemon D;
 
@@ -360,6 +364,179 @@ static void test_io_timeout(void **state)
 	close(lfd);
 }
 
+/* A loopback address with nothing listening on it. */
+static void dead_addr(char *addr, size_t n)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	snprintf(addr, n, "127.0.0.1:%d", ntohs(a.sin_port));
+}
+
+/* The connect callback queues a call on the client whose connect failed:
+ * it must be refused (or, if accepted, answered) - never lost. */
+typedef struct requeue {
+	conn_rec cr;
+	call_rec call;
+	int rc;
+} requeue;
+
+static void on_connect_requeue(na_uv_client *c, int status, const char *msg, void *ud)
+{
+	requeue *q = ud;
+	on_connect(c, status, msg, &q->cr);
+	q->rc = na_uv_ping(c, on_call, &q->call);
+}
+
+static void test_call_from_failed_connect(void **state)
+{
+	(void)state;
+	char addr[64];
+	dead_addr(addr, sizeof addr);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	na_uv_client *c;
+	requeue q = { .rc = 1 };
+	assert_int_equal(na_uv_client_connect(&loop, addr, NULL, on_connect_requeue, &q, &c), 0);
+	while (q.cr.calls == 0)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_int_equal(q.cr.status, NA_ECONN);
+	assert_int_equal(q.rc, NA_ECONN);
+	na_uv_client_close(c);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(q.call.calls, 0);
+}
+
+/* libuv cannot even start the connect (no file descriptor left, with the
+ * limit lowered to what is open): the call returns NA_ECONN, the callback
+ * never runs, and the loop frees what was made. */
+static void test_connect_sync_failure(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	int fd = open("/dev/null", O_RDONLY); /* the lowest free descriptor */
+	assert_true(fd >= 0);
+	close(fd);
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)fd;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	conn_rec cr = { 0 };
+	na_uv_client *c = NULL;
+	int rc = na_uv_client_connect(&loop, "127.0.0.1:7411", NULL, on_connect, &cr, &c);
+	int calls = cr.calls; /* from inside na_uv_client_connect */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(calls, 0);
+	assert_int_equal(rc, NA_ECONN);
+	assert_null(c);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(cr.calls, 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A fake server on the listening socket *arg: accepts one connection and
+ * answers range request i with a page of 1000 articles and a cursor
+ * (i == 0), else 1001 and the end. */
+static void *page_server(void *arg)
+{
+	int fd = accept(*(int *)arg, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	na_trpc t;
+	na_trpc_init(&t, fd);
+	msgpack_object m;
+	for (int i = 0; na_trpc_read(&t, &m) == 1; i++) {
+		if (m.type != MSGPACK_OBJECT_ARRAY || m.via.array.size != 4)
+			break;
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint8(&pk, 1);
+		msgpack_pack_uint32(&pk, (uint32_t)m.via.array.ptr[1].via.u64);
+		msgpack_pack_nil(&pk);
+		msgpack_pack_map(&pk, 2);
+		msgpack_pack_str_with_body(&pk, "articles", 8);
+		uint32_t n = i == 0 ? 1000 : 1001;
+		msgpack_pack_array(&pk, n);
+		for (uint32_t k = 0; k < n; k++)
+			msgpack_pack_map(&pk, 0); /* one byte each */
+		msgpack_pack_str_with_body(&pk, "next", 4);
+		if (i == 0) {
+			msgpack_pack_bin(&pk, 16);
+			msgpack_pack_bin_body(&pk, "cccccccccccccccc", 16);
+		} else {
+			msgpack_pack_nil(&pk);
+		}
+		int rc = na_trpc_send(&t, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+		if (rc)
+			break;
+	}
+	na_trpc_close(&t);
+	return NULL;
+}
+
+typedef struct page_rec {
+	int calls[2];
+	int err[2];
+	size_t n[2];
+	na_cursor next;
+} page_rec;
+
+static void on_page_rec(na_uv_client *c, const na_uv_reply *r, void *ud)
+{
+	page_rec *p = ud;
+	int i = p->calls[0] ? 1 : 0;
+	p->calls[i]++;
+	p->err[i] = r->err;
+	p->n[i] = r->err ? 0 : r->narticles;
+	if (i == 0 && r->err == 0) {
+		p->next = r->next;
+		assert_int_equal(na_uv_range_page(c, NULL, &p->next, on_page_rec, p), 0);
+	} else {
+		na_uv_client_close(c);
+	}
+}
+
+static void test_range_page_limit(void **state)
+{
+	(void)state;
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, page_server, &lfd), 0);
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	na_uv_client *c;
+	conn_rec cr = { 0 };
+	page_rec p = { 0 };
+	assert_int_equal(na_uv_client_connect(&loop, addr, NULL, on_connect, &cr, &c), 0);
+	assert_int_equal(na_uv_range_page(c, NULL, NULL, on_page_rec, &p), 0);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	pthread_join(th, NULL);
+	close(lfd);
+	assert_int_equal(p.calls[0], 1);
+	assert_int_equal(p.err[0], 0);
+	assert_int_equal(p.n[0], 1000);
+	assert_int_equal(p.calls[1], 1);
+	assert_int_equal(p.err[1], NA_EPROTO);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -370,6 +547,9 @@ int main(void)
 		cmocka_unit_test(test_close_with_pending),
 		cmocka_unit_test(test_daemon_killed),
 		cmocka_unit_test(test_io_timeout),
+		cmocka_unit_test(test_call_from_failed_connect),
+		cmocka_unit_test(test_connect_sync_failure),
+		cmocka_unit_test(test_range_page_limit),
 	};
 	return cmocka_run_group_tests(tests, start_daemon, stop_daemon);
 }

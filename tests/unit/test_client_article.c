@@ -3,8 +3,10 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,12 +173,49 @@ static void test_parse_refuses(void **state)
 	na_article_free(a);
 }
 
+/* A map of n fields "k0".."k<n-1>" (nil values); with dup, the last key
+ * repeats the first. */
+static void pack_fields(msgpack_sbuffer *sb, uint32_t n, bool dup)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, n);
+	for (uint32_t i = 0; i < n; i++) {
+		char name[16];
+		int len = snprintf(name, sizeof name, "k%u", dup && i == n - 1 ? 0 : i);
+		msgpack_pack_str_with_body(&pk, name, (size_t)len);
+		msgpack_pack_nil(&pk);
+	}
+}
+
+static void test_parse_field_limit(void **state)
+{
+	(void)state;
+	msgpack_sbuffer sb;
+	na_article *a = NULL;
+	msgpack_sbuffer_init(&sb);
+	pack_fields(&sb, 4096, false);
+	assert_int_equal(na_article_parse(sb.data, sb.size, &a), 0);
+	assert_int_equal(na_article_field_count(a), 4096);
+	na_field f;
+	assert_int_equal(na_article_find_field(a, "k4095", &f), 0);
+	na_article_free(a);
+	sb.size = 0;
+	pack_fields(&sb, 4096, true); /* k0 again at the end */
+	assert_int_equal(na_article_parse(sb.data, sb.size, &a), NA_EINVAL);
+	sb.size = 0;
+	pack_fields(&sb, 4097, false); /* more than the protocol allows */
+	assert_int_equal(na_article_parse(sb.data, sb.size, &a), NA_EINVAL);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_builder_and_accessors),
 		cmocka_unit_test(test_builder_refuses),
 		cmocka_unit_test(test_parse_refuses),
+		cmocka_unit_test(test_parse_field_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
