@@ -10,7 +10,11 @@
  * primary sends is checked like any other untrusted input; a malformed
  * message, a gap or a failed job drops the link, and the follower reconnects
  * with capped, jittered exponential backoff, resuming from its stored
- * position. Reads are served throughout.
+ * position; the wait starts over from the shortest only after a link made
+ * progress or stayed up a while, so a follower that fails right after every
+ * handshake does not hammer its primary. When applies fall behind, the
+ * follower stops reading (bounding its memory); the watchdog that drops a
+ * silent link does not count such pauses. Reads are served throughout.
  *
  * TLS (follow = tls://HOST:PORT): at every connection attempt the follower
  * builds a client context from follow_tls_ca (else tls_ca, else the system's
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "follow.h"
 #include "log.h"
@@ -33,6 +38,13 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* A link that moved our position forward, or stayed up this long, was a
+ * good one: the next reconnect starts again from BACKOFF_MIN_MS. A
+ * handshake alone proves nothing: a follower that fails right after every
+ * one (out of space, a gap, a dictionary it cannot store) reconnected ten
+ * times a second, each time costing the primary a handshake, all its
+ * dictionaries and a batch. */
+#define LINK_GOOD_MS 30000
 #define INFLIGHT_MAX_BYTES (32u << 20)
 #define MAX_MESSAGE (NA_MAX_ARTICLE_HARD + (4u << 20)) /* one record and its framing */
 
@@ -74,7 +86,11 @@ struct na_follower {
 	unsigned backoff;
 	bool gai_pending, freeing;
 	bool refused;              /* would lose local writes: stopped trying */
-	uint64_t last_rx;          /* loop time of the last bytes from the primary */
+	uint64_t last_rx;          /* loop time of the last bytes from the primary, or of
+				    * reading resumed after a pause of ours */
+	uint64_t linked_at;        /* loop time of this link's handshake; 0: none yet */
+	unsigned link_timeout;     /* ms: LINK_TIMEOUT_MS, or the test knob */
+	unsigned snapshot_stall;   /* ms: the test knob (0: none) */
 };
 
 typedef struct fjob {
@@ -85,6 +101,7 @@ typedef struct fjob {
 	size_t size;
 	uint64_t rows;
 	bool snap_end;
+	unsigned stall_ms;         /* the test knob, read on the writer thread */
 } fjob;
 
 static void schedule_retry(na_follower *f);
@@ -193,6 +210,46 @@ static void send_ack(na_follower *f)
 	send_bytes(f, &sb);
 }
 
+/* ---- test knobs --------------------------------------------------------- */
+
+/*
+ * Two environment variables, for tests only (newsarchd(8), ENVIRONMENT),
+ * read once when following starts. Tests cannot otherwise make the
+ * follower's own pauses outlast the watchdog without minutes of data and
+ * a slow disk:
+ *   NEWSARCHD_TEST_LINK_TIMEOUT_MS   the watchdog's limit instead of 10 s;
+ *   NEWSARCHD_TEST_SNAPSHOT_STALL_MS the writer thread stops this long
+ *                                    after applying the start of a snapshot,
+ *                                    as a very slow disk would, while the
+ *                                    rows keep arriving.
+ * They are environment variables rather than settings so that they appear
+ * in no configuration; a set one is logged as a warning.
+ */
+static unsigned env_ms(const char *name, unsigned def)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(v, &end, 10);
+	if (errno || *end || v[0] == '-' || n == 0 || n > 600000) {
+		log_warn("%s: ignoring \"%s\" (expected 1 to 600000 ms)", name, v);
+		return def;
+	}
+	log_warn("%s=%lu: a setting for tests, not for production", name, n);
+	return (unsigned)n;
+}
+
+/* The writer thread's pause after a job (NEWSARCHD_TEST_SNAPSHOT_STALL_MS). */
+static void stall(na_wjob *j)
+{
+	const fjob *fj = j->arg;
+	struct timespec ts = { fj->stall_ms / 1000, (long)(fj->stall_ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 /* ---- the link ---------------------------------------------------------- */
 
 static void on_closed(uv_handle_t *h)
@@ -215,6 +272,9 @@ static void drop_link(na_follower *f, const char *why)
 {
 	if (why)
 		log_warn("replication from %s: %s", f->addr, why);
+	if (f->linked_at && uv_now(f->srv->loop) - f->linked_at >= LINK_GOOD_MS)
+		f->backoff = BACKOFF_MIN_MS;
+	f->linked_at = 0;
 	f->gen++;
 	f->state = F_IDLE;
 	if (f->open && !uv_is_closing(&f->h.h))
@@ -240,7 +300,11 @@ static void on_retry(uv_timer_t *t)
  * no answer within LINK_TIMEOUT_MS (a peer whose backlog drops our SYNs, a
  * primary that accepts and never answers), or a link that has been silent
  * that long although the primary sends a heartbeat every second, is dropped
- * and retried.
+ * and retried. Silence is only measured while we read: when we stopped
+ * reading ourselves because applies are waiting (process_input), the
+ * heartbeats wait in the socket, and a slow disk is no reason to drop the
+ * link (during a snapshot every drop began a new snapshot, so on a slow
+ * disk it never finished). The clock starts again when reading resumes.
  */
 #define LINK_TIMEOUT_MS 10000
 
@@ -250,8 +314,13 @@ static void on_watch(uv_timer_t *t)
 	if (f->stopping || f->state == F_IDLE)
 		return;
 	uint64_t now = uv_now(f->srv->loop);
-	if (f->gai_pending || now - f->last_rx < LINK_TIMEOUT_MS) {
-		uint64_t left = f->gai_pending ? LINK_TIMEOUT_MS : LINK_TIMEOUT_MS - (now - f->last_rx);
+	uint64_t limit = f->link_timeout;
+	if (f->paused) {
+		uv_timer_start(&f->retry, on_watch, limit + 10, 0);
+		return;
+	}
+	if (f->gai_pending || now - f->last_rx < limit) {
+		uint64_t left = f->gai_pending ? limit : limit - (now - f->last_rx);
 		uv_timer_start(&f->retry, on_watch, left + 10, 0);
 		return;
 	}
@@ -262,7 +331,7 @@ static void on_watch(uv_timer_t *t)
 static void watch(na_follower *f)
 {
 	f->last_rx = uv_now(f->srv->loop);
-	uv_timer_start(&f->retry, on_watch, LINK_TIMEOUT_MS + 10, 0);
+	uv_timer_start(&f->retry, on_watch, f->link_timeout + 10, 0);
 }
 
 static void schedule_retry(na_follower *f)
@@ -289,6 +358,12 @@ static void job_done(na_wjob *j)
 	f->inflight--;
 	f->inflight_bytes -= fj->size;
 	if (j->code == NA_CODE_OK) {
+		/* progress on the current link (see LINK_GOOD_MS): a whole
+		 * snapshot, or entries beyond our position; a partial snapshot is
+		 * not (the next one wipes it), nor a re-sent dictionary */
+		if (fj->gen == f->gen &&
+		    (fj->snap_end || (j->op == NA_WOP_APPLY && j->seq_after > f->applied)))
+			f->backoff = BACKOFF_MIN_MS;
 		f->applied = j->seq_after;
 		f->rows_applied += fj->rows;
 		if (j->op == NA_WOP_SNAP_BEGIN) {
@@ -501,7 +576,8 @@ static int on_handshake(na_follower *f, na_mp *r)
 	uint32_t cn = h.chain_bytes, kn = h.hash_key_n;
 	uint64_t seq = h.seq, head = h.head;
 	f->head = head;
-	f->backoff = BACKOFF_MIN_MS;
+	/* the backoff is reset by progress, not here (see LINK_GOOD_MS) */
+	f->linked_at = uv_now(f->srv->loop) ? uv_now(f->srv->loop) : 1;
 	na_store *st = &f->srv->store;
 	if (na_mp_streq(mode, mode_n, "snapshot")) {
 		if (!hkey || kn != 16)
@@ -527,6 +603,10 @@ static int on_handshake(na_follower *f, na_mp *r)
 		memcpy(fj->job.hash_key, hkey, 16);
 		memcpy(fj->job.chain, chain, cn);
 		fj->job.chain_len = cn / 24;
+		if (f->snapshot_stall) {
+			fj->stall_ms = f->snapshot_stall;
+			fj->job.committed = stall;
+		}
 		f->rows_applied = 0;
 		f->state = F_SNAPSHOT;
 		log_info("replication from %s: receiving a snapshot at seq %llu", f->addr,
@@ -709,6 +789,8 @@ static void process_input(na_follower *f)
 		if (f->inflight_bytes >= INFLIGHT_MAX_BYTES) {
 			f->paused = true;
 			uv_read_stop(&f->h.s);
+			log_debug("replication from %s: %zu bytes wait to be applied; reading paused",
+				  f->addr, f->inflight_bytes);
 		}
 	}
 	if (gen != f->gen)
@@ -825,8 +907,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 static void resume(na_follower *f)
 {
 	process_input(f);
-	if (!f->paused && f->open && !uv_is_closing(&f->h.h))
+	if (!f->paused && f->open && !uv_is_closing(&f->h.h)) {
+		log_debug("replication from %s: reading resumed", f->addr);
+		f->last_rx = uv_now(f->srv->loop); /* the pause was ours (see on_watch) */
 		uv_read_start(&f->h.s, on_alloc, on_read);
+	}
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -1005,6 +1090,8 @@ int na_follow_start(na_server *s, const char *addr)
 	f->applied = s->seq;
 	f->gen = 1;
 	f->backoff = BACKOFF_MIN_MS;
+	f->link_timeout = env_ms("NEWSARCHD_TEST_LINK_TIMEOUT_MS", LINK_TIMEOUT_MS);
+	f->snapshot_stall = env_ms("NEWSARCHD_TEST_SNAPSHOT_STALL_MS", 0);
 	uv_timer_init(s->loop, &f->retry);
 	f->retry.data = f;
 	s->follower = f;

@@ -4,7 +4,9 @@
  * snapshot, kill -9 of either side mid-way, log retention, link cuts
  * through a proxy, cascading and promotion, read-only followers, a follower
  * moved to another archive, synchronous writes, min_seq reads and the
- * change feed.
+ * change feed; a follower whose writer falls behind (its own pause in
+ * reading is not the primary's silence) and one that fails after every
+ * handshake (it backs off).
  *
  * Nothing here sleeps to synchronise: every wait is a bounded poll of an
  * observable condition (stats, a proxy counter, a thread's progress) with a
@@ -57,6 +59,9 @@ static int teardown(void **state)
 {
 	(void)state;
 	int rc = 0;
+	/* test knobs a failed test may have left set (newsarchd(8), ENVIRONMENT) */
+	unsetenv("NEWSARCHD_TEST_LINK_TIMEOUT_MS");
+	unsetenv("NEWSARCHD_TEST_SNAPSHOT_STALL_MS");
 	if (BG)
 		bg_stop(BG);
 	BG = NULL;
@@ -1058,6 +1063,146 @@ static void test_link_cut_resumes_without_snapshot(void **state)
 	assert_int_equal(compare_all(0, 1), 2000 + 120 * 100);
 }
 
+/* ---- 5b. the follower's own pause is not the primary's silence ---------- */
+
+/* An article whose body is body_bytes random letters and digits: it
+ * compresses to about three quarters, so the stored archive is about as
+ * large as the articles, which the snapshot below needs; and it is one word
+ * too long to be indexed, which keeps the search index's work small. */
+static void pack_noise_art(msgpack_packer *pk, const char *prefix, int i, int body_bytes)
+{
+	static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	static char body[65536];
+	char g[48], title[64];
+	guid_of(g, sizeof g, prefix, i);
+	snprintf(title, sizeof title, "noise number %d", i);
+	uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+	int len = body_bytes < (int)sizeof body ? body_bytes : (int)sizeof body;
+	for (int k = 0; k < len; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		body[k] = set[(x >> 40) % 62];
+	}
+	msgpack_pack_map(pk, 4);
+	na_mp_pack_cstr(pk, "guid");
+	na_mp_pack_cstr(pk, g);
+	na_mp_pack_cstr(pk, "published");
+	na_mp_pack_ts(pk, (na_ts){ BASE_SEC + i, 0 });
+	na_mp_pack_cstr(pk, "title");
+	na_mp_pack_cstr(pk, title);
+	na_mp_pack_cstr(pk, "body");
+	na_mp_pack_str(pk, body, (size_t)len);
+}
+
+/* Writes noise articles [0, count) of prefix to D[i], batch at a time. */
+static void ingest_noise(int i, const char *prefix, int count, int body, int batch)
+{
+	na_trpc t;
+	conn(i, &t);
+	for (int from = 0; from < count; from += batch) {
+		int n = count - from < batch ? count - from : batch;
+		params p;
+		p_init(&p);
+		msgpack_pack_array(&p.pk, (uint32_t)n);
+		for (int k = 0; k < n; k++)
+			pack_noise_art(&p.pk, prefix, from + k, body);
+		msgpack_object err, res;
+		assert_int_equal(na_trpc_call(&t, "put_batch", 1, &p.sb, &err, &res), 1);
+		p_free(&p);
+		const char *e = batch_error(&err, &res, (uint32_t)n);
+		if (e)
+			fail_msg("%s", e);
+	}
+	na_trpc_close(&t);
+}
+
+/* Milliseconds of the day of a daemon log line ("YYYY-MM-DDTHH:MM:SS.mmmZ ..."),
+ * -1 if it has no time. */
+static long long log_line_ms(const char *line)
+{
+	int h, m, sec, ms;
+	if (strlen(line) < 24 || sscanf(line + 11, "%2d:%2d:%2d.%3d", &h, &m, &sec, &ms) != 4)
+		return -1;
+	return ((h * 60LL + m) * 60 + sec) * 1000 + ms;
+}
+
+/* The longest time D[i]'s log shows between a "reading paused" line and
+ * the "reading resumed" after it (needs --log-level debug); 0 if none. */
+static long long longest_pause_ms(int i)
+{
+	FILE *f = fopen(D[i].log, "r");
+	if (!f)
+		return 0;
+	char line[2048];
+	long long since = -1, longest = 0;
+	while (fgets(line, sizeof line, f)) {
+		long long t = log_line_ms(line);
+		if (t < 0)
+			continue;
+		if (strstr(line, "reading paused") && since < 0) {
+			since = t;
+		} else if (strstr(line, "reading resumed") && since >= 0) {
+			long long d = t - since;
+			if (d < 0)
+				d += 86400000; /* across midnight */
+			if (d > longest)
+				longest = d;
+			since = -1;
+		}
+	}
+	fclose(f);
+	return longest;
+}
+
+static void no_silence_drop(const rstats *fs, void *arg)
+{
+	(void)fs;
+	int i = *(const int *)arg;
+	if (log_count(i, "silent too long") > 0 || SNAPSHOTS(i) > 1)
+		fail_msg("the follower dropped its link while it had paused reading itself (%d "
+			 "snapshots begun; NA_TEST_KEEP=1 keeps its log)", SNAPSHOTS(i));
+}
+
+/*
+ * When more than 32 MiB of applies wait, the follower stops reading from
+ * its primary; the heartbeats then wait in the socket. That pause is the
+ * follower's, not the primary's silence: the watchdog must not drop the
+ * link (each drop during a snapshot began a new snapshot, so on a slow
+ * disk the snapshot never finished). The test knobs make it quick and
+ * certain: the watchdog's limit is 3 s (heartbeats come every second), and
+ * the follower's writer stops for 8 s after the start of the snapshot while
+ * the ~45 MB of rows arrive, so reading is paused for several seconds.
+ * The follower uses the Unix socket: there the primary's socket buffer is
+ * small, so its big snapshot writes always complete later, in a callback
+ * that produces the next ones; over loopback TCP a write may go out whole
+ * at once, and the primary then waits for the follower's next
+ * acknowledgement, which the stalled writer holds back, before sending
+ * more (so reading might never pause).
+ */
+static void test_paused_follower_is_not_silent_primary(void **state)
+{
+	(void)state;
+	const int n = 2000;
+	start_daemon(0, NULL);
+	ingest_noise(0, "slow", n, 30000, 100);
+	setenv("NEWSARCHD_TEST_LINK_TIMEOUT_MS", "3000", 1);
+	setenv("NEWSARCHD_TEST_SNAPSHOT_STALL_MS", "8000", 1);
+	start_daemon(1, "--log-level", "debug", "--follow", D[0].uaddr, NULL);
+	unsetenv("NEWSARCHD_TEST_LINK_TIMEOUT_MS");
+	unsetenv("NEWSARCHD_TEST_SNAPSHOT_STALL_MS");
+	int follower = 1;
+	wait_caught_up_obs(0, 1, no_silence_drop, &follower);
+	assert_int_equal(SNAPSHOTS(1), 1);
+	assert_int_equal(log_count(1, "silent too long"), 0);
+	/* the premise: reading was paused for longer than the watchdog's limit */
+	long long paused = longest_pause_ms(1);
+	if (paused <= 3000)
+		fail_msg("reading was paused for at most %lld ms, not longer than the watchdog's "
+			 "3000 ms: this tested nothing", paused);
+	assert_int_equal(compare_all(0, 1), n);
+}
+
 /* ---- 6. cascading and promotion ------------------------------------------ */
 
 static void test_cascade_and_promote(void **state)
@@ -1185,6 +1330,47 @@ static void test_small_maps(void **state)
 	ingest_sync(0, "sm", 3000, 3000, 50, 1000);
 	wait_caught_up(0, 1);
 	assert_int_equal(compare_all(0, 1), 6000);
+}
+
+/*
+ * A follower whose map cannot hold its primary's archive fails right after
+ * every handshake (out of space). That must not become a reconnection
+ * loop, each attempt costing the primary a handshake, its dictionaries and
+ * a batch: no attempt makes progress, so the backoff keeps growing. The
+ * follower connects through the proxy, which counts connections. The
+ * backoff starts at 100 ms and doubles up to 5 s, each wait 50% to 150% of
+ * it, so even attempts that failed at once could start at most 8
+ * connections within 8 s of the first (waits of at least 50, 100, 200, 400,
+ * 800, 1600 and 2500 ms); without the backoff it was about ten a second.
+ */
+static void test_failing_follower_backs_off(void **state)
+{
+	(void)state;
+	start_daemon(0, NULL);
+	ingest_sync(0, "nsp", 0, 12000, 2000, 1000);
+	PROXY = na_proxy_start(D[0].port);
+	assert_non_null(PROXY);
+	snprintf(proxy_addr, sizeof proxy_addr, "127.0.0.1:%d", na_proxy_port(PROXY));
+	start_daemon(1, "--map-size", "1M", "--max-map-size", "4M", "--follow", proxy_addr, NULL);
+	long long end = mono_ms() + WAIT_MS;
+	for (int k = 0; k < 1000000 && na_proxy_connections(PROXY) < 1 && mono_ms() < end; k++)
+		poll_pause();
+	assert_true(na_proxy_connections(PROXY) >= 1);
+	long long t0 = mono_ms();
+	int n = na_proxy_connections(PROXY);
+	for (int k = 0; k < 1000000 && n <= 12 && mono_ms() < t0 + 8000; k++) {
+		poll_pause();
+		n = na_proxy_connections(PROXY);
+	}
+	if (n > 12)
+		fail_msg("the follower connected %d times within %lld ms", n, mono_ms() - t0);
+	/* the attempts did fail (else this tested nothing), and the follower
+	 * still answers */
+	assert_true(n >= 2);
+	assert_true(SNAPSHOTS(1) >= 2);
+	rstats fs;
+	must_stats(1, &fs);
+	assert_string_equal(fs.role, "follower");
 }
 
 /* ---- 8. a follower moved to another archive ------------------------------ */
@@ -1600,9 +1786,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_primary_killed_during_ingest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trimmed_log_rebootstraps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_cut_resumes_without_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paused_follower_is_not_silent_primary, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_cascade_and_promote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_rejects_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_small_maps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failing_follower_backs_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follower_of_other_archive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_write_replicas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_seq_read, setup, teardown),
