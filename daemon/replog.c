@@ -668,7 +668,10 @@ void na_repl_pump(na_sender *x)
 	na_conn *c = x->c;
 	na_server *s = x->srv;
 	size_t cap = s->cfg.output_queue_bytes / 2;
-	while (!c->closing && c->out.size + c->out_queued < cap) {
+	bool room;
+again:
+	room = true;
+	while (!c->closing && (room = c->out.size + c->out_queued < cap)) {
 		int more;
 		if (x->state == S_SNAPSHOT) {
 			if (x->rows_sent - x->rows_acked >= WINDOW_ROWS)
@@ -693,6 +696,11 @@ void na_repl_pump(na_sender *x)
 			break;
 	}
 	na_conn_flush(c);
+	/* Stopped for room, and the socket took it all at once: no write is
+	 * queued, so no write callback will pump again (on a fast link a
+	 * snapshot used to wait for the follower's next ack). Go on. */
+	if (!room && !c->closing && c->out.size + c->out_queued < cap)
+		goto again;
 }
 
 /* ---- acknowledgements, waits, parked reads ---------------------------- */
