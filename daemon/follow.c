@@ -756,14 +756,18 @@ static int on_message(na_follower *f, const uint8_t *msg, size_t len)
 		return 0;
 	}
 	if (na_mp_streq(m, mn, "snapshot_end")) {
-		uint64_t seq;
+		uint64_t seq, dict, exact = 0;
 		if (np < 1 || na_mp_u64(&r, &seq))
+			return -1;
+		/* [S0, dict, S1]: S1 (later primaries) is where the copy is exact */
+		if (np >= 3 && (na_mp_u64(&r, &dict) || na_mp_u64(&r, &exact)))
 			return -1;
 		const uint8_t *base;
 		fjob *fj = new_job(f, NA_WOP_SNAP_END, NULL, 0, &base);
 		if (!fj)
 			return -1;
 		fj->job.seq = seq;
+		fj->job.exact_at = exact;
 		fj->snap_end = true;
 		f->state = F_STREAMING; /* log batches may follow right away */
 		submit(f, fj);

@@ -351,7 +351,11 @@ static int snap_chunk(na_sender *x)
 	int rc = na_store_rbegin(st, &txn);
 	if (rc)
 		return -1;
-	if ((rc = mdb_cursor_open(txn, st->articles, &cur))) {
+	/* the head these rows reflect: once the follower has applied the log
+	 * up to the last chunk's head, its fuzzy copy is exact */
+	uint64_t head = 0;
+	if ((rc = na_meta_get_u64(st, txn, "seq", &head)) ||
+	    (rc = mdb_cursor_open(txn, st->articles, &cur))) {
 		na_store_rend(st, txn);
 		return -1;
 	}
@@ -459,9 +463,10 @@ static int snap_chunk(na_sender *x)
 	}
 	msgpack_sbuffer_destroy(&rows);
 	if (done) {
-		notify_head(&pk, "snapshot_end", 2);
+		notify_head(&pk, "snapshot_end", 3);
 		msgpack_pack_uint64(&pk, x->snap_seq);
 		msgpack_pack_uint32(&pk, cur_dict);
+		msgpack_pack_uint64(&pk, head > x->snap_seq ? head : x->snap_seq);
 		x->state = S_STREAM;
 		x->next_seq = x->snap_seq + 1;
 		log_info("%s: snapshot sent (%llu articles), streaming from %llu", x->c->peer,

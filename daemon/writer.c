@@ -64,7 +64,7 @@
 enum { LOG_PUT = 'P', LOG_DELETE = 'D', LOG_DICT = 'Z' };
 
 typedef struct wstate {
-	uint64_t seq, raw_bytes, stored_bytes, articles;
+	uint64_t seq, raw_bytes, stored_bytes, articles, exact_at;
 	na_key max_key;
 	bool have_max, any_blocks;
 } wstate;
@@ -75,6 +75,7 @@ static void save(const na_writer *w, wstate *s)
 	s->raw_bytes = w->raw_bytes;
 	s->stored_bytes = w->stored_bytes;
 	s->articles = w->articles;
+	s->exact_at = w->exact_at;
 	s->max_key = w->max_key;
 	s->have_max = w->have_max;
 	s->any_blocks = w->any_blocks;
@@ -86,6 +87,7 @@ static void restore(na_writer *w, const wstate *s)
 	w->raw_bytes = s->raw_bytes;
 	w->stored_bytes = s->stored_bytes;
 	w->articles = s->articles;
+	w->exact_at = s->exact_at;
 	w->max_key = s->max_key;
 	w->have_max = s->have_max;
 	w->any_blocks = s->any_blocks;
@@ -748,6 +750,9 @@ static int apply_snap_begin(na_writer *w, MDB_txn *txn, const na_wjob *j)
 		rc = na_meta_put(s, txn, "hash_key", j->hash_key, 16);
 	if (rc == 0)
 		rc = na_meta_put(s, txn, "snapshot", &one, 1);
+	if (rc == 0 && (rc = mdb_del(txn, s->meta, &(MDB_val){ 8, "exact_at" }, NULL)) == MDB_NOTFOUND)
+		rc = 0;
+	w->exact_at = 0;
 	if (rc == 0)
 		rc = na_meta_put_u64(s, txn, "dict", 0);
 	if (rc == 0)
@@ -861,7 +866,12 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 	case NA_WOP_SNAP_END:
 		w->seq = j->seq;
 		rc = mdb_del(txn, w->store->meta, &(MDB_val){ 8, "snapshot" }, NULL);
-		return rc == MDB_NOTFOUND ? 0 : rc;
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		/* exact once the log is replayed up to the head the last rows
+		 * were read at (replog.c); until then it must not be promoted */
+		w->exact_at = j->exact_at > j->seq ? j->exact_at : 0;
+		return w->exact_at ? na_meta_put_u64(w->store, txn, "exact_at", w->exact_at) : 0;
 	case NA_WOP_PROMOTE: {
 		/* Checked here, in order with the follower's jobs: one that was
 		 * queued before the promotion (a snapshot that had just begun)
@@ -870,6 +880,8 @@ static int apply_job(na_writer *w, MDB_txn *txn, na_wjob *j, na_buf *dec)
 		rc = mdb_get(txn, w->store->meta, &(MDB_val){ 8, "snapshot" }, &mv);
 		if (rc != MDB_NOTFOUND)
 			return rc ? rc : NA_WRITER_EPARTIAL;
+		if (w->exact_at)
+			return NA_WRITER_EPARTIAL; /* a state the primary never had */
 		/* the new history continues the current one up to here */
 		na_store *st = w->store;
 		uint32_t keep = st->chain_len < 15 ? st->chain_len : 15;
@@ -1175,6 +1187,10 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop, bool locked)
 		rc = choose_guid_table(w, txn, first, stop);
 	for (na_wjob *j = first; j != stop && rc == 0; j = j->next)
 		rc = apply_job(w, txn, j, &w->scratch);
+	if (rc == 0 && w->exact_at && w->seq >= w->exact_at) {
+		w->exact_at = 0;
+		rc = mdb_del(txn, s->meta, &(MDB_val){ 8, "exact_at" }, NULL);
+	}
 	if (rc == 0)
 		rc = trim_by_bytes(w, txn);
 	if (rc == 0 && w->guidnew_puts) /* what it added moves on (store.h) */
@@ -1341,7 +1357,8 @@ static void commit_group(na_writer *w, na_wjob *first, na_wjob *stop)
 			  "the filesystem holding the archive is full; reads still work");
 	} else if (rc == NA_WRITER_EPARTIAL) {
 		fail_jobs(first, stop, NA_CODE_UNAVAILABLE,
-			  "this server holds a partial copy (snapshot in progress)");
+			  "this server's copy is not complete yet (a snapshot, or the log "
+			  "replay that makes it exact, is in progress)");
 	} else if (rc == NA_WRITER_ESYNC) {
 		fail_jobs(first, stop, NA_CODE_INTERNAL,
 			  "writes are refused: an earlier sync to disk failed; see the server log");
@@ -1506,7 +1523,8 @@ static int load_state(na_writer *w)
 	    (rc = na_meta_get_u64(s, txn, "raw_bytes", &w->raw_bytes)) ||
 	    (rc = na_meta_get_u64(s, txn, "stored_bytes", &w->stored_bytes)) ||
 	    (rc = na_store_articles(s, txn, &w->articles)) ||
-	    (rc = na_meta_get_u64(s, txn, "blocks", &blocks)))
+	    (rc = na_meta_get_u64(s, txn, "blocks", &blocks)) ||
+	    (rc = na_meta_get_u64(s, txn, "exact_at", &w->exact_at)))
 		goto out;
 	w->any_blocks = blocks != 0;
 	w->have_max = false;

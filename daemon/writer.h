@@ -123,6 +123,8 @@ struct na_wjob {
 	uint8_t chain[16 * 24];  /* (history, end seq) pairs of earlier histories */
 	uint32_t chain_len;      /* pairs */
 	uint64_t seq;            /* SNAP_END position; TRIM: drop entries below */
+	uint64_t exact_at;       /* SNAP_END: the fuzzy copy is exact once the log
+				  * is applied up to here (0: at seq) */
 	uint64_t now_ms;         /* TRIM: the time to record for the head */
 	uint64_t max_age_ms;     /* TRIM */
 	/* optional: runs on the writer thread right after the job's group
@@ -154,6 +156,8 @@ typedef struct na_writer {
 	size_t log_cap;           /* trim the log beyond these bytes (0: never) */
 	/* writer-thread state (mirrors meta, restored when a txn is aborted) */
 	uint64_t seq, raw_bytes, stored_bytes, articles;
+	uint64_t exact_at;        /* meta "exact_at": a follower's snapshot is not
+				   * exact before seq reaches it (0: it is) */
 	na_key max_key;           /* the highest article key (have_max) */
 	bool have_max;
 	bool any_blocks;          /* meta "blocks": the archive has stored blocks */
