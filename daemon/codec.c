@@ -158,7 +158,35 @@ int na_codec_add_dict(na_codec *c, uint32_t id, const void *bytes, size_t len)
 		return -EINVAL;
 	if (atomic_load(&c->dicts[id]))
 		return -EEXIST;
-	dict *d = calloc(1, sizeof *d);
+	/* The same dictionary dropped or reset before (a follower whose group
+	 * failed, retrying it): take it back rather than pile up copies that
+	 * are freed only with the codec. Same id, same bytes: the decoding
+	 * contexts' slots keyed by it stay right. */
+	pthread_mutex_lock(&c->lock);
+	dict *d = NULL;
+	for (dict **pp = &c->graveyard; *pp; pp = &(*pp)->dead_next)
+		if ((*pp)->id == id && (*pp)->len == len && memcmp((*pp)->bytes, bytes, len) == 0) {
+			d = *pp;
+			*pp = d->dead_next;
+			d->dead_next = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&c->lock);
+	if (d) {
+		dict *none = NULL;
+		if (!atomic_compare_exchange_strong(&c->dicts[id], &none, d)) {
+			pthread_mutex_lock(&c->lock);
+			d->dead_next = c->graveyard;
+			c->graveyard = d;
+			pthread_mutex_unlock(&c->lock);
+			return -EEXIST;
+		}
+		unsigned m = atomic_load(&c->max_id);
+		while (id > m && !atomic_compare_exchange_weak(&c->max_id, &m, id))
+			;
+		return 0;
+	}
+	d = calloc(1, sizeof *d);
 	if (!d)
 		return -ENOMEM;
 	d->id = id;

@@ -232,7 +232,7 @@ static int tls_send(na_conn *c)
 		return -1;
 	}
 	size_t done = 0;
-	if (c->out_queued == 0) {
+	if (c->out_queued == 0 && !c->defer) {
 		uv_buf_t ub = uv_buf_init((char *)b, (unsigned)len);
 		int n = uv_try_write(&c->h.stream, &ub, 1);
 		if (n > 0)
@@ -303,7 +303,7 @@ void na_conn_flush(na_conn *c)
 		return;
 	}
 	size_t done = 0;
-	if (c->out_queued == 0) {
+	if (c->out_queued == 0 && !c->defer) {
 		uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.size);
 		int n = uv_try_write(&c->h.stream, &b, 1);
 		if (n > 0)
@@ -320,6 +320,13 @@ void na_conn_flush(na_conn *c)
 	size_t len = c->out.size;
 	char *data = msgpack_sbuffer_release(&c->out);
 	queue_write(c, data, len, done);
+}
+
+void na_conn_flush_deferred(na_conn *c)
+{
+	c->defer = true;
+	na_conn_flush(c);
+	c->defer = false;
 }
 
 void na_conn_send(na_conn *c, msgpack_sbuffer *out)

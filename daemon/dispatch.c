@@ -1486,8 +1486,11 @@ static int backup_write(na_store *st, const char *dir, bool created, uint64_t *b
 		slash[slash == parent] = 0; /* "/x" -> "/" */
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0) {
+		int e = errno;
 		*step = "create data.mdb";
-		return errno;
+		if (created)
+			rmdir(dir);
+		return e;
 	}
 	pthread_rwlock_rdlock(&st->resize_lock);
 	int rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT);

@@ -114,6 +114,8 @@
 #define CHUNK_ITEMS 2000
 #define WINDOW_ENTRIES 20000
 #define WINDOW_ROWS 20000
+/* output caps a sender fills in one turn of the event loop at most */
+#define PUMP_PASSES 4
 
 enum { S_SNAPSHOT, S_STREAM };
 
@@ -674,6 +676,7 @@ void na_repl_pump(na_sender *x)
 	na_server *s = x->srv;
 	size_t cap = s->cfg.output_queue_bytes / 2;
 	bool room;
+	int passes = 0;
 again:
 	room = true;
 	while (!c->closing && (room = c->out.size + c->out_queued < cap)) {
@@ -699,6 +702,12 @@ again:
 		}
 		if (more == 0)
 			break;
+	}
+	if (!room && !c->closing && ++passes == PUMP_PASSES) {
+		/* enough for one turn of the loop: the rest follows from the
+		 * write callback, after other clients had theirs */
+		na_conn_flush_deferred(c);
+		return;
 	}
 	na_conn_flush(c);
 	/* Stopped for room, and the socket took it all at once: no write is

@@ -222,6 +222,84 @@ static void on_tick(uv_timer_t *t)
 	}
 }
 
+typedef struct verify_job {
+	na_store *store;
+	uint64_t articles;
+	long problems;
+} verify_job;
+
+static void *verify_main(void *arg)
+{
+	verify_job *v = arg;
+	v->problems = na_verify(v->store, stderr, &v->articles);
+	return NULL;
+}
+
+/* Removes the archive (and its derived index) from the data directory. */
+static void wipe_archive(const char *dir)
+{
+	static const char *const files[] = { "data.mdb", "lock.mdb", "unsynced", "index/data.mdb",
+					     "index/lock.mdb", "index/unsynced" };
+	char path[4200];
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+}
+
+/* The store was opened with commits from an earlier boot that were never
+ * synced (relaxed durability): LMDB's pages reach the disk in no set order,
+ * so the archive is verified before anything is served from it. On a
+ * thread, so that systemd hears from us meanwhile (the start timeout and
+ * the watchdog). Undamaged: go on. Damaged: a follower starts over empty
+ * (its primary sends a snapshot); a primary refuses to start. 0 or -1. */
+static int after_machine_stop(na_server *s, const na_store_opts *so)
+{
+	const na_config *cfg = &s->cfg;
+	log_warn("%s: the machine stopped while commits were not yet on disk "
+		 "(durability = relaxed); verifying the archive before serving",
+		 cfg->data);
+	sd_notify(0, "STATUS=verifying the archive after a machine stop");
+	verify_job v = { .store = &s->store };
+	pthread_t th;
+	if (pthread_create(&th, NULL, verify_main, &v) != 0) {
+		verify_main(&v);
+	} else {
+		for (;;) {
+			sd_notify(0, "WATCHDOG=1\nEXTEND_TIMEOUT_USEC=30000000");
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 5;
+			if (pthread_timedjoin_np(th, NULL, &ts) == 0)
+				break;
+		}
+	}
+	if (v.problems == 0) {
+		log_info("%s: %llu articles verified, no damage", cfg->data,
+			 (unsigned long long)v.articles);
+		na_store_unmark_unsynced(&s->store);
+		s->store.marked = false;
+		return 0;
+	}
+	const char *why = v.problems < 0 ? "it cannot be read" : "see above";
+	na_store_close(&s->store);
+	if (!cfg->follow[0]) {
+		log_error("%s: the archive is damaged (%s): restore it from a follower or a backup "
+			  "(newsarchd --verify lists the problems)",
+			  cfg->data, why);
+		return -1;
+	}
+	log_warn("%s: the archive is damaged (%s); a follower starts over: its primary "
+		 "sends a snapshot",
+		 cfg->data, why);
+	wipe_archive(cfg->data);
+	const char *msg;
+	int rc = na_store_open(&s->store, so, &msg);
+	if (rc)
+		log_error("%s: %s (%s)", cfg->data, msg, rc > 0 ? mdb_strerror(rc) : strerror(-rc));
+	return rc ? -1 : 0;
+}
+
 int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 {
 	memset(s, 0, sizeof *s);
@@ -255,27 +333,8 @@ int na_server_init(na_server *s, uv_loop_t *loop, const na_config *cfg)
 		log_error("%s: %s (%s)", cfg->data, msg, rc > 0 ? mdb_strerror(rc) : strerror(-rc));
 		return -1;
 	}
-	if (s->store.unclean_stop) {
-		/* relaxed commits were not all on disk when the machine stopped:
-		 * LMDB's pages reach the disk in no set order, so check before
-		 * serving anything from it */
-		log_warn("%s: the machine stopped while commits were not yet on disk "
-			 "(durability = relaxed); verifying the archive before serving",
-			 cfg->data);
-		uint64_t n = 0;
-		long problems = na_verify(&s->store, stderr, &n);
-		if (problems != 0) {
-			log_error("%s: the archive is damaged (%s): restore it from a follower or "
-				  "a backup (newsarchd --verify lists the problems)",
-				  cfg->data, problems < 0 ? "it cannot be read" : "see above");
-			na_store_close(&s->store);
-			return -1;
-		}
-		log_info("%s: %llu articles verified, no damage", cfg->data,
-			 (unsigned long long)n);
-		na_store_unmark_unsynced(&s->store);
-		s->store.marked = false;
-	}
+	if (s->store.unclean_stop && (rc = after_machine_stop(s, &so)))
+		return -1;
 	if (!cfg->relaxed && s->store.marked && mdb_env_sync(s->store.env, 1) == 0) {
 		/* left by a relaxed run; strict commits keep no marker */
 		na_store_unmark_unsynced(&s->store);

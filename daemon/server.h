@@ -38,6 +38,7 @@ struct na_conn {
 	size_t parked_bytes;       /* copies of reads waiting for min_seq */
 	int refs;                  /* the handle + one per pending request */
 	bool closing, paused, is_unix;
+	bool defer;             /* na_conn_flush_deferred under way */
 	bool tls_started;          /* the first TLS bytes were checked */
 	bool tls_eof;              /* close_notify came while paused: close once drained */
 	uint64_t last_active;      /* loop time (ms) of the last request */
@@ -157,6 +158,9 @@ void na_conn_start(na_conn *c);
 void na_conn_feed(na_conn *c, const uint8_t *data, size_t len); /* tests/fuzz */
 void na_conn_close(na_conn *c);
 void na_conn_flush(na_conn *c);
+/* Like na_conn_flush, but always through a queued write, never written at
+ * once: its write callback then runs on a later turn of the loop. */
+void na_conn_flush_deferred(na_conn *c);
 /* Queues a finished reply buffer, taking its memory (out is left empty). */
 void na_conn_send(na_conn *c, msgpack_sbuffer *out);
 void na_conn_unref(na_conn *c);

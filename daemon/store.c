@@ -405,6 +405,8 @@ static int write_mark(const char *mark)
 	size_t n = strlen(id);
 	int rc = write(fd, id, n) == (ssize_t)n && fsync(fd) == 0 ? 0 : -EIO;
 	close(fd);
+	if (rc)
+		unlink(mark); /* an empty one would still count */
 	if (rc == 0) {
 		char dir[4200];
 		snprintf(dir, sizeof dir, "%s", mark);
@@ -610,8 +612,13 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		rc = -ENAMETOOLONG;
 		goto fail;
 	}
-	if (!o->readonly)
+	if (!o->readonly) {
+		char id[64];
+		if (read_boot_id(id, sizeof id))
+			log_warn("cannot read /proc/sys/kernel/random/boot_id: a restart after "
+				 "unsynced commits will be taken for a machine stop");
 		s->unclean_stop = mark_from_earlier_boot(s->mark, &s->marked) == 1;
+	}
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
 	if (o->relaxed)
 		flags |= MDB_NOSYNC;

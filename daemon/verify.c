@@ -23,6 +23,16 @@ static void hexkey(const void *k, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
+/* A walk over a table must end at its end: anything else (a torn page:
+ * MDB_PAGE_NOTFOUND, MDB_CORRUPTED) is damage, never a short table. */
+static long walk_end(FILE *out, const char *table, int rc)
+{
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	fprintf(out, "%s: the walk stopped early: %s\n", table, mdb_strerror(rc));
+	return 1;
+}
+
 long na_verify(na_store *s, FILE *out, uint64_t *articles)
 {
 	MDB_txn *txn;
@@ -174,6 +184,8 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 		have_prev = true;
 	}
 	mdb_cursor_close(cur);
+	if (problems >= 0)
+		problems += walk_end(out, "articles", rc);
 	if (problems < 0) {
 		free(blk);
 		free(buf);
@@ -193,7 +205,10 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 	for (int t = 0; t < 2; t++) {
 		if (t == 1 && !s->have_guidnew)
 			break;
-		mdb_cursor_open(txn, t ? s->guidnew : s->guids, &cur);
+		if ((rc = mdb_cursor_open(txn, t ? s->guidnew : s->guids, &cur))) {
+			problems += walk_end(out, "guid index", rc);
+			continue;
+		}
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			na_loc loc;
@@ -204,6 +219,7 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 				problems++;
 			}
 		}
+		problems += walk_end(out, t ? "guid index (new)" : "guid index", rc);
 		mdb_cursor_close(cur);
 	}
 	free(blk);
@@ -211,7 +227,12 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 	/* log: increasing, well formed, not past the recorded seq */
 	uint64_t seq = 0, last = 0;
 	na_meta_get_u64(s, txn, "seq", &seq);
-	mdb_cursor_open(txn, s->log, &cur);
+	if ((rc = mdb_cursor_open(txn, s->log, &cur))) {
+		problems += walk_end(out, "log", rc);
+		free(buf);
+		na_store_rend(s, txn);
+		return problems;
+	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 8) {
@@ -235,6 +256,7 @@ long na_verify(na_store *s, FILE *out, uint64_t *articles)
 		}
 		last = n;
 	}
+	problems += walk_end(out, "log", rc);
 	mdb_cursor_close(cur);
 	if (last > seq) {
 		fprintf(out, "log: entry %llu is past the recorded sequence %llu\n",

@@ -1142,29 +1142,40 @@ static int check_reserve(na_writer *w, const na_wjob *first, const na_wjob *stop
 
 /* Relaxed durability: before a commit that will not be synced, the
  * archive's marker must be on disk (store.h), and a sync that overlaps the
- * commit must not remove it; relaxed_end says the commit needs a sync. */
-static int relaxed_begin(na_writer *w)
+ * commit must not remove it; relaxed_end says the commit needs a sync.
+ * false: no marker could be written (a full filesystem, say), so the
+ * commit must be made the strict way, synced in order, and needs none:
+ * the deletes that would free space must still go through. */
+static bool relaxed_begin(na_writer *w)
 {
-	int rc = 0;
+	na_store *s = w->store;
 	pthread_mutex_lock(&w->sync_lock);
-	if (!w->store->marked) {
-		if ((rc = na_store_mark_unsynced(w->store)) == 0)
-			w->store->marked = true;
-		else
-			log_error("cannot write %s: %s", w->store->mark, strerror(-rc));
+	if (!s->marked) {
+		int rc = na_store_mark_unsynced(s);
+		if (rc == 0) {
+			s->marked = true;
+			w->mark_failed = false;
+		} else if (!w->mark_failed) {
+			w->mark_failed = true;
+			log_warn("cannot write %s (%s): commits are synced one by one until it can",
+				 s->mark, strerror(-rc));
+		}
 	}
-	if (rc == 0)
+	bool marked = s->marked;
+	if (marked)
 		w->committing++;
 	pthread_mutex_unlock(&w->sync_lock);
-	return rc;
+	return marked;
 }
 
-static void relaxed_end(na_writer *w)
+static void relaxed_end(na_writer *w, bool committed)
 {
 	pthread_mutex_lock(&w->sync_lock);
 	w->committing--;
-	w->unsynced = true;
-	w->unsynced_seq = w->seq;
+	if (committed) {
+		w->unsynced = true;
+		w->unsynced_seq = w->seq;
+	}
 	pthread_mutex_unlock(&w->sync_lock);
 }
 
@@ -1206,15 +1217,14 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop, bool locked)
 		group_dicts_done(w, false);
 		return rc;
 	}
-	if (w->syncer_on && (rc = relaxed_begin(w))) {
-		mdb_txn_abort(txn);
-		restore(w, &st);
-		group_dicts_done(w, false);
-		return rc;
-	}
+	bool unmarked = w->syncer_on && !relaxed_begin(w);
+	if (unmarked)
+		mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
 	rc = mdb_txn_commit(txn);
-	if (w->syncer_on)
-		relaxed_end(w);
+	if (unmarked)
+		mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
+	else if (w->syncer_on)
+		relaxed_end(w, rc == 0);
 	if (rc) {
 		restore(w, &st);
 		group_dicts_done(w, false);

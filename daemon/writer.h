@@ -186,6 +186,7 @@ typedef struct na_writer {
 	bool sync_stop, syncer_on;
 	bool unsynced;            /* under sync_lock: commits since the last sync */
 	unsigned committing;      /* under sync_lock: a commit is under way */
+	bool mark_failed;         /* under sync_lock: the marker could not be written */
 	uint64_t unsynced_seq;    /* under sync_lock: the last seq committed */
 	_Atomic uint64_t synced_seq; /* every seq up to here is on disk */
 	_Atomic int sync_error;   /* a failed sync (na_writer_sync): writes refused */

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 #include <lmdb.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 
 #include "daemon.h"
@@ -243,7 +244,23 @@ static void test_machine_stop_with_relaxed_commits(void **state)
 	assert_int_equal(na_test_daemon_start(&d), 0);
 	char mark[400];
 	snprintf(mark, sizeof mark, "%s/unsynced", d.data);
+	/* the marker is on disk before the first unsynced commit, so before
+	 * its acknowledgement */
+	int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	assert_true(in >= 0);
+	assert_true(inotify_add_watch(in, d.data, IN_CREATE) >= 0);
 	assert_int_equal(put_some(&d, 0, 300), 0);
+	char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool created = false;
+	ssize_t got;
+	while ((got = read(in, ev, sizeof ev)) > 0)
+		for (char *q = ev; q < ev + got;) {
+			struct inotify_event *e = (struct inotify_event *)q;
+			created |= e->len && strcmp(e->name, "unsynced") == 0;
+			q += sizeof *e + e->len;
+		}
+	close(in);
+	assert_true(created);
 	/* the once-a-second sync covers the batch and removes the marker */
 	for (int i = 0; i < 100 && exists(mark); i++) {
 		struct timespec ts = { 0, 100 * 1000000 };

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "daemon.h"
 #include "proxy.h"
@@ -1811,6 +1812,51 @@ static void test_snapshot_flows_without_acks(void **state)
 	na_trpc_close(&t);
 }
 
+/* A relaxed follower whose machine stopped with commits unsynced verifies
+ * its archive at start; found damaged, it does not refuse to start like a
+ * primary: it empties itself and takes a snapshot from its primary. */
+static void test_damaged_follower_starts_over(void **state)
+{
+	(void)state;
+	start_daemon(0, NULL);
+	ingest_sync(0, "torn", 0, 2000, 300, 500);
+	start_daemon(1, "--durability", "relaxed", "--follow", D[0].addr, NULL);
+	wait_caught_up(0, 1);
+	stop_clean(1);
+	/* junk in place of one record, and the marker of an earlier boot */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, 1u << 30), 0);
+	assert_int_equal(mdb_env_open(env, D[1].data, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "articles", 0, &dbi), 0);
+	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+	char junk[64];
+	memset(junk, 0xee, sizeof junk);
+	MDB_val jv = { sizeof junk, junk };
+	assert_int_equal(mdb_cursor_put(cur, &k, &jv, MDB_CURRENT), 0);
+	mdb_cursor_close(cur);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	char mark[400];
+	snprintf(mark, sizeof mark, "%s/unsynced", D[1].data);
+	FILE *f = fopen(mark, "w");
+	assert_non_null(f);
+	fputs("00000000-0000-0000-0000-000000000000", f);
+	fclose(f);
+	assert_int_equal(na_test_daemon_restart(&D[1]), 0);
+	assert_int_equal(log_count(1, "a follower starts over"), 1);
+	wait_caught_up(0, 1);
+	assert_int_equal(compare_all(0, 1), 2000);
+	verify_ok(1);
+}
+
 /* An optional argument runs only the tests matching it (cmocka's filter,
  * "*" wildcards allowed). */
 int main(int argc, char **argv)
@@ -1837,6 +1883,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_min_seq_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subscribe_feed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_flows_without_acks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_follower_starts_over, setup, teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("replication", tests, NULL, NULL);
