@@ -1812,10 +1812,13 @@ static void search_work(uv_work_t *w)
 	if (rc) {
 		sr->failed = true;
 		sr->out.size = 0;
-		if (rc == -EINVAL) {
+		if (rc == -EINVAL || rc == -ETIMEDOUT) {
+			/* -ETIMEDOUT: a rebuild began after the request's min_seq
+			 * was found covered (na_search_run) */
 			char msg[340];
 			snprintf(msg, sizeof msg, "search: %s", err);
-			pack_error_reply(&pk, sr->msgid, NA_CODE_BAD_REQUEST, msg);
+			pack_error_reply(&pk, sr->msgid,
+					 rc == -EINVAL ? NA_CODE_BAD_REQUEST : NA_CODE_TIMEOUT, msg);
 			return;
 		}
 		log_error("search failed: %s", rc > 0 ? mdb_strerror(rc) : strerror(-rc));
@@ -1985,6 +1988,7 @@ static void do_search(req *q)
 		off += sq.fields.name[i].n;
 	}
 	sr->q = sq;
+	sr->q.min_seq = min_seq; /* checked again in the index's own snapshot */
 	sr->copy = copy;
 	sr->c = q->c;
 	sr->msgid = q->msgid;

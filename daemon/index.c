@@ -55,8 +55,9 @@
  * that every article it returns still exists under its key (one B-tree
  * lookup, done anyway to read the article), so no stale hit is ever
  * returned. The indexer counts such dead versions (stats "index.dead");
- * `reindex` rebuilds without them. Totals and BM25 statistics count them
- * until then, which only makes "total" an estimate.
+ * `reindex` rebuilds without them. BM25 statistics count them until then;
+ * a search's "total", where it is exact, does not (search.c looks up every
+ * version it counts).
  *
  * Its own environment. The index lives in DIR/index, an LMDB environment
  * of its own that only the indexer thread writes. It used to be tables of
@@ -107,9 +108,13 @@
  * the log is replayed from the seq at which the index was dropped. A put
  * entry e of key K is then skipped when the scan chunk covering K was read
  * at a seq >= e (the scan saw K, or K was already gone). The chunk list
- * lives in memory: a restart during a rebuild starts it over. While
- * rebuilding the index covers nothing (position 0), so searches that ask
- * for a min_seq wait for it; others see partial results.
+ * lives in memory: a restart during a rebuild starts it over. A chunk
+ * whose commit fails (no room on the filesystem, a full map: the indexer
+ * waits and retries) leaves the scan where it was, so the retry reads the
+ * same articles again. While rebuilding the index covers nothing (position
+ * 0), so searches that ask for a min_seq wait for it (one found covered
+ * just before the rebuild began sees ix_rebuild in its own snapshot and
+ * answers TIMEOUT: search.c); others see partial results.
  */
 #include "index.h"
 
@@ -1528,6 +1533,14 @@ static int scan_one(void *arg, const na_key *key, const uint8_t *art, size_t len
 static int scan_step(na_indexer *x)
 {
 	na_store *s = x->s;
+	/* what the walk advances, restored if this chunk does not commit: a
+	 * chunk that fails (a full filesystem or map, which the indexer waits
+	 * out) is read again from the same key, or its articles would never
+	 * be indexed and the replay would skip their log entries as covered */
+	uint64_t lens = x->lensum;
+	na_key key0 = x->scan_key;
+	bool started0 = x->scan_started;
+	size_t nlangs0 = x->nlangs;
 	MDB_txn *txn;
 	int rc = na_store_rbegin(s, &txn);
 	if (rc)
@@ -1536,7 +1549,6 @@ static int scan_step(na_indexer *x)
 	if ((rc = na_meta_get_u64(s, txn, "seq", &sc)))
 		goto out;
 	builder_clear(&x->b);
-	uint64_t lens = x->lensum;
 	size_t n = 0;
 	/* the next BATCH_ARTICLES articles in key order, through blocks too */
 	scan_arg sa = { .x = x, .n = 0, .rc = 0 };
@@ -1568,10 +1580,16 @@ static int scan_step(na_indexer *x)
 				if (x->chunks[i].sc > x->replay_until)
 					x->replay_until = x->chunks[i].sc;
 		}
-	} else {
-		x->lensum = lens; /* undo what add_doc counted */
 	}
 out:
+	if (rc) {
+		/* undo what scan_one and add_doc advanced (langs only grows at
+		 * its end) */
+		x->lensum = lens;
+		x->scan_key = key0;
+		x->scan_started = started0;
+		x->nlangs = nlangs0;
+	}
 	if (txn)
 		na_store_rend(s, txn);
 	return rc;
@@ -1628,6 +1646,7 @@ static int log_step(na_indexer *x)
 		goto out;
 	}
 	uint64_t seq = x->seq, dead = x->dead, lens = x->lensum;
+	size_t nlangs0 = x->nlangs;
 	size_t entries = 0;
 	while (!finish && rc == 0 && entries < BATCH_ENTRIES && batch_room(x) > 0) {
 		uint64_t e = na_be64_get(k.mv_data);
@@ -1653,8 +1672,11 @@ static int log_step(na_indexer *x)
 		if (rc == 0 && k.mv_size != 8)
 			rc = MDB_CORRUPTED;
 	}
-	if (rc && rc != MDB_NOTFOUND)
+	if (rc && rc != MDB_NOTFOUND) {
+		x->lensum = lens; /* the batch is dropped: undo what add_doc counted */
+		x->nlangs = nlangs0;
 		goto out;
+	}
 	mdb_cursor_close(cur);
 	cur = NULL;
 	bool rebuild_after = x->rebuild && seq < x->replay_until;
@@ -1672,6 +1694,7 @@ static int log_step(na_indexer *x)
 		}
 	} else {
 		x->lensum = lens;
+		x->nlangs = nlangs0;
 	}
 out:
 	if (cur)

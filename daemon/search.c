@@ -5,7 +5,12 @@
  * language present in the index, the term keys of its analysed form (one
  * for a plain word; several, ANDed, for a word the analyser splits, such
  * as "e-mail", and for phrases); a prefix becomes every term under it (at
- * most NA_SEARCH_MAX_EXPANSIONS). The tree is then evaluated one docid
+ * most NA_SEARCH_MAX_EXPANSIONS per language). Every term is looked up in
+ * every range visited, so a query takes at most NA_SEARCH_MAX_TERMS in all
+ * (a BAD_REQUEST beyond, as a search engine's too-many-clauses). A search
+ * waiting for min_seq checks in its own index snapshot that the index still
+ * covers it: a rebuild may have begun since the request was accepted. The
+ * tree is then evaluated one docid
  * range (1024 docids, an ixrange entry) at a time: postings of that range
  * only, as sorted docid lists, intersected (AND), merged (OR) and
  * subtracted (NOT). The ranges are visited in the order of the requested
@@ -19,7 +24,14 @@
  * so when the tree holds one, every candidate is checked against the
  * article text with na_search_match before it counts. Every returned
  * article is read by its key: a version deleted or replaced since it was
- * indexed is not there and is skipped, so no stale hit is returned.
+ * indexed is not there and is skipped, so no stale hit is returned. Where
+ * "total" is exact (every range visited, no phrase), every version it
+ * counts is looked up the same way: relevance, which visits them all,
+ * checks each candidate as it comes; newest/oldest, which usually stop
+ * after a range or two, check the ones the page did not need only once the
+ * walk turns out to have visited everything. Relevance holds a bounded set
+ * of candidates; it is cut only below limit + 1 checked ones (keep_best),
+ * never by score alone.
  */
 #include "search.h"
 
@@ -121,17 +133,24 @@ static int match_seq(mctx *m, const na_qnode *nd)
 		return rc;
 	if (m->qt.n == 0)
 		return 0;
+	/* A word the analysis drops (longer than NA_TERM_MAX) still takes a
+	 * position, in the query as in the article: the query's words must
+	 * lie as far apart in the article as in the query, which is not
+	 * always next to each other. */
 	for (size_t i = 0; i < m->doc.n; i++) {
 		const atok *t = &m->doc.t[i];
 		if (!field_ok(nd, t->field) || !tok_eq(&m->doc, t, &m->qt, &m->qt.t[0]))
 			continue;
-		size_t j = 1;
+		size_t j = 1, k = i + 1;
 		for (; j < m->qt.n; j++) {
-			if (i + j >= m->doc.n)
+			uint64_t want = (uint64_t)t->pos + (m->qt.t[j].pos - m->qt.t[0].pos);
+			/* positions ascend within a field */
+			while (k < m->doc.n && m->doc.t[k].field == t->field && m->doc.t[k].pos < want)
+				k++;
+			if (k >= m->doc.n)
 				break;
-			const atok *u = &m->doc.t[i + j];
-			if (u->field != t->field || u->pos != t->pos + j ||
-			    !tok_eq(&m->doc, u, &m->qt, &m->qt.t[j]))
+			const atok *u = &m->doc.t[k];
+			if (u->field != t->field || u->pos != want || !tok_eq(&m->doc, u, &m->qt, &m->qt.t[j]))
 				break;
 		}
 		if (j == m->qt.n)
@@ -260,6 +279,7 @@ typedef struct cand {
 	na_key key;
 	double score;
 	uint32_t doc;
+	bool ok;      /* checked: the version exists (and matches the text) */
 } cand;
 
 typedef struct sbrange {
@@ -303,6 +323,9 @@ typedef struct ctx {
 	uint32_t blkn[SB >> NA_IX_DOCS_SHIFT];
 	bool blkdone[SB >> NA_IX_DOCS_SHIFT];
 	na_buf dec;
+	MDB_cursor *acur;   /* articles: existence checks */
+	na_block *lblk;     /* the block parsed last by exists() */
+	const void *lblk_rec; /* its record (stable within the transaction) */
 } ctx;
 
 static int __attribute__((format(printf, 2, 3))) bad(ctx *c, const char *fmt, ...)
@@ -341,6 +364,17 @@ static void plist_free(plist *p)
 
 static int add_term(ctx *c, const uint8_t *k, size_t n)
 {
+	/* Every term is looked up in every docid range a query visits (and,
+	 * for relevance, in every segment for its document frequency), all
+	 * under the archive's read transaction and on a worker thread: the
+	 * terms of a query are capped in all, not only per prefix, or ORed
+	 * prefixes times the languages present multiply into a query that
+	 * takes seconds and grows with the archive. */
+	if (c->nterms >= NA_SEARCH_MAX_TERMS)
+		return bad(c, "the query needs more than %d index terms (every word counts once per "
+			   "language in the index, every prefix once per term it matches); use fewer "
+			   "or longer prefixes, or fewer words",
+			   NA_SEARCH_MAX_TERMS);
 	if (c->nterms == c->cterms) {
 		size_t nc = c->cterms ? c->cterms * 2 : 32;
 		term *nt = realloc(c->terms, nc * sizeof *nt);
@@ -444,7 +478,18 @@ typedef struct wctx {
 	int field;
 	const char *lang;
 	uint32_t n;
+	/* a prefix: its key, not a term of the query */
+	uint8_t key[NA_IX_TERMKEY_MAX];
+	size_t klen;
 } wctx;
+
+static int prefix_key(const na_token *t, void *arg)
+{
+	wctx *w = arg;
+	if (w->n++ == 0)
+		w->klen = na_ix_term_key(w->key, w->field, w->lang, t->term, t->len);
+	return 0;
+}
 
 static int word_term(const na_token *t, void *arg)
 {
@@ -455,40 +500,80 @@ static int word_term(const na_token *t, void *arg)
 	return add_term(w->c, k, n);
 }
 
+/* Key order of a term's key against k[0..n) (shorter first on a tie: the
+ * order of their chunk keys, term + 0x00 + docid). */
+static int term_cmp(const term *t, const uint8_t *k, size_t n)
+{
+	int r = memcmp(t->key, k, t->len < n ? t->len : n);
+	return r ? r : (t->len > n) - (t->len < n);
+}
+
+static int cmp_term_ix(const void *a, const void *b, void *arg)
+{
+	const ctx *c = arg;
+	const term *y = &c->terms[*(const uint32_t *)b];
+	return term_cmp(&c->terms[*(const uint32_t *)a], y->key, y->len);
+}
+
 /* Every term of the index that starts with the prefix key p, in every
- * segment (each term once). */
+ * segment (each term once). A term is usually in many segments: the
+ * distinct terms found so far are kept as indexes in key order, a term is
+ * looked up there by binary search, and the terms new in a segment are
+ * merged in after it. (A scan of all of them per term found made this
+ * quadratic: up to a million comparisons per segment.) */
 static int expand_prefix(ctx *c, const na_qnode *nd, const uint8_t *p, size_t pn)
 {
 	uint32_t t0 = (uint32_t)c->nterms;
-	for (uint32_t ci = 0; ci < cont_count(c); ci++) {
+	/* sorted: ns indexes in key order; fresh: scratch for the merge */
+	uint32_t *sorted = malloc(2 * NA_SEARCH_MAX_EXPANSIONS * sizeof *sorted);
+	if (!sorted)
+		return -ENOMEM;
+	uint32_t *fresh = sorted + NA_SEARCH_MAX_EXPANSIONS;
+	size_t ns = 0;
+	int rc = 0;
+	for (uint32_t ci = 0; ci < cont_count(c) && rc == 0; ci++) {
 		uint8_t k[4 + NA_IX_TERMKEY_MAX + 5];
 		cont ct;
 		cont_at(c, ci, &ct);
 		size_t pl = ct.pl;
 		MDB_cursor *cur = ct.cur;
+		uint32_t n0 = (uint32_t)c->nterms; /* the terms new in this segment follow */
 		memcpy(k, ct.pfx, pl);
 		memcpy(k + pl, p, pn);
 		MDB_val kv = { pl + pn, k }, v;
-		int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
+		rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
 		while (rc == 0) {
 			const uint8_t *kk = kv.mv_data;
 			if (kv.mv_size < pl + pn + 5 || memcmp(kk, k, pl + pn) != 0)
 				break;
 			size_t tl = kv.mv_size - 5 - pl;
-			if (kk[pl + tl] != 0 || tl > NA_IX_TERMKEY_MAX)
-				return -EIO;
+			if (kk[pl + tl] != 0 || tl > NA_IX_TERMKEY_MAX) {
+				rc = -EIO;
+				break;
+			}
+			size_t lo = 0, hi = ns;
 			bool seen = false;
-			for (size_t i = t0; i < c->nterms && !seen; i++)
-				seen = c->terms[i].len == tl && memcmp(c->terms[i].key, kk + pl, tl) == 0;
+			while (lo < hi && !seen) {
+				size_t mid = lo + (hi - lo) / 2;
+				int r = term_cmp(&c->terms[sorted[mid]], kk + pl, tl);
+				if (r == 0)
+					seen = true;
+				else if (r < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
 			if (!seen) {
-				if (c->nterms - t0 >= NA_SEARCH_MAX_EXPANSIONS)
-					return bad(c, "position %u: prefix \"%.*s*\" matches more than %d terms; "
-						   "make it longer",
-						   nd->pos, (int)(nd->len > 40 ? 40 : nd->len), nd->text,
-						   NA_SEARCH_MAX_EXPANSIONS);
+				if (c->nterms - t0 >= NA_SEARCH_MAX_EXPANSIONS) {
+					rc = bad(c, "position %u: prefix \"%.*s*\" matches more than %d terms; "
+						 "make it longer",
+						 nd->pos, (int)(nd->len > 40 ? 40 : nd->len), nd->text,
+						 NA_SEARCH_MAX_EXPANSIONS);
+					break;
+				}
 				uint32_t first = (uint32_t)c->nterms;
 				if ((rc = add_term(c, kk + pl, tl)) || (rc = add_group(c, first, 1)))
-					return rc;
+					break;
 			}
 			/* skip the rest of this term's chunks */
 			memmove(k + pl, kk + pl, tl);
@@ -497,10 +582,28 @@ static int expand_prefix(ctx *c, const na_qnode *nd, const uint8_t *p, size_t pn
 			kv.mv_data = k;
 			rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
 		}
-		if (rc && rc != MDB_NOTFOUND)
-			return rc;
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		if (rc)
+			break;
+		/* merge this segment's new terms (in key order) into sorted */
+		size_t nf = c->nterms - n0;
+		if (nf == 0)
+			continue;
+		for (size_t i = 0; i < nf; i++)
+			fresh[i] = n0 + (uint32_t)i;
+		qsort_r(fresh, nf, sizeof *fresh, cmp_term_ix, c); /* a no-op pass, usually */
+		size_t i = ns, j = nf, o = ns + nf;
+		while (j > 0) {
+			if (i > 0 && cmp_term_ix(&sorted[i - 1], &fresh[j - 1], c) > 0)
+				sorted[--o] = sorted[--i];
+			else
+				sorted[--o] = fresh[--j];
+		}
+		ns += nf;
 	}
-	return 0;
+	free(sorted);
+	return rc;
 }
 
 static int field_byte(na_qfield f)
@@ -545,17 +648,14 @@ static int plan(ctx *c)
 					lang[0] = 0;
 				if (nd->kind == NA_Q_PREFIX) {
 					/* prefixes match the stored (stemmed) words */
-					wctx w = { c, fb, lang, 0 };
-					uint32_t first = (uint32_t)c->nterms;
-					rc = na_analyze(c->a, nd->text, nd->len, "", 0, 0, word_term, &w);
+					wctx w = { .c = c, .field = fb, .lang = lang };
+					rc = na_analyze(c->a, nd->text, nd->len, "", 0, 0, prefix_key, &w);
 					if (rc || w.n != 1)
 						break;
-					term t = c->terms[first];
-					c->nterms = first;
-					rc = expand_prefix(c, nd, t.key, t.len);
+					rc = expand_prefix(c, nd, w.key, w.klen);
 					continue;
 				}
-				wctx w = { c, fb, lang, 0 };
+				wctx w = { .c = c, .field = fb, .lang = lang };
 				uint32_t first = (uint32_t)c->nterms;
 				rc = na_analyze(c->a, nd->text, nd->len, lang, 1, 0, word_term, &w);
 				if (rc == 0 && w.n > 0)
@@ -951,20 +1051,73 @@ static int ordcmp(const na_search_q *q, const cand *a, const cand *b)
 	       : q->order == NA_ORDER_OLDEST ? cmp_oldest(a, b) : cmp_rel(a, b);
 }
 
+/*
+ * Whether the version under key still exists in the archive's snapshot (a
+ * single record, or a live member of a block): 1, 0 (deleted or replaced
+ * since it was indexed), or a negative error. It decides as
+ * na_store_locate does (a block is stored under its first live member, and
+ * holds adjacent keys, so the record at or before the key is the one), but
+ * where "total" is exact every candidate is checked, and that cost counts:
+ * one cursor stays open, so a key near the last one (candidates come in
+ * about key order) is found on the leaf page the cursor is on rather than
+ * from the root, and the block last parsed is kept for its next members.
+ * (na_store_locate per candidate doubled the time of large relevance
+ * queries, and parsed a block's member table for each of its members.)
+ */
+static int exists(ctx *c, const na_key *key)
+{
+	int rc;
+	if (!c->acur && (rc = mdb_cursor_open(c->txn, c->s->articles, &c->acur)))
+		return rc;
+	MDB_val k = { NA_KEY_BYTES, (void *)key->b }, v;
+	rc = mdb_cursor_get(c->acur, &k, &v, MDB_SET_RANGE);
+	bool at = rc == 0 && k.mv_size == NA_KEY_BYTES && memcmp(k.mv_data, key->b, NA_KEY_BYTES) == 0;
+	if (at && !na_rec_is_block(v.mv_data, v.mv_size)) {
+		na_rec r;
+		return na_rec_parse(c->s->codec, v.mv_data, v.mv_size, &r) ? -EIO : 1;
+	}
+	if (!at) {
+		/* inside a block stored under an earlier key? */
+		if (rc == 0)
+			rc = mdb_cursor_get(c->acur, &k, &v, MDB_PREV);
+		else if (rc == MDB_NOTFOUND)
+			rc = mdb_cursor_get(c->acur, &k, &v, MDB_LAST);
+		if (rc)
+			return rc == MDB_NOTFOUND ? 0 : rc;
+		if (!na_rec_is_block(v.mv_data, v.mv_size))
+			return 0;
+	}
+	if (v.mv_data != c->lblk_rec) {
+		if (!c->lblk && !(c->lblk = malloc(sizeof *c->lblk)))
+			return -ENOMEM;
+		c->lblk_rec = NULL;
+		if (k.mv_size != NA_KEY_BYTES || na_block_parse(c->s->codec, v.mv_data, v.mv_size, c->lblk) ||
+		    memcmp(c->lblk->m[c->lblk->first_live].key, k.mv_data, NA_KEY_BYTES) != 0)
+			return -EIO;
+		c->lblk_rec = v.mv_data;
+	}
+	const na_block *b = c->lblk;
+	uint32_t lo = b->first_live, hi = b->last_live + 1;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int r = memcmp(b->m[mid].key, key->b, NA_KEY_BYTES);
+		if (r == 0)
+			return !b->m[mid].dead;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
 /* Reads the article of a candidate; 1 if it exists (and matches, when the
  * tree needs the text), 0 if not, negative on error. */
 static int accept_cand(ctx *c, const cand *x, bool verify)
 {
 	int rc;
-	if (!verify) {
-		/* does the version still exist (a single record or a live block
-		 * member)? */
-		na_loc loc;
-		rc = na_store_locate(c->s, c->txn, &x->key, &loc, NULL);
-		if (rc == MDB_NOTFOUND)
-			return 0; /* deleted or replaced since it was indexed */
-		return rc ? (rc == MDB_CORRUPTED ? -EIO : rc) : 1;
-	}
+	if (!verify)
+		return exists(c, &x->key);
 	rc = na_store_read_key(c->s, c->txn, &x->key, &c->dec);
 	if (rc == MDB_NOTFOUND)
 		return 0;
@@ -1021,6 +1174,111 @@ static bool in_window(const na_search_q *q, const na_key *lo, const na_key *hi, 
 	return true;
 }
 
+/*
+ * Relevance keeps at most a bounded number of candidates at once. When they
+ * are too many, and once at the end, this sorts them best first and checks
+ * them in that order (the version exists; and, verify, it matches the
+ * text) until want have passed: no candidate below the last of those can
+ * make the page, so the rest go, and those that failed with them. The
+ * check has to come first: cut by score alone, the better-scored but
+ * failing candidates (a phrase whose words are all there, but apart)
+ * pushed the real matches out, and the pages ended early.
+ */
+static int keep_best(ctx *c, cand *v, size_t *n, size_t want, bool verify)
+{
+	if (*n)
+		qsort(v, *n, sizeof *v, cmp_rel);
+	size_t keep = 0;
+	for (size_t j = 0; j < *n && keep < want; j++) {
+		if (!v[j].ok) {
+			int a = accept_cand(c, &v[j], verify);
+			if (a < 0)
+				return a;
+			if (!a)
+				continue;
+			v[j].ok = true;
+		}
+		v[keep++] = v[j];
+	}
+	*n = keep;
+	return 0;
+}
+
+/* Keys of counted candidates not checked yet (newest / oldest): whether
+ * they still exist matters for "total" only if the walk visits every
+ * range, which is known at its end. */
+typedef struct deferred {
+	na_key *k;
+	size_t n, cap;
+	uint64_t dead; /* of those checked, gone */
+} deferred;
+
+/* Checks the deferred keys, counting the versions gone in d->dead. */
+static int deferred_check(ctx *c, deferred *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		cand x = { .key = d->k[i] };
+		int a = accept_cand(c, &x, false);
+		if (a < 0)
+			return a;
+		d->dead += a == 0;
+	}
+	d->n = 0;
+	return 0;
+}
+
+static int deferred_add(ctx *c, deferred *d, const na_key *k)
+{
+	if (d->n == d->cap && d->cap >= NA_SEARCH_MAX_CANDIDATES) {
+		/* bounded: past this many, check them now */
+		int rc = deferred_check(c, d);
+		if (rc)
+			return rc;
+	}
+	if (d->n == d->cap) {
+		size_t nc = d->cap ? d->cap * 2 : 1024;
+		na_key *nk = realloc(d->k, nc * sizeof *nk);
+		if (!nk)
+			return -ENOMEM;
+		d->k = nk;
+		d->cap = nc;
+	}
+	d->k[d->n++] = *k;
+	return 0;
+}
+
+/* Whether the index, as this search's read transaction sees it, covers
+ * q->min_seq. The request was found covered when it arrived, but it ran
+ * later, on a worker: a reindex (or a rebuild after a trimmed log) may have
+ * dropped the index meanwhile, and its partial content would pass for the
+ * answer the client waited for. 0, -ETIMEDOUT with the message in err, or
+ * an LMDB error. */
+static int check_covered(ctx *c)
+{
+	const na_search_q *q = c->sq;
+	if (!q->min_seq)
+		return 0;
+	uint64_t rebuild = 0, ixseq = 0, ixepoch = 0, epoch = 0;
+	int rc;
+	if ((rc = na_ixmeta_get_u64(c->s, c->itxn, "ix_rebuild", &rebuild)) ||
+	    (rc = na_ixmeta_get_u64(c->s, c->itxn, "ix_seq", &ixseq)) ||
+	    (rc = na_ixmeta_get_u64(c->s, c->itxn, "ix_epoch", &ixepoch)) ||
+	    (rc = na_meta_get_u64(c->s, c->txn, "ix_epoch", &epoch)))
+		return rc;
+	/* built for other articles (a follower's snapshot replaced them):
+	 * the indexer is about to rebuild it */
+	if (ixepoch != epoch)
+		rebuild = 1;
+	if (!rebuild && ixseq >= q->min_seq)
+		return 0;
+	snprintf(c->err, c->errlen, "the index: min_seq %llu not reached in time (at %llu)%s",
+		 (unsigned long long)q->min_seq, (unsigned long long)(rebuild ? 0 : ixseq),
+		 rebuild ? ": the index is being rebuilt (a rebuild began after the search was "
+			   "accepted); retry"
+			 : "");
+	return -ETIMEDOUT;
+}
+
 static int run(ctx *c, msgpack_packer *pk)
 {
 	const na_search_q *q = c->sq;
@@ -1028,6 +1286,8 @@ static int run(ctx *c, msgpack_packer *pk)
 	int rc;
 	MDB_val v;
 	uint64_t lensum = 0;
+	if ((rc = check_covered(c)))
+		return rc;
 	if ((rc = na_ixmeta_get_u64(s, c->itxn, "ix_next", &c->ndocs)) ||
 	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_len", &lensum)))
 		return rc;
@@ -1135,11 +1395,23 @@ static int run(ctx *c, msgpack_packer *pk)
 	if (nsb)
 		qsort(sbs, nsb, sizeof *sbs, q->order == NA_ORDER_OLDEST ? cmp_sb_oldest : cmp_sb_newest);
 
+	/* Whether the index answers exactly (no leaf needs the text: no
+	 * phrase, no word the analysis splits). Then "total" is exact too
+	 * wherever every range is visited, and counts only the versions that
+	 * still exist; else it counts what the index found. */
+	bool root_exact = true;
+	for (uint32_t id = 0; id < c->q->n; id++)
+		if (c->q->node[id].kind <= NA_Q_PREFIX && !c->leaf[id].exact)
+			root_exact = false;
+	size_t maxcand = q->max_candidates ? q->max_candidates : NA_SEARCH_MAX_CANDIDATES;
+	if (maxcand < 2 * ((size_t)q->limit + 1))
+		maxcand = 2 * ((size_t)q->limit + 1); /* room to add after keep_best */
 	page pg = { .cap = (size_t)q->limit + 1 };
 	pg.v = malloc(pg.cap * sizeof *pg.v);
 	cand *cands = NULL;
 	size_t ncand = 0, ccand = 0;
 	uint64_t seen = 0, visited_docs = 0;
+	deferred dfr = { 0 };
 	bool all_visited = !skipped;
 	if (!pg.v) {
 		free(sbs);
@@ -1170,15 +1442,28 @@ static int run(ctx *c, msgpack_packer *pk)
 				break;
 			if (!in_window(q, &wlo, &whi, &x.key))
 				continue;
-			seen++;
-			if (!past_cursor(q, &x, cs, &ck))
-				continue;
-			if (c->relevance && ncand == NA_SEARCH_MAX_CANDIDATES) {
-				/* memory stays bounded: keep the better half (the page
-				 * comes from its top, after dropping stale hits) */
-				qsort(cands, ncand, sizeof *cands, cmp_rel);
-				ncand = NA_SEARCH_MAX_CANDIDATES / 2;
+			if (c->relevance && root_exact) {
+				/* relevance visits every range: total is exact, and
+				 * only versions that still exist count (the check is
+				 * the one the page would make) */
+				int a = accept_cand(c, &x, false);
+				if (a < 0) {
+					rc = a;
+					break;
+				}
+				if (!a)
+					continue;
+				x.ok = true;
 			}
+			seen++;
+			if (!past_cursor(q, &x, cs, &ck)) {
+				if (!c->relevance && root_exact && (rc = deferred_add(c, &dfr, &x.key)))
+					break;
+				continue;
+			}
+			if (c->relevance && ncand == maxcand &&
+			    (rc = keep_best(c, cands, &ncand, pg.cap, !root_exact)))
+				break;
 			if (ncand == ccand) {
 				size_t nc = ccand ? ccand * 2 : 1024;
 				cand *nv = realloc(cands, nc * sizeof *nv);
@@ -1197,7 +1482,8 @@ static int run(ctx *c, msgpack_packer *pk)
 		if (ncand > base)
 			qsort(cands + base, ncand - base, sizeof *cands,
 			      q->order == NA_ORDER_NEWEST ? cmp_newest : cmp_oldest);
-		for (size_t j = base; j < ncand; j++) {
+		size_t j = base;
+		for (; j < ncand; j++) {
 			if (pg.n == pg.cap && ordcmp(q, &cands[j], &pg.v[pg.n - 1]) >= 0)
 				break;
 			int a = accept_cand(c, &cands[j], !exact);
@@ -1207,34 +1493,30 @@ static int run(ctx *c, msgpack_packer *pk)
 			}
 			if (a)
 				page_insert(q, &pg, &cands[j]);
+			else if (root_exact)
+				dfr.dead++; /* counted in seen, but gone */
 		}
+		/* the rest were counted without a check */
+		for (; j < ncand && rc == 0 && root_exact; j++)
+			rc = deferred_add(c, &dfr, &cands[j].key);
 		ncand = 0;
 	}
-	bool root_exact = true;
 	if (rc == 0 && c->relevance) {
-		/* exactness does not depend on the range: evaluate it once more
-		 * cheaply by asking the planner (a phrase leaf anywhere) */
-		for (uint32_t id = 0; id < c->q->n; id++)
-			if (c->q->node[id].kind <= NA_Q_PREFIX && !c->leaf[id].exact)
-				root_exact = false;
-		if (ncand)
-			qsort(cands, ncand, sizeof *cands, cmp_rel);
-		for (size_t j = 0; j < ncand && pg.n < pg.cap; j++) {
-			int a = accept_cand(c, &cands[j], !root_exact);
-			if (a < 0) {
-				rc = a;
-				break;
-			}
-			if (a)
-				pg.v[pg.n++] = cands[j];
-		}
+		rc = keep_best(c, cands, &ncand, pg.cap, !root_exact);
+		for (size_t j = 0; rc == 0 && j < ncand; j++)
+			pg.v[pg.n++] = cands[j];
 	}
+	/* every range visited: total is exact, without the versions gone */
+	if (rc == 0 && all_visited && root_exact)
+		rc = deferred_check(c, &dfr);
+	free(dfr.k);
 	free(cands);
 	free(sbs);
 	if (rc) {
 		free(pg.v);
 		return rc;
 	}
+	seen -= dfr.dead < seen ? dfr.dead : seen;
 	uint64_t total = seen;
 	if (!all_visited && visited_docs)
 		total = (uint64_t)((double)seen * (double)eligible_docs / (double)visited_docs + 0.5);
@@ -1318,6 +1600,8 @@ int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_pa
 			mdb_cursor_close(c->scur);
 		if (c->bcur)
 			mdb_cursor_close(c->bcur);
+		if (c->acur)
+			mdb_cursor_close(c->acur);
 		na_store_ixend(s, c->itxn);
 		na_store_rend(s, c->txn);
 		if (rc == 0)
@@ -1335,6 +1619,7 @@ int na_search_run(na_store *s, na_analyzer *a, const na_search_q *sq, msgpack_pa
 	plist_free(&c->tmp);
 	plist_free(&c->tmp2);
 	free(c->dec.data);
+	free(c->lblk);
 	na_query_free(q);
 	free(q);
 	free(c);

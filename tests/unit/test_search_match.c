@@ -124,6 +124,34 @@ static void test_phrases_and_fields(void **s)
 	check(&NOLANG, "mail-e", 0);
 }
 
+/* A word longer than NA_TERM_MAX bytes is not a term, but it takes a
+ * position, in the article as in the query: a phrase holding one matches
+ * with its other words as far apart as in the query. */
+static void test_phrase_with_overlong_word(void **s)
+{
+	(void)s;
+	char longw[NA_TERM_MAX + 8], body[256], q[256];
+	memset(longw, 'x', sizeof longw - 1);
+	longw[sizeof longw - 1] = 0;
+	snprintf(body, sizeof body, "the alpha %s beta gamma ends", longw);
+	msgpack_sbuffer a;
+	article(&a, NULL, "t", "", body, "x", "y", "z");
+	snprintf(q, sizeof q, "\"alpha %s beta\"", longw);
+	check(&a, q, 1);
+	snprintf(q, sizeof q, "\"alpha %s beta gamma\"", longw);
+	check(&a, q, 1);
+	snprintf(q, sizeof q, "\"%s beta\"", longw);
+	check(&a, q, 1);
+	snprintf(q, sizeof q, "\"alpha %s\"", longw);
+	check(&a, q, 1);
+	check(&a, "\"alpha beta\"", 0);              /* the long word is between them */
+	snprintf(q, sizeof q, "\"alpha %s gamma\"", longw);
+	check(&a, q, 0);                              /* gamma is two on */
+	snprintf(q, sizeof q, "\"alpha %s %s beta\"", longw, longw);
+	check(&a, q, 0);                              /* one long word, not two */
+	msgpack_sbuffer_destroy(&a);
+}
+
 static void test_prefix_and_exact(void **s)
 {
 	(void)s;
@@ -159,6 +187,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_words_and_stems),
 		cmocka_unit_test(test_phrases_and_fields),
+		cmocka_unit_test(test_phrase_with_overlong_word),
 		cmocka_unit_test(test_prefix_and_exact),
 		cmocka_unit_test(test_operators),
 	};
