@@ -134,6 +134,17 @@ void na_config_defaults(na_config *c)
 	snprintf(c->socket_mode, sizeof c->socket_mode, "0660");
 }
 
+static int parse_plain(const char *v, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || *v == '-' || *end || n > SIZE_MAX)
+		return -1;
+	*out = (size_t)n;
+	return 0;
+}
+
 static int parse_size(const char *v, size_t *out)
 {
 	char *end;
@@ -249,7 +260,9 @@ int na_config_set(na_config *c, const char *name, const char *value, char *err, 
 		}
 		return 0;
 	case O_SIZE: case O_U32: case O_INT:
-		if (parse_size(value, &sz) || sz < o->min || sz > o->max) {
+		/* suffixes for sizes only: "5m" of seconds is no number */
+		if ((o->type == O_SIZE ? parse_size(value, &sz) : parse_plain(value, &sz)) ||
+		    sz < o->min || sz > o->max) {
 			snprintf(err, errlen, "%s: expected a number from %zu to %zu%s, got \"%s\"",
 				 o->name, o->min, o->max,
 				 o->type == O_SIZE ? " (suffixes K, M, G, T)" : "", value);
@@ -285,8 +298,30 @@ static char *read_line(char *str, int num, void *stream)
 {
 	ini_ctx *x = stream;
 	char *r = fgets(str, num, x->f);
-	if (r)
-		x->line++;
+	if (!r || x->failed)
+		return NULL;
+	x->line++;
+	/* inih would split a longer line in two, and take an indented line
+	 * for the continuation of the value before it: both would change a
+	 * setting without a word */
+	const char *why = NULL;
+	if (!strchr(r, '\n') && !feof(x->f))
+		why = "line too long";
+	else if (r[0] == ' ' || r[0] == '\t') {
+		const char *p = r + strspn(r, " \t\r\n");
+		if (*p && *p != ';' && *p != '#')
+			why = "an indented line (inih would take it for the continuation of the "
+			      "value before it); remove the indentation";
+	}
+	if (why) {
+		if (why[0] == 'l')
+			snprintf(x->msg, sizeof x->msg, "line too long (at most %d bytes)", num - 2);
+		else
+			snprintf(x->msg, sizeof x->msg, "%s", why);
+		x->failed = 1;
+		x->bad_line = x->line;
+		return NULL;
+	}
 	return r;
 }
 

@@ -2021,6 +2021,7 @@ static void do_reindex(req *q)
 
 void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 {
+	c->method = -1; /* errors before the method is known count for no method */
 	na_mp r;
 	na_mp_init(&r, msg, len);
 	uint32_t n;
@@ -2099,6 +2100,7 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 	}
 	if (c->srv->stopping && mid != 0) {
 		na_reply_error(c, q.msgid, NA_CODE_UNAVAILABLE, "the server is shutting down");
+		c->method = -1;
 		return;
 	}
 	if ((c->srv->follower || c->srv->promoting) && (mid == 1 || mid == 2 || mid == 5)) {
@@ -2111,6 +2113,7 @@ void na_dispatch(na_conn *c, const uint8_t *msg, size_t len)
 		na_reply_error(c, q.msgid, NA_CODE_READONLY,
 			       "this server is a follower of %s: send writes there",
 			       na_follow_addr(c->srv));
+		c->method = -1;
 		return;
 	}
 	switch (mid) {

@@ -166,6 +166,11 @@ static void test_bad_values(void **state)
 	expect_bad("max_request_bytes", "2G", "max_request_bytes", NULL);
 	expect_bad("output_queue_bytes", "63K", "output_queue_bytes", NULL);
 	expect_bad("idle_timeout", "31536001", "idle_timeout", NULL);
+	/* size suffixes are for sizes: "5m" of seconds would be 60 days */
+	expect_bad("idle_timeout", "5m", "idle_timeout", "expected a number");
+	expect_bad("log_retention_age", "1k", "log_retention_age", NULL);
+	expect_bad("compression_level", "1K", "compression_level", NULL);
+	expect_bad("max_batch", "1K", "max_batch", NULL);
 	expect_bad("durability", "fast", "durability", "strict or relaxed");
 	expect_bad("log_level", "loud", "log_level", "\"loud\"");
 	/* unknown options, also very long names */
@@ -245,6 +250,30 @@ static void test_ini_errors(void **state)
 	assert_int_equal(na_config_load(&c, path, err, sizeof err), -1);
 	assert_non_null(strstr(err, ":2:"));
 	assert_non_null(strstr(err, "name = value"));
+	unlink(path);
+	/* an indented line, which inih would append to the value before it
+	 * (data would become "/srv/a\nmap_size = 2G" and map_size unset) */
+	write_temp(path, sizeof path, "data = /srv/a\n    map_size = 2G\n");
+	na_config_defaults(&c);
+	assert_int_equal(na_config_load(&c, path, err, sizeof err), -1);
+	assert_non_null(strstr(err, ":2:"));
+	assert_non_null(strstr(err, "indented"));
+	unlink(path);
+	/* indented comments and blank lines are fine */
+	write_temp(path, sizeof path, "max_batch = 5\n   # note\n \t \nmax_pending = 9\n");
+	na_config_defaults(&c);
+	assert_int_equal(na_config_load(&c, path, err, sizeof err), 0);
+	assert_int_equal(c.max_batch, 5);
+	assert_int_equal(c.max_pending, 9);
+	unlink(path);
+	/* a line longer than inih's buffer, which it would split in two */
+	char longline[1200];
+	snprintf(longline, sizeof longline, "max_batch = 5\ntoken = read:%01000d\n", 7);
+	write_temp(path, sizeof path, longline);
+	na_config_defaults(&c);
+	assert_int_equal(na_config_load(&c, path, err, sizeof err), -1);
+	assert_non_null(strstr(err, ":2:"));
+	assert_non_null(strstr(err, "too long"));
 	unlink(path);
 	/* a missing file */
 	na_config_defaults(&c);

@@ -2065,6 +2065,53 @@ static void test_promote_refused_during_snapshot(void **state)
 	assert_int_equal(f->store.chain_len, 1);
 }
 
+/* Request counters by method: a refused write must not leave its method
+ * attached to the connection, or the next error that comes before a method
+ * is known (a malformed request) counts against it, and requests minus
+ * errors (the metrics' "ok") wraps below zero. */
+static void test_error_counts_follow_their_method(void **state)
+{
+	fx *f = *state;
+	fx_close(f);
+	na_log_set_level(NA_LOG_ERROR);
+	na_config cfg;
+	na_config_defaults(&cfg);
+	snprintf(cfg.data, sizeof cfg.data, "%s", f->dir);
+	cfg.relaxed = true;
+	cfg.map_size = 16u << 20;
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	na_server *srv = calloc(1, sizeof *srv);
+	assert_int_equal(na_server_init(srv, &loop, &cfg), 0);
+	na_conn *c = na_conn_new(srv);
+	c->sink = sink;
+	msgpack_sbuffer_init(&replies);
+	char code[32];
+	srv->stopping = true; /* writes are refused while shutting down */
+	assert_string_equal(sink_call(&loop, srv, c, "delete", "urn:x", code, sizeof code),
+			    "UNAVAILABLE");
+	srv->stopping = false;
+	/* [0, msgid, 42, []]: the method is not a string */
+	static const uint8_t bad[] = { 0x94, 0x00, 0x07, 0x2a, 0x90 };
+	msgpack_sbuffer_clear(&replies);
+	na_conn_feed(c, bad, sizeof bad);
+	assert_true(replies.size > 0);
+	for (int m = 0; m < NA_M__COUNT; m++)
+		if (srv->metrics.errors[m] > srv->metrics.requests[m])
+			fail_msg("method %d: %llu errors for %llu requests", m,
+				 (unsigned long long)srv->metrics.errors[m],
+				 (unsigned long long)srv->metrics.requests[m]);
+	c->refs++;
+	na_conn_feed(c, (const uint8_t *)"\xc1", 1);
+	na_conn_unref(c);
+	na_server_shutdown(srv);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	na_server_free(srv);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(srv);
+	msgpack_sbuffer_destroy(&replies);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2093,6 +2140,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_sync_refuses_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote_refused_during_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_counts_follow_their_method, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
