@@ -482,6 +482,12 @@ static int parse_range(req *q, na_range_q *rq, bool count)
 			return BAD(q, "%s: params[0]: keys must be strings", m);
 		char where[64];
 		snprintf(where, sizeof where, "%s: params[0].%.*s", m, (int)(kn > 16 ? 16 : kn), k);
+		bool known = na_mp_streq(k, kn, "from") || na_mp_streq(k, kn, "to") ||
+			     na_mp_streq(k, kn, "min_seq") || na_mp_streq(k, kn, "timeout_ms") ||
+			     (!count && (na_mp_streq(k, kn, "limit") || na_mp_streq(k, kn, "reverse") ||
+					 na_mp_streq(k, kn, "after") || na_mp_streq(k, kn, "fields")));
+		if (!known)
+			return BAD(q, "%s: params[0]: unknown key \"%.*s\"", m, (int)(kn > 40 ? 40 : kn), k);
 		if (na_mp_peek(q->r) == NA_MP_NIL) { /* nil means "not given" */
 			na_mp_nil(q->r);
 			continue;

@@ -20,7 +20,9 @@ static const char usage[] =
 	"\n"
 	"Writes the articles with from <= published < to, oldest first, one JSON\n"
 	"object per line, to FILE (zstd-compressed when it ends in .zst) or stdout.\n"
-	"`newsarch export | newsarch import -` into an empty archive reproduces it.\n"
+	"`newsarch export | newsarch import -` into an empty archive gives back its\n"
+	"articles as far as JSON carries them (see newsarch(1): timestamps outside\n"
+	"published/updated come back as strings, float32 as float64).\n"
 	"An article that cannot be written as JSON is reported and skipped (exit 4).\n";
 
 int cmd_export(cli *c)

@@ -156,6 +156,15 @@ static void batch_done(const na_response *resp, void *ud)
 			im->fatal = resp->err;
 			snprintf(im->fatal_msg, sizeof im->fatal_msg, "%s", resp->errmsg);
 		}
+	} else if (resp->err && resp->err != NA_EBADREQ && resp->err != NA_ETOOLARGE) {
+		/* not about these articles: the server will not take any (a
+		 * follower, a bad token, no space, shutting down): stop, exit 3 */
+		im->answered += b->n;
+		if (!im->fatal) {
+			im->fatal = resp->err;
+			snprintf(im->fatal_msg, sizeof im->fatal_msg, "the server refused a batch: %s: %s",
+				 na_strerror(resp->err), resp->errmsg);
+		}
 	} else if (resp->err) {
 		im->answered += b->n;
 		for (size_t i = 0; i < b->n; i++) {
@@ -339,11 +348,14 @@ static const char usage[] =
 	"                   (text) set these fields; guid defaults to the url, else to\n"
 	"                   \"text:\" + a hash of the file's bytes\n"
 	"  --tz ZONE        (text) zone of times the page gives without one\n"
-	"                   (IST, +05:30, UTC-4...; default UTC)\n"
+	"                   (IST, +05:30, UTC-4...; default UTC; not ET/CT/MT/PT,\n"
+	"                   whose offset changes: give EST or EDT, say)\n"
 	"\n"
 	"Each rejected line is reported as FILE:LINE: reason; the others are stored.\n"
 	"Prints created / updated / unchanged / rejected. Exit status 4 when any\n"
-	"line was rejected, 3 on a server or connection error.\n";
+	"line was rejected, 3 on a server or connection error, or when the server\n"
+	"refuses a whole batch for a reason that is not the articles (a follower,\n"
+	"no space, no permission): the import stops there.\n";
 
 int cmd_import(cli *c)
 {
@@ -402,7 +414,15 @@ int cmd_import(cli *c)
 		case 'U': to.url = optarg; break;
 		case 'G': to.guid = optarg; break;
 		case 'z':
-			if (na_text_zone_offset(optarg, &to.default_offset_min)) {
+			switch (na_text_zone_offset(optarg, &to.default_offset_min)) {
+			case 0:
+				break;
+			case -2:
+				cli_err("import", "--tz: \"%s\" follows daylight saving time; give the "
+					"zone in force (EST or EDT, say) or an offset such as -05:00",
+					optarg);
+				return EXIT_USAGE;
+			default:
 				cli_err("import", "--tz: unknown zone \"%s\"", optarg);
 				return EXIT_USAGE;
 			}

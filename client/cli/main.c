@@ -153,6 +153,9 @@ int cli_read_file(const char *cmd, const char *path, size_t max, char **buf, siz
 			break;
 		if (n == cap) {
 			if (cap >= max) {
+				int c = fgetc(f); /* exactly max bytes is allowed */
+				if (c == EOF && !ferror(f))
+					break;
 				cli_err(cmd, "%s: larger than %zu bytes", path, max);
 				rc = -1;
 				break;
@@ -1022,6 +1025,39 @@ static bool hl_match(const char *t, size_t len, char words[HL_MAX][64], const bo
 }
 
 /* Prints s[0..len) with matching words in bold yellow, newlines as spaces. */
+/* Writes stored text to a terminal: control characters (C0, DEL, C1) and
+ * bytes that are not UTF-8 become '?', so an article cannot send escape
+ * sequences (retitle the window, hide what follows). \n, \r and \t are
+ * spaces. */
+static void put_safe(FILE *f, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		unsigned c = p[i];
+		size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+			   : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+		bool ok = n > 0 && i + n <= len;
+		for (size_t k = 1; ok && k < n; k++)
+			ok = (p[i + k] & 0xc0) == 0x80;
+		if (ok && n == 2 && c == 0xc2 && p[i + 1] < 0xa0)
+			ok = false; /* U+0080..U+009F */
+		if (!ok) {
+			fputc('?', f);
+			i++;
+		} else if (n == 1 && (c == '\n' || c == '\r' || c == '\t')) {
+			fputc(' ', f);
+			i++;
+		} else if (n == 1 && (c < 0x20 || c == 0x7f)) {
+			fputc('?', f);
+			i++;
+		} else {
+			fwrite(p + i, 1, n, f);
+			i += n;
+		}
+	}
+}
+
 static void print_hl(FILE *f, const char *s, size_t len, char words[HL_MAX][64], const bool *prefix,
 		     size_t n)
 {
@@ -1032,11 +1068,15 @@ static void print_hl(FILE *f, const char *s, size_t len, char words[HL_MAX][64],
 			j++;
 		if (j > i) {
 			bool m = hl_match(s + i, j - i, words, prefix, n);
-			fprintf(f, m ? "\033[1;33m%.*s\033[0m" : "%.*s", (int)(j - i), s + i);
+			if (m)
+				fputs("\033[1;33m", f);
+			put_safe(f, s + i, j - i);
+			if (m)
+				fputs("\033[0m", f);
 			i = j;
 			continue;
 		}
-		fputc(s[i] == '\n' || s[i] == '\r' || s[i] == '\t' ? ' ' : s[i], f);
+		put_safe(f, s + i, 1);
 		i++;
 	}
 }
@@ -1058,7 +1098,9 @@ static void print_hit(const na_article *a, const char *q)
 		body = NULL;
 	printf("\033[2m%s\033[0m  ", when);
 	print_hl(stdout, title, tl, words, prefix, nw);
-	printf("  \033[2m%.*s\033[0m\n", (int)gl, guid);
+	fputs("  \033[2m", stdout);
+	put_safe(stdout, guid, gl);
+	fputs("\033[0m\n", stdout);
 	if (body && bl) {
 		/* a snippet around the first match */
 		size_t at = 0;

@@ -151,6 +151,8 @@ int na_text_zone_offset(const char *name, int *minutes)
 {
 	size_t n = strlen(name);
 	const zone *z = zone_find(name, n);
+	if (z && z->rule != RULE_FIXED)
+		return -2; /* one offset cannot stand for a zone that changes */
 	if (z) {
 		*minutes = z->off;
 		return 0;

@@ -80,7 +80,8 @@ int na_text_extract(const char *text, size_t len, const na_text_opts *opts, json
 		    char *err, size_t errcap);
 
 /* Parses a zone name as accepted in pages ("IST", "+05:30", "UTC-4") into
- * minutes east of UTC; for ET/CT/MT/PT the standard-time offset. 0 or -1. */
+ * minutes east of UTC. 0; -1 for an unknown zone; -2 for ET/CT/MT/PT, whose
+ * offset follows daylight saving time (no single offset stands for them). */
 int na_text_zone_offset(const char *name, int *minutes);
 
 #endif

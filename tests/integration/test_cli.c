@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pty.h>
 
 #include "../../client/cli/json.c"
 #include "../../client/cli/timefmt.c"
@@ -617,6 +618,121 @@ static void test_connection_lost(void **st)
 	assert_int_equal(waitpid(pid, &stw, 0), pid);
 }
 
+/* newsarch search on a terminal writes stored text there: control
+ * characters in an article (ESC, BEL, C1) must not reach it as such. */
+static void test_search_terminal_output(void **st)
+{
+	na_test_daemon *d = *st;
+	char path[400];
+	snprintf(path, sizeof path, "%s/esc.json", d->dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"guid\":\"urn:esc\\u001b[2J\",\"published\":\"2022-01-08T13:22:00Z\","
+	      "\"title\":\"\\u001b]2;pwned\\u0007\\u001b[8mhidden zebracity \\u009b31m\","
+	      "\"body\":\"zebracity \\u001b[41m alarm\"}\n", f);
+	fclose(f);
+	run r = run_cli(d, NULL, "-s", d->addr, "put", path, NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	int master;
+	pid_t pid = forkpty(&master, NULL, NULL, NULL);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		unsetenv("NEWSARCH_ADDR");
+		execl(cli_bin(), "newsarch", "-s", d->addr, "search", "--min-seq", "1", "zebracity",
+		      (char *)NULL);
+		_exit(127);
+	}
+	char out[8192];
+	size_t n = 0;
+	ssize_t got;
+	while (n < sizeof out - 1 && (got = read(master, out + n, sizeof out - 1 - n)) > 0)
+		n += (size_t)got;
+	out[n] = 0;
+	close(master);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_in(out, "zebracity", "search on a terminal");
+	/* the only escapes are the CLI's own: dim, bold yellow, reset */
+	for (char *e = strchr(out, '\033'); e; e = strchr(e + 1, '\033'))
+		if (strncmp(e, "\033[2m", 4) && strncmp(e, "\033[1;33m", 7) && strncmp(e, "\033[0m", 4))
+			fail_msg("an escape sequence from the article reached the terminal: %.12s", e + 1);
+	assert_null(strchr(out, '\007'));
+	assert_null(strstr(out, "\xc2\x9b"));
+}
+
+/* import stops at a refusal that is not about the articles (a follower,
+ * a bad token, a full archive): exit 3, said once, not once per line */
+static na_test_daemon fol; /* test_import_refused_by_server's follower */
+
+static int teardown_fol(void **st)
+{
+	if (fol.dir[0])
+		na_test_daemon_cleanup(&fol); /* also after a failed assertion */
+	memset(&fol, 0, sizeof fol);
+	return teardown(st);
+}
+
+static void test_import_refused_by_server(void **st)
+{
+	na_test_daemon *d = *st;
+	memset(&fol, 0, sizeof fol);
+	fol.extra[0] = "--follow";
+	fol.extra[1] = d->addr;
+	assert_int_equal(na_test_daemon_start(&fol), 0);
+	char path[400], line[600];
+	snprintf(path, sizeof path, "%s/many.jsonl", d->dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 50; i++) {
+		gen_article(line, sizeof line, 900000 + i);
+		fputs(line, f);
+		fputc('\n', f);
+	}
+	fclose(f);
+	run r = run_cli(&fol, NULL, "-s", fol.addr, "import", path, NULL);
+	assert_int_equal(r.status, 3);
+	expect_in(r.err, "read-only", "import into a follower");
+	assert_null(strstr(strstr(r.err, "read-only") + 1, "read-only"));
+	run_free(&r);
+	assert_int_equal(na_test_daemon_cleanup(&fol), 0);
+	memset(&fol, 0, sizeof fol);
+}
+
+/* a file of exactly the largest size accepted is accepted */
+static void test_file_of_the_largest_size(void **st)
+{
+	na_test_daemon *d = *st;
+	char path[400];
+	snprintf(path, sizeof path, "%s/big.json", d->dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	const size_t max = (size_t)64 << 20; /* put's limit */
+	const char *head = "{\"guid\":\"urn:big\",\"published\":\"2022-01-08T13:22:00Z\","
+			   "\"title\":\"big\",\"body\":\"";
+	fputs(head, f);
+	size_t fill = max - strlen(head) - 3;
+	for (size_t i = 0; i < fill; i++)
+		fputc('a' + (int)(i % 26), f);
+	fputs("\"}\n", f);
+	fclose(f);
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal((size_t)sb.st_size, max);
+	run r = run_cli(d, NULL, "-s", d->addr, "put", path, NULL);
+	/* read whole: what the server says of a 64 MiB article is its business */
+	assert_null(strstr(r.err, "larger than"));
+	run_free(&r);
+	f = fopen(path, "a");
+	fputc('\n', f);
+	fclose(f);
+	r = run_cli(d, NULL, "-s", d->addr, "put", path, NULL);
+	expect_in(r.err, "larger than", "put of one byte more");
+	run_free(&r);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -627,6 +743,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exit_statuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_unconvertible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_terminal_output, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_refused_by_server, setup, teardown_fol),
+		cmocka_unit_test_setup_teardown(test_file_of_the_largest_size, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

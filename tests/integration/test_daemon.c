@@ -759,6 +759,20 @@ static void test_bad_requests(void **state)
 	msgpack_pack_int(&p.pk, 1);
 	expect_error(&t, "range", &p, 1, "BAD_REQUEST", "colour");
 	p_free(&p);
+	/* nil means "not given" for the keys a method takes, not for others:
+	 * a misspelt "form": nil is an error, and so is count's "limit" */
+	p_init(&p);
+	msgpack_pack_map(&p.pk, 1);
+	na_mp_pack_cstr(&p.pk, "form");
+	msgpack_pack_nil(&p.pk);
+	expect_error(&t, "range", &p, 1, "BAD_REQUEST", "form");
+	p_free(&p);
+	p_init(&p);
+	msgpack_pack_map(&p.pk, 1);
+	na_mp_pack_cstr(&p.pk, "limit");
+	msgpack_pack_nil(&p.pk);
+	expect_error(&t, "count", &p, 1, "BAD_REQUEST", "limit");
+	p_free(&p);
 	/* not a request array of 4 */
 	uint8_t short_req[] = { 0x93, 0x00, 0x21, 0xa4, 'p', 'i', 'n', 'g' };
 	assert_int_equal(na_trpc_send(&t, short_req, sizeof short_req), 0);

@@ -261,6 +261,12 @@ static void test_options_and_refusals(void **st)
 	assert_int_equal(na_text_zone_offset("UTC-4", &m), 0);
 	assert_int_equal(m, -240);
 	assert_int_equal(na_text_zone_offset("Mars", &m), -1);
+	/* a zone whose offset changes with daylight saving time has no one
+	 * offset: ET in July is -04:00, in January -05:00 */
+	assert_int_equal(na_text_zone_offset("ET", &m), -2);
+	assert_int_equal(na_text_zone_offset("PT", &m), -2);
+	assert_int_equal(na_text_zone_offset("EDT", &m), 0);
+	assert_int_equal(m, -240);
 }
 
 /* pages glued together from date, zone, byline and clutter fragments at
