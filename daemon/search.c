@@ -300,6 +300,10 @@ typedef struct ctx {
 	na_analyzer *a;
 	const na_query *q;
 	const na_search_q *sq;
+	/* every version the index holds still exists in the archive snapshot:
+	 * the index covers it exactly and has seen no delete or replacement,
+	 * so counting a hit needs no lookup */
+	bool all_live;
 	char *err;
 	size_t errlen;
 	term *terms;
@@ -1288,6 +1292,15 @@ static int run(ctx *c, msgpack_packer *pk)
 	uint64_t lensum = 0;
 	if ((rc = check_covered(c)))
 		return rc;
+	uint64_t ixdead = 1, ixseq = 0, aseq = 0, rebuild = 1, ixepoch = 0, epoch = 1;
+	if ((rc = na_ixmeta_get_u64(s, c->itxn, "ix_dead", &ixdead)) ||
+	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_seq", &ixseq)) ||
+	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_rebuild", &rebuild)) ||
+	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_epoch", &ixepoch)) ||
+	    (rc = na_meta_get_u64(s, c->txn, "ix_epoch", &epoch)) ||
+	    (rc = na_meta_get_u64(s, c->txn, "seq", &aseq)))
+		return rc;
+	c->all_live = ixdead == 0 && ixseq == aseq && !rebuild && ixepoch == epoch;
 	if ((rc = na_ixmeta_get_u64(s, c->itxn, "ix_next", &c->ndocs)) ||
 	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_len", &lensum)))
 		return rc;
@@ -1446,7 +1459,7 @@ static int run(ctx *c, msgpack_packer *pk)
 				/* relevance visits every range: total is exact, and
 				 * only versions that still exist count (the check is
 				 * the one the page would make) */
-				int a = accept_cand(c, &x, false);
+				int a = c->all_live ? 1 : accept_cand(c, &x, false);
 				if (a < 0) {
 					rc = a;
 					break;
@@ -1457,7 +1470,8 @@ static int run(ctx *c, msgpack_packer *pk)
 			}
 			seen++;
 			if (!past_cursor(q, &x, cs, &ck)) {
-				if (!c->relevance && root_exact && (rc = deferred_add(c, &dfr, &x.key)))
+				if (!c->relevance && root_exact && !c->all_live &&
+				    (rc = deferred_add(c, &dfr, &x.key)))
 					break;
 				continue;
 			}
@@ -1497,7 +1511,7 @@ static int run(ctx *c, msgpack_packer *pk)
 				dfr.dead++; /* counted in seen, but gone */
 		}
 		/* the rest were counted without a check */
-		for (; j < ncand && rc == 0 && root_exact; j++)
+		for (; j < ncand && rc == 0 && root_exact && !c->all_live; j++)
 			rc = deferred_add(c, &dfr, &cands[j].key);
 		ncand = 0;
 	}
