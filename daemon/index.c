@@ -803,6 +803,7 @@ static int load_state(na_indexer *x)
 	 * these: build it from the articles */
 	x->rebuild = fresh || rebuild != 0 || !has_shift || !same || x->epoch != epoch ||
 		     x->seq > seq;
+	atomic_store(&s->ix_unfit, x->rebuild && !rebuild);
 	if (!fresh && x->rebuild && !rebuild)
 		log_info("index: built for %s; rebuilding",
 			 !has_shift ? "an older layout"
@@ -1497,6 +1498,7 @@ static int do_reset(na_indexer *x)
 	__atomic_store_n(&x->covers, 0, __ATOMIC_RELEASE);
 	if ((rc = load_state(x)))
 		return rc;
+	atomic_store(&s->ix_unfit, false); /* ix_rebuild says it from now on */
 	x->rebuild = true;
 	x->scanning = true;
 	x->scan_started = false;

@@ -1300,7 +1300,8 @@ static int run(ctx *c, msgpack_packer *pk)
 	    (rc = na_meta_get_u64(s, c->txn, "ix_epoch", &epoch)) ||
 	    (rc = na_meta_get_u64(s, c->txn, "seq", &aseq)))
 		return rc;
-	c->all_live = ixdead == 0 && ixseq == aseq && !rebuild && ixepoch == epoch;
+	c->all_live = ixdead == 0 && ixseq == aseq && !rebuild && ixepoch == epoch &&
+		      !atomic_load(&s->ix_unfit);
 	if ((rc = na_ixmeta_get_u64(s, c->itxn, "ix_next", &c->ndocs)) ||
 	    (rc = na_ixmeta_get_u64(s, c->itxn, "ix_len", &lensum)))
 		return rc;

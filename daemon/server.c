@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "index.h"
@@ -235,24 +236,36 @@ static void *verify_main(void *arg)
 	return NULL;
 }
 
-/* Removes the archive (and its derived index) from the data directory. */
-static void wipe_archive(const char *dir)
+/* Moves a damaged archive aside (DIR/data.mdb.damaged-TIME, kept for
+ * whoever wants to salvage it: a follower that was promoted holds writes
+ * nobody else has) and removes what derives from it. 0, or -1 when it
+ * could not be moved. */
+static int set_archive_aside(const char *dir)
 {
-	static const char *const files[] = { "data.mdb", "lock.mdb", "unsynced", "index/data.mdb",
-					     "index/lock.mdb", "index/unsynced" };
-	char path[4200];
-	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-		unlink(path);
+	char from[4200], to[4300];
+	snprintf(from, sizeof from, "%s/data.mdb", dir);
+	snprintf(to, sizeof to, "%s/data.mdb.damaged-%lld", dir, (long long)time(NULL));
+	if (rename(from, to) != 0) {
+		log_error("cannot move %s aside: %s", from, strerror(errno));
+		return -1;
 	}
+	log_warn("the damaged archive is kept as %s", to);
+	static const char *const files[] = { "lock.mdb", "unsynced", "index/data.mdb",
+					     "index/lock.mdb", "index/unsynced" };
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		snprintf(from, sizeof from, "%s/%s", dir, files[i]);
+		unlink(from);
+	}
+	return 0;
 }
 
 /* The store was opened with commits from an earlier boot that were never
  * synced (relaxed durability): LMDB's pages reach the disk in no set order,
  * so the archive is verified before anything is served from it. On a
  * thread, so that systemd hears from us meanwhile (the start timeout and
- * the watchdog). Undamaged: go on. Damaged: a follower starts over empty
- * (its primary sends a snapshot); a primary refuses to start. 0 or -1. */
+ * the watchdog). Undamaged: go on. Damaged: a follower moves its archive
+ * aside and starts over empty (its primary sends a snapshot); a primary
+ * refuses to start. 0 or -1. */
 static int after_machine_stop(na_server *s, const na_store_opts *so)
 {
 	const na_config *cfg = &s->cfg;
@@ -292,7 +305,11 @@ static int after_machine_stop(na_server *s, const na_store_opts *so)
 	log_warn("%s: the archive is damaged (%s); a follower starts over: its primary "
 		 "sends a snapshot",
 		 cfg->data, why);
-	wipe_archive(cfg->data);
+	/* (a promoted server still started with follow = ... would refuse that
+	 * snapshot to keep its own writes, follow.c; its damaged archive is
+	 * kept aside rather than removed, for the same reason) */
+	if (set_archive_aside(cfg->data))
+		return -1;
 	const char *msg;
 	int rc = na_store_open(&s->store, so, &msg);
 	if (rc)

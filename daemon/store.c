@@ -689,6 +689,12 @@ int na_store_open(na_store *s, const na_store_opts *o, const char **msg)
 		*msg = "cannot commit the opening transaction";
 		goto fail;
 	}
+	/* relaxed: the opening commit (a new history id) is made without a
+	 * marker, so it must be on disk before anything else is */
+	if (o->relaxed && !o->readonly && (rc = mdb_env_sync(s->env, 1))) {
+		*msg = "cannot sync the opening transaction";
+		goto fail;
+	}
 	if (!o->readonly && (rc = open_index_env(s, o, msg)))
 		goto fail;
 	return 0;

@@ -61,6 +61,10 @@ typedef struct na_store {
 	char mark[4200];
 	bool marked, unclean_stop;
 	bool ix_unsynced;      /* index commits not yet synced (indexer thread) */
+	/* the indexer found its index unfit (other articles, ahead of the
+	 * archive) and has not yet recorded the rebuild in it: searches must
+	 * not trust the index's meta meanwhile (search.c all_live) */
+	_Atomic bool ix_unfit;
 	char ix_mark[4200];    /* DIR/index/unsynced: the marker of that state */
 	bool have_index;       /* false: a read-only open (no index environment) */
 	na_codec *codec;

@@ -1221,10 +1221,17 @@ static int apply_group(na_writer *w, na_wjob *first, na_wjob *stop, bool locked)
 	if (unmarked)
 		mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
 	rc = mdb_txn_commit(txn);
-	if (unmarked)
+	if (unmarked) {
 		mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
-	else if (w->syncer_on)
+		if (rc == 0) { /* on disk: synced_seq may say so */
+			pthread_mutex_lock(&w->sync_lock);
+			if (!w->unsynced && !w->committing)
+				atomic_store(&w->synced_seq, w->seq);
+			pthread_mutex_unlock(&w->sync_lock);
+		}
+	} else if (w->syncer_on) {
 		relaxed_end(w, rc == 0);
+	}
 	if (rc) {
 		restore(w, &st);
 		group_dicts_done(w, false);

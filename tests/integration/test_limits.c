@@ -282,6 +282,8 @@ static struct {
 	bool mounted;
 } fs;
 
+static int filesystem_teardown(void **state);
+
 static void filesystem_full(const char *durability)
 {
 	memset(&fs, 0, sizeof fs);
@@ -320,6 +322,7 @@ static void test_filesystem_full_relaxed(void **state)
 {
 	(void)state;
 	filesystem_full("relaxed");
+	filesystem_teardown(NULL); /* unmount the first tmpfs before the second */
 	memset(&fs, 0, sizeof fs);
 	snprintf(fs.mnt, sizeof fs.mnt, "/tmp/newsarch-tmpfs-XXXXXX");
 	assert_non_null(mkdtemp(fs.mnt));

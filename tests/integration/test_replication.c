@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <lmdb.h>
 
 #include "daemon.h"
@@ -1852,6 +1853,15 @@ static void test_damaged_follower_starts_over(void **state)
 	fclose(f);
 	assert_int_equal(na_test_daemon_restart(&D[1]), 0);
 	assert_int_equal(log_count(1, "a follower starts over"), 1);
+	/* the damaged copy is kept aside, not removed */
+	assert_int_equal(log_count(1, "the damaged archive is kept as"), 1);
+	DIR *dir = opendir(D[1].data);
+	assert_non_null(dir);
+	bool aside = false;
+	for (struct dirent *e; (e = readdir(dir));)
+		aside |= strncmp(e->d_name, "data.mdb.damaged-", 17) == 0;
+	closedir(dir);
+	assert_true(aside);
 	wait_caught_up(0, 1);
 	assert_int_equal(compare_all(0, 1), 2000);
 	verify_ok(1);
