@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <lmdb.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
@@ -199,18 +198,6 @@ static bool log_has(const char *path, const char *needle)
 	return found;
 }
 
-/* What a machine that stopped with relaxed commits unsynced leaves behind:
- * the archive's marker, written in another boot. */
-static void fake_earlier_boot(const char *data)
-{
-	char mark[400];
-	snprintf(mark, sizeof mark, "%s/unsynced", data);
-	FILE *f = fopen(mark, "w");
-	assert_non_null(f);
-	fputs("00000000-0000-0000-0000-000000000000", f);
-	fclose(f);
-}
-
 static int put_some(na_test_daemon *d, int first, int n)
 {
 	na_trpc t;
@@ -271,7 +258,7 @@ static void test_machine_stop_with_relaxed_commits(void **state)
 	na_test_daemon_kill(&d);
 
 	/* no damage: verified, served, marker gone */
-	fake_earlier_boot(d.data);
+	assert_int_equal(na_test_mark_unsynced_earlier_boot(d.data), 0);
 	assert_int_equal(na_test_daemon_restart(&d), 0);
 	assert_true(log_has(d.log, "verifying the archive before serving"));
 	assert_true(log_has(d.log, "600 articles verified, no damage"));
@@ -286,27 +273,8 @@ static void test_machine_stop_with_relaxed_commits(void **state)
 	assert_false(exists(mark)); /* a clean stop leaves none */
 
 	/* a torn record: the server refuses to start */
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_set_mapsize(env, 1u << 30), 0);
-	assert_int_equal(mdb_env_open(env, d.data, 0, 0640), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "articles", 0, &dbi), 0);
-	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
-	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
-	char junk[64];
-	memset(junk, 0xee, sizeof junk);
-	MDB_val jv = { sizeof junk, junk };
-	assert_int_equal(mdb_cursor_put(cur, &k, &jv, MDB_CURRENT), 0);
-	mdb_cursor_close(cur);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
-	fake_earlier_boot(d.data);
+	assert_int_equal(na_test_damage_article(d.data), 0);
+	assert_int_equal(na_test_mark_unsynced_earlier_boot(d.data), 0);
 	fprintf(stderr, "(a refused start and its log follow: expected)\n");
 	assert_int_equal(na_test_daemon_restart(&d), -1);
 	assert_true(log_has(d.log, "the archive is damaged"));

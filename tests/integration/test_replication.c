@@ -28,7 +28,6 @@
 
 #include <cmocka.h>
 #include <dirent.h>
-#include <lmdb.h>
 
 #include "daemon.h"
 #include "proxy.h"
@@ -1825,32 +1824,8 @@ static void test_damaged_follower_starts_over(void **state)
 	wait_caught_up(0, 1);
 	stop_clean(1);
 	/* junk in place of one record, and the marker of an earlier boot */
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_set_mapsize(env, 1u << 30), 0);
-	assert_int_equal(mdb_env_open(env, D[1].data, 0, 0640), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "articles", 0, &dbi), 0);
-	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
-	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
-	char junk[64];
-	memset(junk, 0xee, sizeof junk);
-	MDB_val jv = { sizeof junk, junk };
-	assert_int_equal(mdb_cursor_put(cur, &k, &jv, MDB_CURRENT), 0);
-	mdb_cursor_close(cur);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
-	char mark[400];
-	snprintf(mark, sizeof mark, "%s/unsynced", D[1].data);
-	FILE *f = fopen(mark, "w");
-	assert_non_null(f);
-	fputs("00000000-0000-0000-0000-000000000000", f);
-	fclose(f);
+	assert_int_equal(na_test_damage_article(D[1].data), 0);
+	assert_int_equal(na_test_mark_unsynced_earlier_boot(D[1].data), 0);
 	assert_int_equal(na_test_daemon_restart(&D[1]), 0);
 	assert_int_equal(log_count(1, "a follower starts over"), 1);
 	/* the damaged copy is kept aside, not removed */

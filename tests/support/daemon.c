@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 int na_test_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -249,4 +251,45 @@ int na_test_connect_unix(const na_test_daemon *d)
 		return -1;
 	}
 	return fd;
+}
+
+int na_test_damage_article(const char *data)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	char junk[64];
+	memset(junk, 0xee, sizeof junk);
+	MDB_val jv = { sizeof junk, junk };
+	if (mdb_env_create(&env))
+		return -1;
+	int rc = mdb_env_set_maxdbs(env, 16);
+	if (!rc)
+		rc = mdb_env_set_mapsize(env, 1u << 30);
+	if (!rc)
+		rc = mdb_env_open(env, data, 0, 0640);
+	if (!rc && !(rc = mdb_txn_begin(env, NULL, 0, &txn))) {
+		if (!(rc = mdb_dbi_open(txn, "articles", 0, &dbi)) &&
+		    !(rc = mdb_cursor_open(txn, dbi, &cur))) {
+			if (!(rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)))
+				rc = mdb_cursor_put(cur, &k, &jv, MDB_CURRENT);
+			mdb_cursor_close(cur);
+		}
+		rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+	}
+	mdb_env_close(env);
+	return rc ? -1 : 0;
+}
+
+int na_test_mark_unsynced_earlier_boot(const char *data)
+{
+	char mark[400];
+	snprintf(mark, sizeof mark, "%s/unsynced", data);
+	FILE *f = fopen(mark, "w");
+	if (!f)
+		return -1;
+	fputs("00000000-0000-0000-0000-000000000000", f);
+	return fclose(f) ? -1 : 0;
 }

@@ -47,5 +47,11 @@ long na_test_rss_kb(pid_t pid);
 int na_test_connect_tcp(const na_test_daemon *d);
 /* A blocking Unix-socket connection to the daemon; -1 on failure. */
 int na_test_connect_unix(const na_test_daemon *d);
+/* Damage a stopped daemon's archive in data: junk in place of the first
+ * article's record (verify finds it). 0 or -1. */
+int na_test_damage_article(const char *data);
+/* Leave in data what a machine that stopped with relaxed commits unsynced
+ * leaves: the archive's marker, written in another boot. 0 or -1. */
+int na_test_mark_unsynced_earlier_boot(const char *data);
 
 #endif

@@ -930,23 +930,57 @@ static void sink(na_conn *c, const void *data, size_t len)
 	msgpack_sbuffer_write(&replies, data, len);
 }
 
-static void test_conn_sink_requests(void **state)
+/* A server of its own on f's archive (closed first: the server opens it)
+ * with one connection whose replies go to `replies`. */
+typedef struct sink_srv {
+	uv_loop_t loop;
+	na_server *srv;
+	na_conn *c;
+} sink_srv;
+
+static void sink_open(fx *f, sink_srv *ss)
 {
-	fx *f = *state;
-	fx_close(f); /* the server opens the archive itself */
+	fx_close(f);
 	na_log_set_level(NA_LOG_ERROR);
 	na_config cfg;
 	na_config_defaults(&cfg);
 	snprintf(cfg.data, sizeof cfg.data, "%s", f->dir);
 	cfg.relaxed = true;
 	cfg.map_size = 16u << 20;
-	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	na_server *srv = calloc(1, sizeof *srv);
-	assert_int_equal(na_server_init(srv, &loop, &cfg), 0);
-	na_conn *c = na_conn_new(srv);
-	c->sink = sink;
+	assert_int_equal(uv_loop_init(&ss->loop), 0);
+	ss->srv = calloc(1, sizeof *ss->srv);
+	assert_non_null(ss->srv);
+	assert_int_equal(na_server_init(ss->srv, &ss->loop, &cfg), 0);
+	ss->c = na_conn_new(ss->srv);
+	ss->c->sink = sink;
 	msgpack_sbuffer_init(&replies);
+}
+
+/* Hangs up (a byte that is not MessagePack) unless the test did (ss->c
+ * NULL), and stops the server. */
+static void sink_close(sink_srv *ss)
+{
+	if (ss->c) {
+		ss->c->refs++;
+		na_conn_feed(ss->c, (const uint8_t *)"\xc1", 1);
+		na_conn_unref(ss->c);
+	}
+	na_server_shutdown(ss->srv);
+	uv_run(&ss->loop, UV_RUN_DEFAULT);
+	na_server_free(ss->srv);
+	assert_int_equal(uv_loop_close(&ss->loop), 0);
+	free(ss->srv);
+	msgpack_sbuffer_destroy(&replies);
+}
+
+static void test_conn_sink_requests(void **state)
+{
+	fx *f = *state;
+	sink_srv ss;
+	sink_open(f, &ss);
+	uv_loop_t *loop = &ss.loop;
+	na_server *srv = ss.srv;
+	na_conn *c = ss.c;
 	/* regression (fuzz_dispatch): an empty feed on a fresh connection did
 	 * pointer arithmetic and memcpy on its NULL input buffer (UBSan) */
 	na_conn_feed(c, (const uint8_t *)"", 0);
@@ -985,7 +1019,7 @@ static void test_conn_sink_requests(void **state)
 	na_mp_pack_cstr(&pk, "urn:sink");
 	na_conn_feed(c, (const uint8_t *)req.data, req.size);
 	while (srv->inflight > 0)
-		uv_run(&loop, UV_RUN_ONCE);
+		uv_run(loop, UV_RUN_ONCE);
 	/* the get ran before the put was durable: NOT_FOUND, then the put */
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
@@ -1021,7 +1055,7 @@ static void test_conn_sink_requests(void **state)
 	na_mp_pack_cstr(&pk, "title");
 	na_conn_feed(c, (const uint8_t *)req.data, req.size);
 	while (srv->inflight > 0)
-		uv_run(&loop, UV_RUN_ONCE);
+		uv_run(loop, UV_RUN_ONCE);
 	off = 0;
 	assert_int_equal(msgpack_unpack_next(&u, replies.data, replies.size, &off),
 			 MSGPACK_UNPACK_SUCCESS);
@@ -1041,14 +1075,10 @@ static void test_conn_sink_requests(void **state)
 	assert_true(c->closing);
 	na_conn_unref(c);
 	assert_int_equal(srv->nconns, 0);
-	na_server_shutdown(srv);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	na_server_free(srv);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	free(srv);
+	ss.c = NULL;
+	sink_close(&ss);
 	msgpack_sbuffer_destroy(&req);
 	msgpack_sbuffer_destroy(&art);
-	msgpack_sbuffer_destroy(&replies);
 }
 
 /* ---- blocks ------------------------------------------------------------ */
@@ -1964,20 +1994,11 @@ static void test_backup_durable(void **state)
 {
 	fx *f = *state;
 	put(f, "urn:kept", 100, "kept");
-	fx_close(f);
-	na_log_set_level(NA_LOG_ERROR);
-	na_config cfg;
-	na_config_defaults(&cfg);
-	snprintf(cfg.data, sizeof cfg.data, "%s", f->dir);
-	cfg.relaxed = true;
-	cfg.map_size = 16u << 20;
-	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	na_server *srv = calloc(1, sizeof *srv);
-	assert_int_equal(na_server_init(srv, &loop, &cfg), 0);
-	na_conn *c = na_conn_new(srv);
-	c->sink = sink;
-	msgpack_sbuffer_init(&replies);
+	sink_srv ss;
+	sink_open(f, &ss);
+	uv_loop_t *loop = &ss.loop;
+	na_server *srv = ss.srv;
+	na_conn *c = ss.c;
 	char bk[600], bad[600], path[700], code[32];
 	snprintf(bk, sizeof bk, "%s/bk", f->dir);
 	snprintf(bad, sizeof bad, "%s/bad", f->dir);
@@ -1986,7 +2007,7 @@ static void test_backup_durable(void **state)
 	snprintf(watch_path[0], sizeof watch_path[0], "%s/data.mdb", bk);
 	snprintf(watch_path[1], sizeof watch_path[1], "%s", bk);
 	snprintf(watch_path[2], sizeof watch_path[2], "%s", f->dir);
-	assert_null(sink_call(&loop, srv, c, "backup", bk, code, sizeof code));
+	assert_null(sink_call(loop, srv, c, "backup", bk, code, sizeof code));
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(watch_seen[i], 1);
 	memset(watch_path, 0, sizeof watch_path);
@@ -1996,7 +2017,7 @@ static void test_backup_durable(void **state)
 	assert_true(sb.st_size > 0);
 
 	snprintf(fail_path, sizeof fail_path, "%s/data.mdb", bad);
-	const char *err = sink_call(&loop, srv, c, "backup", bad, code, sizeof code);
+	const char *err = sink_call(loop, srv, c, "backup", bad, code, sizeof code);
 	fail_path[0] = 0;
 	assert_int_equal(fail_hits, 1);
 	assert_non_null(err);
@@ -2005,15 +2026,7 @@ static void test_backup_durable(void **state)
 	assert_int_equal(stat(path, &sb), -1);
 	assert_int_equal(stat(bad, &sb), -1); /* the directory it made is gone */
 
-	c->refs++;
-	na_conn_feed(c, (const uint8_t *)"\xc1", 1);
-	na_conn_unref(c);
-	na_server_shutdown(srv);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	na_server_free(srv);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	free(srv);
-	msgpack_sbuffer_destroy(&replies);
+	sink_close(&ss);
 
 	/* the copy is an archive holding what was acknowledged */
 	snprintf(f->dir + strlen(f->dir), sizeof f->dir - strlen(f->dir), "/bk");
@@ -2072,23 +2085,14 @@ static void test_promote_refused_during_snapshot(void **state)
 static void test_error_counts_follow_their_method(void **state)
 {
 	fx *f = *state;
-	fx_close(f);
-	na_log_set_level(NA_LOG_ERROR);
-	na_config cfg;
-	na_config_defaults(&cfg);
-	snprintf(cfg.data, sizeof cfg.data, "%s", f->dir);
-	cfg.relaxed = true;
-	cfg.map_size = 16u << 20;
-	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	na_server *srv = calloc(1, sizeof *srv);
-	assert_int_equal(na_server_init(srv, &loop, &cfg), 0);
-	na_conn *c = na_conn_new(srv);
-	c->sink = sink;
-	msgpack_sbuffer_init(&replies);
+	sink_srv ss;
+	sink_open(f, &ss);
+	uv_loop_t *loop = &ss.loop;
+	na_server *srv = ss.srv;
+	na_conn *c = ss.c;
 	char code[32];
 	srv->stopping = true; /* writes are refused while shutting down */
-	assert_string_equal(sink_call(&loop, srv, c, "delete", "urn:x", code, sizeof code),
+	assert_string_equal(sink_call(loop, srv, c, "delete", "urn:x", code, sizeof code),
 			    "UNAVAILABLE");
 	srv->stopping = false;
 	/* [0, msgid, 42, []]: the method is not a string */
@@ -2101,15 +2105,7 @@ static void test_error_counts_follow_their_method(void **state)
 			fail_msg("method %d: %llu errors for %llu requests", m,
 				 (unsigned long long)srv->metrics.errors[m],
 				 (unsigned long long)srv->metrics.requests[m]);
-	c->refs++;
-	na_conn_feed(c, (const uint8_t *)"\xc1", 1);
-	na_conn_unref(c);
-	na_server_shutdown(srv);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	na_server_free(srv);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	free(srv);
-	msgpack_sbuffer_destroy(&replies);
+	sink_close(&ss);
 }
 
 int main(void)
